@@ -1,0 +1,93 @@
+"""The ``enhance`` command: files and folders in, ``OUTDIR/<stem>.png`` out."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+from .checkpoint import load_network
+from .errors import ImageReadError
+from .imageio import list_images, read_image, write_png
+from .inference import enhance_with_backoff
+from .memory import default_budget, default_device
+from .weights import resolve_weights
+
+
+def plan_outputs(paths: list[Path], outdir: Path) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """Pair each input with a distinct output path; never an input file itself."""
+    inputs = {p.resolve() for p in paths}
+    used: set[Path] = set()
+    plan, problems = [], []
+    for p in paths:
+        stem, n = p.stem, 1
+        out = outdir / f"{stem}.png"
+        while out.resolve() in used or out.resolve() in inputs:
+            if out.resolve() in inputs and n == 1:
+                problems.append(f"{p}: output {out} would overwrite an input; writing {stem}_enhanced.png instead")
+                out = outdir / f"{stem}_enhanced.png"
+                n += 1
+                continue
+            out = outdir / f"{stem}_{n}.png"
+            n += 1
+        used.add(out.resolve())
+        plan.append((p, out))
+    return plan, problems
+
+
+def _progress_bar(total: int):
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm comes with open_clip
+        return None
+    return tqdm(total=total, unit="img", file=sys.stderr, dynamic_ncols=True)
+
+
+def enhance_files(args) -> int:
+    paths, problems = list_images(args.inputs)
+    for msg in problems:
+        print(f"error: {msg}", file=sys.stderr)
+    if not paths:
+        print("error: no input images", file=sys.stderr)
+        return 1
+    device = torch.device(args.device) if args.device else default_device()
+    dtype = getattr(torch, {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}.get(args.dtype, args.dtype))
+    weights = resolve_weights(args.weights, progress=None)
+    net = load_network(weights)
+    outdir = Path(args.output)
+    outdir.mkdir(parents=True, exist_ok=True)
+    plan, clashes = plan_outputs(paths, outdir)
+    for msg in clashes:
+        print(f"warning: {msg}", file=sys.stderr)
+    failures, enhanced = len(problems), 0
+    bar = _progress_bar(len(plan))
+    for src, dst in plan:
+        try:
+            arr = read_image(src)
+        except ImageReadError as e:
+            failures += 1
+            (bar.write if bar else print)(f"error: {e} -- skipped")
+            if bar:
+                bar.update(1)
+            continue
+        x = torch.from_numpy(arr).permute(2, 0, 1)[None]
+        if getattr(args, "fast", False):
+            from .preview import enhance_preview
+
+            res = enhance_preview(net, x, strength=args.strength, device=device, dtype=dtype)
+        else:
+            res = enhance_with_backoff(net, x, strength=args.strength, tile=args.tile, device=device, dtype=dtype,
+                                       memory_budget=default_budget(device))
+        write_png(dst, res.image[0].permute(1, 2, 0).cpu().numpy())
+        if args.save_light:
+            write_png(dst.with_name(dst.stem + "_light.png"), res.light[0, 0].clamp(0, 1).cpu().numpy())
+        enhanced += 1
+        if bar:
+            bar.set_postfix_str(src.name[-30:])
+            bar.update(1)
+    if bar:
+        bar.close()
+    print(f"enhanced {enhanced} of {len(plan)} images into {outdir}"
+          + (f"; {failures} inputs failed" if failures else ""),
+          file=sys.stderr)
+    return 1 if failures else 0
