@@ -66,7 +66,11 @@ def enhance_files(args) -> int:
             arr = read_image(src)
         except ImageReadError as e:
             failures += 1
-            (bar.write if bar else print)(f"error: {e} -- skipped")
+            msg = f"error: {e} -- skipped"
+            if bar:
+                bar.write(msg, file=sys.stderr)
+            else:
+                print(msg, file=sys.stderr)
             if bar:
                 bar.update(1)
             continue

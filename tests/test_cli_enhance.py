@@ -1,0 +1,74 @@
+"""`python -m cliplit_core enhance`: files, folders, bad inputs, 16-bit, light maps."""
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+from cliplit_core.cli import main
+from cliplit_core.imageio import to_uint8, write_png
+
+from conftest import REPO, synthetic_photo
+from imagefiles import write_png16
+
+
+def test_enhance_folder_matches_reference_and_skips_bad_files(tmp_path, shared_data, official_weights_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("110_51093502029_o", "c5b8b4070688114c602b27933c6699b6"):
+        (src / f"{name}.png").write_bytes((shared_data / "backlit_small" / f"{name}.png").read_bytes())
+    (src / "broken.jpg").write_bytes(b"\xff\xd8 definitely not a jpeg")
+    out = tmp_path / "out"
+    rc = main(["enhance", str(src), "-o", str(out), "--weights", str(official_weights_path), "--save-light",
+               "--device", "cpu"])
+    assert rc == 1  # one input failed
+    err = capsys.readouterr().err
+    assert "broken.jpg" in err and "skipped" in err and "enhanced 2 of 3" in err
+    for name in ("110_51093502029_o", "c5b8b4070688114c602b27933c6699b6"):
+        ours = np.asarray(Image.open(out / f"{name}.png")).astype(int)
+        ref = np.asarray(Image.open(shared_data / "reference_small" / f"{name}.png")).astype(int)
+        assert np.abs(ours - ref).max() <= 1
+        light = np.asarray(Image.open(out / f"{name}_light.png"))
+        ref_light = np.load(shared_data / "reference_small" / f"{name}_light.npy")
+        assert np.abs(light.astype(int) - to_uint8(np.clip(ref_light, 0, 1)).astype(int)).max() <= 1
+    assert not (out / "broken.png").exists()
+
+
+def test_never_overwrites_inputs_and_handles_16bit_gray_rgba(tmp_path, official_weights_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    photo = synthetic_photo(40, 50, 4)
+    write_png16(d / "deep.png", (photo[..., :3] * 65535).astype(np.uint16))
+    write_png(d / "rgba.png", photo)
+    write_png(d / "gray.png", photo[..., :1])
+    before = {p.name: p.read_bytes() for p in d.iterdir()}
+    rc = main(["enhance", str(d), "-o", str(d), "--weights", str(official_weights_path), "--tile", "16",
+               "--strength", "0.5"])
+    assert rc == 0
+    assert {p.name: p.read_bytes() for p in d.iterdir() if p.name in before} == before
+    assert Image.open(d / "rgba_enhanced.png").mode == "RGBA"
+    assert Image.open(d / "gray_enhanced.png").mode == "L"
+    assert np.array_equal(np.asarray(Image.open(d / "rgba_enhanced.png"))[..., 3], to_uint8(photo[..., 3]))
+    assert np.asarray(Image.open(d / "deep_enhanced.png")).mean() > to_uint8(photo[..., :3]).mean()
+
+
+def test_same_stem_from_two_folders_gets_distinct_outputs(tmp_path, official_weights_path):
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        write_png(tmp_path / sub / "x.png", synthetic_photo(8, 8, seed=ord(sub)))
+    assert main(["enhance", str(tmp_path / "a"), str(tmp_path / "b"), "-o", str(tmp_path / "o"),
+                 "--weights", str(official_weights_path)]) == 0
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["x.png", "x_1.png"]
+
+
+def test_module_entry_point_and_bad_weights_exit_cleanly(tmp_path):
+    write_png(tmp_path / "a.png", synthetic_photo(8, 8))
+    (tmp_path / "w.pth").write_text("nope")
+    r = subprocess.run([sys.executable, "-m", "cliplit_core", "enhance", str(tmp_path / "a.png"), "-o",
+                        str(tmp_path / "o"), "--weights", str(tmp_path / "w.pth")],
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert "w.pth: not a checkpoint" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run([sys.executable, "-m", "cliplit_core", "enhance", "--help"], cwd=REPO,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "--save-light" in r.stdout and "--strength" in r.stdout

@@ -1,0 +1,84 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from cliplit_core.errors import ImageReadError
+from cliplit_core.imageio import list_images, read_image, to_uint8, write_png
+
+from imagefiles import write_png16
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_16bit_color_png_keeps_full_precision(tmp_path, channels):
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 65536, size=(7, 9, channels), dtype=np.uint16)
+    write_png16(tmp_path / "x.png", a)
+    got = read_image(tmp_path / "x.png")
+    assert got.shape == (7, 9, channels) and got.dtype == np.float32
+    assert np.abs(got * 65535 - a).max() < 0.01
+
+
+def test_16bit_gray_png(tmp_path):
+    a = (np.arange(30, dtype=np.uint16) * 2000).reshape(5, 6)
+    write_png16(tmp_path / "g.png", a)
+    got = read_image(tmp_path / "g.png")
+    assert got.shape == (5, 6, 1) and np.abs(got[..., 0] * 65535 - a).max() < 0.01
+
+
+@pytest.mark.parametrize("mode,channels", [("L", 1), ("LA", 2), ("RGB", 3), ("RGBA", 4), ("P", 3), ("1", 1)])
+def test_8bit_modes(tmp_path, mode, channels):
+    base = Image.new("RGBA", (5, 4), (10, 200, 30, 128))
+    im = (base if "A" in mode else base.convert("RGB")).convert(mode)
+    im.save(tmp_path / "a.png")
+    assert read_image(tmp_path / "a.png").shape == (4, 5, channels)
+
+
+@pytest.mark.parametrize("ext", ["jpg", "webp", "bmp", "tiff"])
+def test_other_formats(tmp_path, ext):
+    Image.new("RGB", (6, 5), (255, 128, 0)).save(tmp_path / f"a.{ext}")
+    got = read_image(tmp_path / f"a.{ext}")
+    assert got.shape == (5, 6, 3) and abs(got[2, 2, 0] - 1.0) < 0.02
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    im = Image.new("RGB", (6, 4))
+    exif = im.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    im.save(tmp_path / "r.jpg", exif=exif)
+    assert read_image(tmp_path / "r.jpg").shape == (6, 4, 3)
+
+
+def test_unreadable_files_raise_clear_errors(tmp_path):
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    with pytest.raises(ImageReadError, match="bad.png: cannot read image"):
+        read_image(tmp_path / "bad.png")
+    Image.new("RGB", (64, 64)).save(tmp_path / "full.png")
+    data = (tmp_path / "full.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[:60])
+    with pytest.raises(ImageReadError, match="cut.png"):
+        read_image(tmp_path / "cut.png")
+    with pytest.raises(ImageReadError, match="no such file"):
+        read_image(tmp_path / "missing.png")
+
+
+def test_rounding_matches_torchvision_save_image():
+    x = np.array([0, 0.5 / 255, 0.49 / 255, 1.0, 1.2, -0.1, np.nan], dtype=np.float32)
+    assert to_uint8(x).tolist() == [0, 1, 0, 255, 255, 0, 0]
+
+
+def test_write_png_round_trip(tmp_path):
+    a = np.random.default_rng(1).random((5, 7, 3)).astype(np.float32)
+    write_png(tmp_path / "o.png", a)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "o.png")), to_uint8(a))
+    write_png(tmp_path / "g.png", a[..., :1])
+    assert Image.open(tmp_path / "g.png").mode == "L"
+
+
+def test_list_images_expands_folders_and_reports_problems(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "e").mkdir()
+    for n in ("b.png", "a.JPG", "notes.txt"):
+        (tmp_path / "d" / n).write_bytes(b"x")
+    paths, problems = list_images([tmp_path / "d", tmp_path / "e", tmp_path / "missing.png"])
+    assert [p.name for p in paths] == ["a.JPG", "b.png"]
+    assert len(problems) == 2 and "no images" in problems[0] and "no such file" in problems[1]

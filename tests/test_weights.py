@@ -1,0 +1,66 @@
+"""The `official` weights source: checksum, caching and offline errors (network mocked)."""
+import hashlib
+
+import pytest
+
+from cliplit_core import weights
+from cliplit_core.errors import WeightsDownloadError
+
+
+def _fake_downloader(payload: bytes, calls: list):
+    def download(url, dest, progress):
+        calls.append(url)
+        dest.write_bytes(payload)
+        if progress:
+            progress(len(payload), len(payload))
+
+    return download
+
+
+def test_download_verifies_and_caches(tmp_path, monkeypatch):
+    payload = b"pretend these are the weights"
+    monkeypatch.setattr(weights, "OFFICIAL_SHA256", hashlib.sha256(payload).hexdigest())
+    calls = []
+    p = weights.official_weights(tmp_path, downloader=_fake_downloader(payload, calls))
+    assert p == tmp_path / "enhancement_model.pth" and p.read_bytes() == payload
+    assert calls == [weights.OFFICIAL_URL]
+    assert weights.official_weights(tmp_path, downloader=_fake_downloader(payload, calls)) == p
+    assert len(calls) == 1  # cached: no second download
+
+
+def test_checksum_mismatch_keeps_nothing(tmp_path):
+    with pytest.raises(WeightsDownloadError, match="sha256"):
+        weights.official_weights(tmp_path, downloader=_fake_downloader(b"tampered", []))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_offline_says_where_to_put_the_file(tmp_path):
+    def offline(url, dest, progress):
+        raise OSError("Name or service not known")
+
+    with pytest.raises(WeightsDownloadError) as e:
+        weights.official_weights(tmp_path, downloader=offline)
+    msg = str(e.value)
+    assert weights.OFFICIAL_URL in msg and str(tmp_path / "enhancement_model.pth") in msg
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_file_with_wrong_hash_is_not_used(tmp_path):
+    (tmp_path / "enhancement_model.pth").write_bytes(b"something else")
+    with pytest.raises(WeightsDownloadError, match="exists but its sha256"):
+        weights.official_weights(tmp_path, downloader=_fake_downloader(b"x", []))
+
+
+def test_the_real_official_file_passes_the_checksum(official_weights_path, tmp_path):
+    assert weights.sha256_of(official_weights_path) == weights.OFFICIAL_SHA256
+    (tmp_path / "enhancement_model.pth").write_bytes(official_weights_path.read_bytes())
+
+    def no_network(*a):
+        raise AssertionError("must not download when a verified file is present")
+
+    assert weights.official_weights(tmp_path, downloader=no_network) == tmp_path / "enhancement_model.pth"
+
+
+def test_cache_dir_honours_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLIPLIT_CACHE", str(tmp_path / "c"))
+    assert weights.cache_dir() == tmp_path / "c"
