@@ -1,0 +1,204 @@
+"""``python -m cliplit_core score``: CLIP Light Scores of image files.
+
+Prints one JSON object per image, ``{"file": ..., "light_score": ...}`` (plus
+``"heatmap": PATH`` with ``--heatmap DIR``), in input order. ``--model`` is our
+``.safetensors`` holding a prompt pair (its metadata names the CLIP model) or an
+authors' prompt ``.pth`` (then ``--clip-model`` / ``--clip-pretrained`` /
+``--prompt-length`` describe it; the defaults are the authors': ViT-B-32, openai, 16).
+
+Exit status: 0 all scored, 1 some images could not be read (each reported on
+stderr, the others still scored), 2 nothing could be done (bad model file, CLIP
+weights unavailable, ...).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import CLIPLITError, ImageReadError
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the ``score`` subcommand on an argparse subparsers object."""
+    p = subparsers.add_parser(
+        "score", help="CLIP Light Score of images (probability 'well-lit')",
+        description="Print the CLIP Light Score (1 - S(I), probability 'well-lit' under the prompt pair) of each "
+                    "image as one JSON object per line.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
+    p.add_argument("--model", required=True, metavar="FILE",
+                   help="our .safetensors with a prompt pair, or the authors' prompt_pair.pth")
+    p.add_argument("--clip-model", default=None, metavar="NAME|CONFIG.json",
+                   help="open_clip model name or model-config JSON (default: from the file's metadata, else ViT-B-32)")
+    p.add_argument("--clip-pretrained", default=None, metavar="TAG|FILE|none",
+                   help="open_clip pretrained tag, local weights file, or 'none' for random weights "
+                        "(default: from the file's metadata, else openai)")
+    p.add_argument("--prompt-length", type=int, default=None, metavar="N",
+                   help="number of prompt tokens (default: from the file's metadata, else 16)")
+    p.add_argument("--heatmap", default=None, metavar="DIR",
+                   help="also write DIR/<stem>_light.png, a spatial light-score map of the image's size")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
+    p.add_argument("--batch-size", type=int, default=16, metavar="N", help="images per CLIP batch (default 16)")
+    p.set_defaults(func=run)
+    return p
+
+
+def _read_rgb(path: Path) -> torch.Tensor:
+    """[3, H, W] float32 in 0..1 (gray expanded, alpha dropped)."""
+    try:
+        from .imageio import read_image
+    except ImportError:  # pragma: no cover - the core always ships imageio
+        read_image = _read_image_pillow
+    arr = read_image(path)
+    c = arr.shape[2]
+    if c in (1, 2):
+        arr = np.repeat(arr[..., :1], 3, axis=2)
+    elif c == 4:
+        arr = arr[..., :3]
+    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
+
+
+def _read_image_pillow(path) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageReadError(f"{path}: cannot read image ({e})") from None
+
+
+def _write_gray_png(path: Path, gray: np.ndarray) -> None:
+    try:
+        from .imageio import write_png
+    except ImportError:  # pragma: no cover
+        from PIL import Image
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.clip(np.floor(gray * 255 + 0.5), 0, 255).astype(np.uint8)).save(path)
+        return
+    write_png(path, gray[..., None])
+
+
+def _list_inputs(inputs) -> tuple[list[Path], list[str]]:
+    try:
+        from .imageio import list_images
+    except ImportError:  # pragma: no cover
+        paths, problems = [], []
+        for item in inputs:
+            p = Path(item)
+            if p.is_dir():
+                paths.extend(sorted(c for c in p.iterdir() if c.is_file()))
+            elif p.is_file():
+                paths.append(p)
+            else:
+                problems.append(f"{p}: no such file or folder")
+        return paths, problems
+    return list_images(inputs)
+
+
+def _device(name: str | None) -> torch.device:
+    if name:
+        try:
+            dev = torch.device(name)
+        except RuntimeError as e:
+            raise CLIPLITError(f"--device {name!r}: {e}") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise CLIPLITError(f"--device {name}: CUDA is not available on this machine")
+        return dev
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_scorer(model_file, clip_model=None, clip_pretrained=None, prompt_length=None, device="cpu"):
+    """(PromptPair on ``device``, backbone) for a prompt file; the nodes can use this too."""
+    from .clip_backbone import load_backbone
+    from .prompts import PromptPair
+
+    pair = PromptPair.load(model_file, prompt_length=prompt_length, clip_model=clip_model,
+                           clip_pretrained=clip_pretrained)
+    backbone = load_backbone(pair.clip_model, pair.clip_pretrained, device=device)
+    pair.check_fits(backbone)
+    pair = pair.to(backbone.device).requires_grad_(False)
+    return pair, backbone
+
+
+def run(args) -> int:
+    """Score the inputs; returns the exit status (raises CLIPLITError for fatal problems)."""
+    from .scores import light_score_heatmap, score_images
+
+    if args.batch_size < 1:
+        raise CLIPLITError("--batch-size must be at least 1")
+    if args.prompt_length is not None and args.prompt_length < 1:
+        raise CLIPLITError("--prompt-length must be at least 1")
+    paths, problems = _list_inputs(args.inputs)
+    for msg in problems:
+        print(f"error: {msg}", file=sys.stderr)
+    if not paths:
+        raise CLIPLITError("no input images")
+    device = _device(args.device)
+    model_path = Path(args.model)
+    if not model_path.exists():
+        raise CLIPLITError(f"{model_path}: model file not found")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pair, backbone = load_scorer(model_path, args.clip_model, args.clip_pretrained, args.prompt_length,
+                                         device)
+        for w in caught:
+            print(f"warning: {w.message}", file=sys.stderr)
+    except CLIPLITError:
+        raise
+    except (RuntimeError, ValueError, OSError) as e:  # anything open_clip / torch raise unexpectedly
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise CLIPLITError(f"cannot set up the CLIP scorer: {type(e).__name__}: {first}") from None
+    heat_dir = Path(args.heatmap) if args.heatmap else None
+    failed = len(problems)
+
+    def flush(batch: list[tuple[Path, torch.Tensor]]) -> None:
+        imgs = [im for _, im in batch]
+        scores = score_images(imgs, pair, backbone, batch_size=args.batch_size)
+        for (path, im), s in zip(batch, scores.tolist()):
+            rec = {"file": str(path), "light_score": round(float(s), 6)}
+            if heat_dir is not None:
+                heat = light_score_heatmap(im.to(backbone.device), pair, backbone, batch_size=args.batch_size)
+                out = heat_dir / f"{path.stem}_light.png"
+                _write_gray_png(out, heat[0].float().cpu().numpy())
+                rec["heatmap"] = str(out)
+            print(json.dumps(rec), flush=True)
+
+    batch: list[tuple[Path, torch.Tensor]] = []
+    for path in paths:
+        try:
+            batch.append((path, _read_rgb(path)))
+        except ImageReadError as e:
+            print(f"error: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        if len(batch) >= args.batch_size:
+            flush(batch)
+            batch = []
+    if batch:
+        flush(batch)
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry point (``python -m cliplit_core.cli_score ...``)."""
+    parser = argparse.ArgumentParser(prog="python -m cliplit_core")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_parser(sub)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CLIPLITError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
