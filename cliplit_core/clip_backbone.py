@@ -276,8 +276,12 @@ def _load_file(model: nn.Module, path: Path, label: str) -> None:
     try:
         if _is_torchscript_archive(path):
             # OpenAI's original release (e.g. ~/.cache/clip/ViT-B-32.pt): read the tensors only
-            sd = torch.jit.load(str(path), map_location="cpu").state_dict()
-            for k in ("input_resolution", "context_length", "vocab_size"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still the format
+                sd = torch.jit.load(str(path), map_location="cpu").state_dict()
+            persistent = set(model.state_dict())
+            extra = {n for n, _ in model.named_buffers()} - persistent  # e.g. attn_mask
+            for k in ("input_resolution", "context_length", "vocab_size", *extra):
                 sd.pop(k, None)
             sd = {k: v.float() for k, v in sd.items()}
             model.load_state_dict(sd, strict=True)
@@ -366,15 +370,22 @@ def build_backbone(model: str = DEFAULT_SCORE_MODEL, pretrained: str = DEFAULT_P
     qg = _auto_quick_gelu(str(model), pretrained, cfg) if quick_gelu is None else bool(quick_gelu)
     log.info("building CLIP backbone %s (weights %s, %s, %s, quick_gelu=%s)", model, pretrained, device,
              precision, qg)
-    net = _instantiate(cfg, qg, precision, str(model))
+    # resolve the weights first: a bad tag or a missing file fails before building a big model
     if pretrained.lower() == RANDOM_WEIGHTS:
+        weights = None
+    elif Path(pretrained).is_file() or Path(pretrained).suffix.lower() in (".pt", ".pth", ".bin", ".safetensors"):
+        weights = Path(pretrained)
+        if not weights.is_file():
+            raise CLIPBackboneError(f"{weights}: CLIP weights file not found")
+    else:
+        weights = Path(_download_tag(str(model), pretrained))
+    net = _instantiate(cfg, qg, precision, str(model))
+    if weights is None:
         msg = (f"CLIP backbone {model} has RANDOM WEIGHTS (pretrained='none'): its scores and losses are "
                f"meaningless -- use this only for tests and timing")
         warnings.warn(msg, RandomWeightsWarning, stacklevel=3)
-    elif Path(pretrained).is_file() or Path(pretrained).suffix.lower() in (".pt", ".pth", ".bin", ".safetensors"):
-        _load_file(net, Path(pretrained), str(model))
     else:
-        _load_file(net, Path(_download_tag(str(model), pretrained)), str(model))
+        _load_file(net, weights, str(model))
     dtype = _set_precision(net, device, precision)
     net.eval().requires_grad_(False)
 
