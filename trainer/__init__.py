@@ -1,0 +1,1 @@
+"""Standalone CLIP-LIT trainer: ``python -m trainer --help``."""

@@ -1,0 +1,125 @@
+"""``python -m trainer``: train CLIP-LIT weights on your own unpaired photos.
+
+The flags are generated from :class:`trainer.config.TrainConfig` (one place for
+names, defaults and help texts).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+from cliplit_core.errors import CLIPLITError
+
+from .config import RUNTIME_FIELDS, TrainConfig, TrainerError, config_fields, training_differences
+
+DESCRIPTION = """\
+Train a CLIP-LIT enhancement network and prompt pair (Liang et al., ICCV 2023) on
+unpaired backlit and well-lit photos. Schedule (authors' defaults): prompt
+initialisation -> reconstruction -> ROUNDS x (enhancement -> enhance the backlit
+set -> prompt refinement). The result, OUT/cliplit.safetensors, loads in the
+Load CLIP-LIT node and in `python -m cliplit_core enhance/score --weights ...`.
+Multi-GPU: torchrun --nproc_per_node=N -m trainer ... (same options)."""
+
+EPILOG = """\
+examples:
+  python -m trainer --backlit data/backlit --welllit data/welllit --out runs/mine
+  python -m trainer --out runs/mine --resume
+  torchrun --nproc_per_node=4 -m trainer --backlit ... --welllit ... --out runs/mine --amp
+"""
+
+_GROUPS = {
+    "data and output": ("backlit", "welllit", "out"),
+    "CLIP backbones": ("clip_model", "clip_pretrained", "identity_model", "identity_pretrained"),
+    "starting points": ("init_enhancer", "init_scheme", "init_prompt", "prompt_length", "padding"),
+    "sizes and batches": ("image_size", "prompt_image_size", "batch_size", "prompt_batch_size"),
+    "optimisation": ("lr", "prompt_lr", "weight_decay"),
+    "schedule": ("prompt_init_iters", "reconstruction_iters", "enhance_iters", "prompt_iters", "rounds",
+                 "margins", "reinit_psnr", "reinit_after", "max_reinits", "best_window"),
+    "runtime": ("device", "amp", "channels_last", "workers", "seed", "resume", "log_every", "save_every",
+                "progress"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m trainer", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    fields = {f.name: f for f in config_fields()}
+    for title, names in _GROUPS.items():
+        group = parser.add_argument_group(title)
+        for name in names:
+            f = fields.pop(name)
+            meta = dict(f.metadata)
+            kwargs = {"help": meta.pop("help"), "default": argparse.SUPPRESS, "dest": name}
+            if meta.pop("flag_type", None) == "store_true":
+                kwargs["action"] = "store_true"
+            else:
+                default = f.default if f.default is not dataclasses.MISSING else None
+                typ = meta.pop("type", None)
+                if typ is None:
+                    typ = type(default) if isinstance(default, (int, float)) and not isinstance(default, bool) \
+                        else str
+                kwargs["type"] = typ
+                kwargs.update(meta)
+            group.add_argument("--" + name.replace("_", "-"), **kwargs)
+    assert not fields, f"options without a group: {sorted(fields)}"
+    return parser
+
+
+def resolve_config(given: dict, warn=None) -> tuple[TrainConfig, dict | None]:
+    """(configuration, checkpoint or None) from the explicitly given options."""
+    from . import state
+
+    warn = warn or (lambda m: print(f"warning: {m}", file=sys.stderr))
+    out = given.get("out")
+    if not out:
+        raise TrainerError("--out is required")
+    resume = bool(given.get("resume"))
+    ck = state.load_checkpoint(out, warn=lambda m: warn(m.removeprefix("warning: "))) if resume else None
+    if ck is not None:
+        cfg = TrainConfig.from_dict(ck["config"])
+        diffs = training_differences(cfg, given)
+        if diffs:
+            raise TrainerError("--resume: these options differ from the checkpoint's and would change the "
+                               "training: " + "; ".join(diffs) + ". Leave them out (the checkpoint's values are "
+                               "used) or start a new run in another --out")
+        for name in RUNTIME_FIELDS:
+            if name in given:
+                setattr(cfg, name, given[name])
+        cfg.resume = True
+        return cfg, ck
+    if resume:
+        warn(f"--resume: no checkpoint in {out}; starting a new run")
+    elif state.find_checkpoint(out) is not None:
+        raise TrainerError(f"{out} already holds a training run ({state.CHECKPOINT_NAME}); pass --resume to "
+                           f"continue it, or choose another --out")
+    cfg = TrainConfig(**{k: v for k, v in given.items()})
+    return cfg, None
+
+
+def main(argv: list[str] | None = None) -> int:
+    from . import distributed
+
+    args = build_parser().parse_args(argv)
+    given = vars(args)
+    info = None
+    try:
+        cfg, ck = resolve_config(given)
+        cfg.validate()
+        info = distributed.init(cfg.device)
+        if info.enabled and min(cfg.batch_size, cfg.prompt_batch_size) < info.world:
+            raise TrainerError(f"--batch-size and --prompt-batch-size are global batch sizes and must be at least "
+                               f"the number of processes ({info.world})")
+        from .stages import Trainer
+
+        Trainer(cfg, info, checkpoint=ck).run()
+        return 0
+    except CLIPLITError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted (resume with --resume)", file=sys.stderr)
+        return 130
+    finally:
+        if info is not None:
+            distributed.shutdown(info)

@@ -1,0 +1,690 @@
+"""The iterative prompt-learning schedule (SPEC section 4) as a resumable stage machine.
+
+Plan (phases with zero iterations are left out)::
+
+    prompt_init              (skipped when --init-prompt is given)
+    reconstruction           (skipped when --init-enhancer is given)
+    round 1..R:  enhance  ->  [results I_t at --prompt-image-size]  ->  prompt (refinement)
+
+* Each phase keeps the state with the lowest mean loss over the last
+  ``--best-window`` iterations and hands that state to the next phase.
+* Reconstruction re-initialisation: once ``--reinit-after`` iterations are done,
+  while the mean PSNR(output, input) of the last 30 steps is below
+  ``--reinit-psnr`` dB, the network is re-initialised (seeded) and the stage
+  restarts; after ``--max-reinits`` re-initialisations the run stops with an error.
+* Refinement uses the margin loss that matches the results at hand: none ->
+  first-refinement loss, one round (I_t) -> L_prompt1, two (I_t, I_{t-1}) -> L_prompt2.
+* Every batch is a pure function of (seed, phase, round, iteration) (see
+  :mod:`trainer.data`), the checkpoint holds everything else, so a resumed run
+  reproduces the losses of an uninterrupted one.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from cliplit_core.checkpoint import read_weights, save_weights
+from cliplit_core.errors import CLIPLITError
+from cliplit_core.network import CLIPLITNet
+
+from . import distributed as distmod
+from . import state as statemod
+from .config import TrainConfig, TrainerError
+from .data import ENHANCE_ZOOM, PHASE_CODES, PROMPT_ZOOM, ImageSet, PhaseBatches, augment, batch_loader, \
+    scan_folder, seed_for
+from .logging_utils import LOG_NAME, JsonlLog, Progress, plot_losses, read_log, sample_grid, truncate_log
+
+TRAINER_VERSION = "1"
+OUTPUT_NAME = "cliplit.safetensors"
+DIVISION_EPS = 1e-9  # the authors' I / (L + 1e-9) in training
+PSNR_WINDOW = 30  # the authors' re-initialisation window
+SAMPLE_COUNT = 4
+HANG_ENV = "_CLIPLIT_TRAINER_TEST_HANG_AT_STEP"  # tests only: stop making progress after this global step
+PHASE_TITLES = {"prompt_init": "prompt init", "reconstruction": "reconstruction", "enhance": "enhance",
+                "prompt": "prompt refine"}
+
+
+@dataclass(frozen=True)
+class Phase:
+    kind: str
+    round: int
+    iters: int
+
+    @property
+    def title(self) -> str:
+        t = PHASE_TITLES[self.kind]
+        return f"{t} r{self.round}" if self.round else t
+
+
+def build_plan(cfg: TrainConfig) -> list[Phase]:
+    plan = []
+    if cfg.init_prompt == "none" and cfg.prompt_init_iters > 0:
+        plan.append(Phase("prompt_init", 0, cfg.prompt_init_iters))
+    if cfg.init_enhancer == "none" and cfg.reconstruction_iters > 0:
+        plan.append(Phase("reconstruction", 0, cfg.reconstruction_iters))
+    for r in range(1, cfg.rounds + 1):
+        if cfg.enhance_iters > 0:
+            plan.append(Phase("enhance", r, cfg.enhance_iters))
+        if cfg.prompt_iters > 0:
+            plan.append(Phase("prompt", r, cfg.prompt_iters))
+    return plan
+
+
+def init_enhancer_weights(net: CLIPLITNet, seed: int, scheme: str = "authors") -> None:
+    """The authors' ``weights_init``: conv weights ~ N(0, 0.02); biases and PReLUs keep
+    PyTorch's defaults -- all drawn from a generator seeded by ``seed``. ``scheme='identity'``
+    then sets the last bias to 1: the light map starts near 1, the output near the input."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * 0.02)
+                if m.bias is not None:
+                    bound = 1.0 / math.sqrt(m.weight[0].numel())
+                    m.bias.copy_((torch.rand(m.bias.shape, generator=g) * 2 - 1) * bound)
+            elif isinstance(m, torch.nn.PReLU):
+                m.weight.fill_(0.25)
+        if scheme == "identity":
+            net.cond_add1.bias.fill_(1.0)
+
+
+_RANDOM_BACKBONES: dict = {}
+RANDOM_BACKBONE_SEED = 20230
+
+
+def load_clip_backbone(model: str, pretrained: str, device):
+    """The frozen backbone (cached per process). Random backbones (``pretrained='none'``,
+    tests and timing) are built from a fixed seed, so every process -- a resumed run,
+    each torchrun rank, a test scoring the result -- gets the same weights."""
+    from cliplit_core.clip_backbone import build_backbone, load_backbone
+
+    if str(pretrained).lower() != "none":
+        return load_backbone(model, pretrained, device=device)
+    key = (str(Path(model).resolve()) if Path(model).is_file() else str(model), str(torch.device(device)))
+    bb = _RANDOM_BACKBONES.get(key)
+    if bb is None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_BACKBONE_SEED)
+            bb = build_backbone(model, "none", device=device)
+        _RANDOM_BACKBONES[key] = bb
+    return bb
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB of images in 0..1: ``[B]``."""
+    mse = (a.float() - b.float()).square().flatten(1).mean(1).clamp_min(1e-10)
+    return 10.0 * torch.log10(1.0 / mse)
+
+
+def apply_training_light(x: torch.Tensor, light: torch.Tensor) -> torch.Tensor:
+    """The authors' training output ``clamp(I / (L + 1e-9), 0, 1)`` (in float32)."""
+    return torch.clamp(x.float() / (light.float() + DIVISION_EPS), 0.0, 1.0)
+
+
+class Trainer:
+    """One training run (one process of it under torchrun)."""
+
+    def __init__(self, cfg: TrainConfig, info: distmod.DistInfo, *, checkpoint: dict | None = None,
+                 warn=None):
+        self.cfg = cfg
+        self.info = info
+        self.dev = info.device
+        self.out = Path(cfg.out)
+        self.ck = checkpoint
+        self.main = info.is_main
+        self._warn = warn or (lambda m: print(f"warning: {m}", file=sys.stderr))
+        progress = cfg.progress == "on" or (cfg.progress == "auto" and sys.stderr.isatty())
+        self.progress = Progress(progress and self.main)
+        self.plan = build_plan(cfg)
+        amp = cfg.amp if self.dev.type == "cuda" else "off"
+        if cfg.amp != "off" and self.dev.type != "cuda":
+            self.warn(f"--amp {cfg.amp} is for GPUs; training in float32 on {self.dev}")
+        self.amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+        cl = cfg.channels_last
+        self.channels_last = self.dev.type == "cuda" and (cl == "on" or (cl == "auto" and self.amp_dtype is not None))
+        self.hang_at = int(os.environ.get(HANG_ENV, "0") or 0)
+
+    # ------------------------------------------------------------------ messages
+    def warn(self, msg: str) -> None:
+        if self.main:
+            self.progress.write(f"warning: {msg}") if self.progress.bar else self._warn(msg)
+
+    def say(self, msg: str) -> None:
+        if self.main:
+            self.progress.write(msg)
+
+    # ------------------------------------------------------------------ setup
+    def load_data(self) -> None:
+        cfg = self.cfg
+        warn = self.warn if self.main else (lambda m: None)
+        self.backlit: ImageSet = scan_folder(cfg.backlit, "backlit", (cfg.image_size, cfg.prompt_image_size),
+                                             workers=max(1, cfg.workers), warn=warn)
+        self.welllit: ImageSet = scan_folder(cfg.welllit, "well-lit", (cfg.prompt_image_size,),
+                                             workers=max(1, cfg.workers), warn=warn)
+        self.say(f"data: {len(self.backlit)} backlit images ({len(self.backlit.skipped)} skipped), "
+                 f"{len(self.welllit)} well-lit images ({len(self.welllit.skipped)} skipped)")
+        if self.ck is not None:
+            old = self.ck.get("data", {})
+            if old.get("backlit") != self.backlit.names or old.get("welllit") != self.welllit.names:
+                self.warn("the image folders changed since the checkpoint was written; the resumed run "
+                          "will not reproduce the uninterrupted one")
+
+    def load_models(self) -> None:
+        from cliplit_core.prompts import PromptPair
+
+        cfg = self.cfg
+        self.clip = load_clip_backbone(cfg.clip_model, cfg.clip_pretrained, self.dev)
+        self.ident = load_clip_backbone(cfg.identity_model, cfg.identity_pretrained, self.dev)
+        if not self.ident.is_resnet:
+            raise TrainerError(f"--identity-model {cfg.identity_model}: the identity loss needs a ResNet CLIP "
+                               f"image tower (e.g. RN101, RN50)")
+        if self.channels_last:
+            self.ident.model.visual.to(memory_format=torch.channels_last)
+        # enhancement network
+        self.net = CLIPLITNet(cfg.padding)
+        self.reinits = 0
+        if cfg.init_enhancer == "none":
+            init_enhancer_weights(self.net, seed_for(cfg.seed, PHASE_CODES["reinit"], 0), cfg.init_scheme)
+        else:
+            from cliplit_core.weights import resolve_weights
+
+            path = resolve_weights(cfg.init_enhancer)
+            w = read_weights(path)
+            if w.enhancer is None:
+                raise TrainerError(f"--init-enhancer {path}: holds no enhancement network")
+            from cliplit_core.checkpoint import check_enhancer_state
+
+            check_enhancer_state(w.enhancer, str(path))
+            self.net.load_state_dict({k: v.float() for k, v in w.enhancer.items()})
+        self.net.to(self.dev).train()
+        # prompt pair
+        if cfg.init_prompt == "none":
+            self.prompt = PromptPair.from_text(self.clip, cfg.prompt_length)
+        else:
+            self.prompt = PromptPair.load(cfg.init_prompt)
+            if self.prompt.prompt_length != cfg.prompt_length:
+                self.warn(f"--init-prompt {cfg.init_prompt} has prompt length {self.prompt.prompt_length}; "
+                          f"using it instead of --prompt-length {cfg.prompt_length}")
+            self.prompt.clip_model, self.prompt.clip_pretrained = self.clip.metadata_name, self.clip.pretrained
+        self.prompt.check_fits(self.clip)
+        self.prompt.to(self.dev)
+        distmod.broadcast_tensors(self.info, list(self.net.parameters()) + [self.prompt.embeddings])
+        self.opt_net = self._new_net_optimizer()
+        self.opt_prompt = torch.optim.Adam([self.prompt.embeddings], lr=cfg.prompt_lr,
+                                           weight_decay=cfg.weight_decay)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self._build_losses()
+
+    def _new_net_optimizer(self):
+        return torch.optim.Adam(self.net.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+
+    def _build_losses(self) -> None:
+        from cliplit_core import losses as L
+
+        channels_last = self.channels_last
+
+        class _Identity(L.IdentityLoss):
+            def features(self, images):
+                px = self.backbone.preprocess(images, antialias=self.antialias)
+                if channels_last:
+                    px = px.contiguous(memory_format=torch.channels_last)
+                return L.resnet_feature_maps(self.backbone, px)
+
+        self.L = L
+        self.recon_loss = _Identity(self.ident, L.RECONSTRUCTION_ALPHAS, scale=L.IDENTITY_LOSS_SCALE)
+        self.identity_loss = _Identity(self.ident, L.ENHANCEMENT_ALPHAS, scale=L.IDENTITY_LOSS_SCALE)
+        self.clip_loss = L.CLIPLoss(self.clip, self.prompt, scale=L.CLIP_LOSS_SCALE)
+
+    # ------------------------------------------------------------------ state
+    def _fresh_phase_state(self) -> None:
+        self.window: list[float] = []
+        self.psnr_window: list[float] = []
+        self.best_loss = math.inf
+        self.best_iter = 0
+        self.best_state = None
+
+    def _model_state(self, kind: str):
+        if kind in ("prompt_init", "prompt"):
+            return self.prompt.embeddings.detach().clone()
+        return {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+
+    def _load_model_state(self, kind: str, st) -> None:
+        with torch.no_grad():
+            if kind in ("prompt_init", "prompt"):
+                self.prompt.embeddings.copy_(st.to(self.prompt.embeddings.device))  # bumps the version: cache off
+            else:
+                self.net.load_state_dict(st)
+
+    def checkpoint_payload(self) -> dict:
+        def cpu(x):
+            if isinstance(x, torch.Tensor):
+                return x.detach().cpu()
+            if isinstance(x, dict):
+                return {k: cpu(v) for k, v in x.items()}
+            if isinstance(x, (list, tuple)):
+                return type(x)(cpu(v) for v in x)
+            return x
+
+        return {
+            "trainer_version": TRAINER_VERSION,
+            "config": self.cfg.to_dict(),
+            "position": dict(self.pos),
+            "enhancer": cpu(self.net.state_dict()),
+            "prompt": self.prompt.embeddings.detach().cpu(),
+            "prompt_length": int(self.prompt.prompt_length),
+            "opt_enhancer": cpu(self.opt_net.state_dict()),
+            "opt_prompt": cpu(self.opt_prompt.state_dict()),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+            "phase_state": {
+                "window": list(self.window), "psnr_window": list(self.psnr_window),
+                "best_loss": float(self.best_loss), "best_iter": int(self.best_iter),
+                "best_state": cpu(self.best_state),
+            },
+            "results_rounds": sorted(self.results),
+            "data": {"backlit": self.backlit.names, "welllit": self.welllit.names,
+                     "backlit_skipped": len(self.backlit.skipped), "welllit_skipped": len(self.welllit.skipped)},
+            "rng": statemod.rng_state(),
+        }
+
+    def save(self) -> None:
+        if self.main:
+            self.log.flush()
+            statemod.save_checkpoint(self.out, self.checkpoint_payload())
+        distmod.barrier(self.info)
+
+    def restore(self, ck: dict) -> None:
+        self.pos = dict(ck["position"])
+        self.reinits = int(self.pos.get("reinits", 0))
+        self.net.load_state_dict(ck["enhancer"])
+        with torch.no_grad():
+            emb = ck["prompt"]
+            if tuple(emb.shape) != tuple(self.prompt.embeddings.shape):
+                raise TrainerError("checkpoint prompt pair does not fit the CLIP model")
+            self.prompt.embeddings.copy_(emb.to(self.dev))
+        self.prompt.prompt_length = int(ck.get("prompt_length", self.prompt.prompt_length))
+        self.opt_net.load_state_dict(ck["opt_enhancer"])
+        self.opt_prompt.load_state_dict(ck["opt_prompt"])
+        if ck.get("scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(ck["scaler"])
+        ps = ck["phase_state"]
+        self.window = [float(v) for v in ps["window"]]
+        self.psnr_window = [float(v) for v in ps["psnr_window"]]
+        self.best_loss = float(ps["best_loss"])
+        self.best_iter = int(ps["best_iter"])
+        bs = ps["best_state"]
+        if isinstance(bs, dict):
+            bs = {k: v.to(self.dev) for k, v in bs.items()}
+        elif isinstance(bs, torch.Tensor):
+            bs = bs.to(self.dev)
+        self.best_state = bs
+        self.results = {int(r): statemod.load_results(self.out, int(r)) for r in ck.get("results_rounds", [])}
+        statemod.set_rng_state(ck["rng"])
+
+    # ------------------------------------------------------------------ helpers
+    def autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
+
+    def _to_dev(self, t: torch.Tensor) -> torch.Tensor:
+        return t.to(self.dev, non_blocking=True)
+
+    def _results_for(self, round_: int) -> list[int]:
+        """Rounds whose results the refinement of ``round_`` uses: newest last (at most two)."""
+        return sorted(r for r in self.results if r <= round_)[-2:]
+
+    def loader(self, phase: Phase, start: int):
+        cfg = self.cfg
+        common = dict(seed=cfg.seed, phase_code=PHASE_CODES[phase.kind] * 16 + min(self.reinits, 15),
+                      round_=phase.round, rank=self.info.rank, world=self.info.world, start=start,
+                      stop=phase.iters)
+        if phase.kind in ("reconstruction", "enhance"):
+            ds = PhaseBatches("enhance", batch_size=cfg.batch_size, backlit=self.backlit.images[cfg.image_size],
+                              zoom_range=ENHANCE_ZOOM, **common)
+        elif phase.kind == "prompt_init":
+            ds = PhaseBatches("prompt_init", batch_size=cfg.prompt_batch_size,
+                              backlit=self.backlit.images[cfg.prompt_image_size],
+                              welllit=self.welllit.images[cfg.prompt_image_size], zoom_range=PROMPT_ZOOM, **common)
+        else:
+            used = self._results_for(phase.round)
+            names = ["current", "previous"][:len(used)]
+            results = {n: self.results[r] for n, r in zip(names, reversed(used))}
+            ds = PhaseBatches("prompt", batch_size=cfg.prompt_batch_size,
+                              backlit=self.backlit.images[cfg.prompt_image_size],
+                              welllit=self.welllit.images[cfg.prompt_image_size], results=results,
+                              zoom_range=PROMPT_ZOOM, **common)
+        return batch_loader(ds, cfg.workers)
+
+    # ------------------------------------------------------------------ steps
+    def step(self, phase: Phase, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Forward + backward of this process's share; returns (loss contribution, extra stats)
+        -- all to be summed over processes."""
+        share = batch.local_size / batch.global_size
+        aug = batch.aug
+        kind = phase.kind
+        L = self.L
+        extra: dict[str, torch.Tensor] = {}
+        if kind in ("reconstruction", "enhance"):
+            x = augment(self._to_dev(batch.tensors["backlit"]), aug)
+            with self.autocast():
+                light = self.net(x)
+            y = apply_training_light(x, light)
+            with self.autocast():
+                if kind == "reconstruction":
+                    loss = self.recon_loss(y, x)
+                else:
+                    lc = self.clip_loss(y) * share
+                    li = self.identity_loss(y, x)
+                    loss = lc + L.ENHANCEMENT_IDENTITY_WEIGHT * li
+                    extra["clip"], extra["identity"] = lc.detach().float(), li.detach().float()
+            extra["psnr_sum"] = psnr(y.detach(), x).sum()
+            extra["light_mean_sum"] = light.detach().float().flatten(1).mean(1).sum()
+            params, opt = list(self.net.parameters()), self.opt_net
+        elif kind == "prompt_init":
+            x = augment(self._to_dev(batch.tensors["images"]), aug)
+            with torch.no_grad(), self.autocast():
+                feats = self.clip.image_features(x)
+            with self.autocast():
+                tf = self.prompt.text_features(self.clip)
+            loss = L.prompt_init_loss(feats.float(), tf.float(), batch.labels.to(self.dev)) * share
+            with torch.no_grad():
+                pred = L.clip_logits(feats.float(), tf.float()).argmax(-1).cpu()
+            extra["correct"] = (pred == batch.labels).sum().float().to(self.dev)
+            params, opt = [self.prompt.embeddings], self.opt_prompt
+        else:
+            names = list(batch.tensors)
+            xs = [augment(self._to_dev(batch.tensors[n]), aug) for n in names]
+            b = xs[0].shape[0]
+            with torch.no_grad(), self.autocast():
+                feats = self.clip.image_features(torch.cat(xs)).float()
+            with self.autocast():
+                tf = self.prompt.text_features(self.clip).float()
+            s = {n: L.backlit_probability_from_features(feats[i * b:(i + 1) * b], tf) for i, n in enumerate(names)}
+            m0, m1, m2 = self.cfg.m0, self.cfg.m1, self.cfg.m2
+            if "previous" in s:
+                raw = L.prompt_loss_2(s["backlit"], s["welllit"], s["current"], s["previous"], m0=m0, m1=m1, m2=m2)
+            elif "current" in s:
+                raw = L.prompt_loss_1(s["backlit"], s["welllit"], s["current"], m0=m0, m1=m1)
+            else:
+                raw = L.first_refinement_loss(s["backlit"], s["welllit"], m0=m0)
+            loss = raw * (L.PROMPT_LOSS_SCALE * share)
+            for n, v in s.items():
+                extra[f"S_{n}_sum"] = v.detach().sum()
+            params, opt = [self.prompt.embeddings], self.opt_prompt
+        opt.zero_grad(set_to_none=True)
+        if self.scaler.is_enabled():
+            self.scaler.scale(loss).backward()
+        else:
+            loss.backward()
+        distmod.all_reduce_grads(self.info, params)
+        if self.scaler.is_enabled():
+            self.scaler.step(opt)
+            self.scaler.update()
+        else:
+            opt.step()
+        return loss.detach().float(), extra
+
+    # ------------------------------------------------------------------ phases
+    def _set_trainable(self, kind: str) -> None:
+        net_on = kind in ("reconstruction", "enhance")
+        self.net.requires_grad_(net_on)
+        self.net.train(net_on)
+        self.prompt.embeddings.requires_grad_(not net_on)
+
+    def run_phase(self, index: int, phase: Phase) -> None:
+        cfg = self.cfg
+        start = int(self.pos["iteration"])
+        self._set_trainable(phase.kind)
+        if start == 0:
+            used = self._results_for(phase.round) if phase.kind == "prompt" else []
+            what = {0: "first-refinement loss", 1: "L_prompt1", 2: "L_prompt2"}[len(used)] \
+                if phase.kind == "prompt" else ""
+            self.say(f"== {phase.title}: {phase.iters} iterations" + (f" ({what})" if what else ""))
+        restart = True
+        while restart:
+            restart = False
+            it = int(self.pos["iteration"])
+            self.progress.start(phase.title, phase.iters, it)
+            t_last = time.perf_counter()
+            n_since = 0
+            for batch in self.loader(phase, it):
+                loss_c, extra = self.step(phase, batch)
+                keys = sorted(extra)
+                vec = torch.stack([loss_c] + [extra[k].float().reshape(()) for k in keys])
+                vals = distmod.all_reduce_sum(self.info, vec).tolist()
+                loss = vals[0]
+                stats = dict(zip(keys, vals[1:]))
+                it += 1
+                self.pos["iteration"] = it
+                self.pos["global_step"] += 1
+                n_since += batch.global_size
+                if not math.isfinite(loss):
+                    raise TrainerError(f"{phase.title}: the loss became {loss} at iteration {it}; "
+                                       f"lower the learning rate or check the images")
+                self.window.append(loss)
+                if len(self.window) > cfg.best_window:
+                    self.window.pop(0)
+                win = min(cfg.best_window, phase.iters)
+                if len(self.window) >= win:
+                    avg = sum(self.window[-win:]) / win
+                    if avg < self.best_loss:
+                        self.best_loss, self.best_iter = avg, it
+                        self.best_state = self._model_state(phase.kind)
+                now = time.perf_counter()
+                ips = n_since / max(now - t_last, 1e-9)
+                record = self._record(phase, it, loss, stats, batch.global_size)
+                if phase.kind == "reconstruction":
+                    self.psnr_window.append(record["psnr"])
+                    if len(self.psnr_window) > PSNR_WINDOW:
+                        self.psnr_window.pop(0)
+                if it % cfg.log_every == 0 or it == phase.iters:
+                    record["img_s"] = round(ips, 3)
+                    self.log.write(record)
+                    t_last, n_since = now, 0
+                self.progress.update(loss, ips, f"best {self.best_loss:.4g}" if self.best_state is not None else "")
+                if phase.kind == "reconstruction" and self._needs_reinit(it):
+                    self._reinit(phase)
+                    restart = True
+                    break
+                if it % cfg.save_every == 0 and it < phase.iters:
+                    self.save()
+                if self.hang_at and self.pos["global_step"] == self.hang_at:
+                    self._hang()
+            self.progress.close()
+        self.end_phase(index, phase)
+
+    def _record(self, phase: Phase, it: int, loss: float, stats: dict, gsize: int) -> dict:
+        rec = {"step": int(self.pos["global_step"]), "phase": phase.kind, "round": phase.round, "iter": it,
+               "loss": loss}
+        if phase.kind in ("reconstruction", "enhance"):
+            rec["psnr"] = stats["psnr_sum"] / gsize
+            rec["light_mean"] = stats["light_mean_sum"] / gsize
+            if phase.kind == "enhance":
+                rec["clip"], rec["identity"] = stats["clip"], stats["identity"]
+        elif phase.kind == "prompt_init":
+            rec["accuracy"] = stats["correct"] / gsize
+        else:
+            for k, v in stats.items():
+                rec[k[:-4]] = v / gsize  # S_backlit, S_welllit, S_current, S_previous (batch means)
+        rec["lr"] = self.cfg.prompt_lr if phase.kind in ("prompt_init", "prompt") else self.cfg.lr
+        return rec
+
+    def _needs_reinit(self, it: int) -> bool:
+        cfg = self.cfg
+        if it < max(1, cfg.reinit_after) or not self.psnr_window:
+            return False
+        return sum(self.psnr_window) / len(self.psnr_window) < cfg.reinit_psnr
+
+    def _reinit(self, phase: Phase) -> None:
+        mean_psnr = sum(self.psnr_window) / len(self.psnr_window)
+        self.reinits += 1
+        self.pos["reinits"] = self.reinits
+        self.progress.close()
+        self.log.write({"step": int(self.pos["global_step"]), "phase": phase.kind, "round": 0,
+                        "event": "reinit", "reinits": self.reinits, "psnr": mean_psnr})
+        if self.reinits > self.cfg.max_reinits:
+            raise TrainerError(
+                f"reconstruction failed: the output PSNR stayed below {self.cfg.reinit_psnr} dB "
+                f"({mean_psnr:.2f} dB) after {self.cfg.max_reinits} re-initialisations; try another --seed, "
+                f"more --reconstruction-iters, a different --lr, or --init-enhancer official")
+        self.warn(f"reconstruction: mean PSNR {mean_psnr:.2f} dB < {self.cfg.reinit_psnr} dB after "
+                  f"{self.pos['iteration']} iterations; re-initialising the network "
+                  f"({self.reinits} of at most {self.cfg.max_reinits})")
+        init_enhancer_weights(self.net, seed_for(self.cfg.seed, PHASE_CODES["reinit"], self.reinits),
+                              self.cfg.init_scheme)
+        distmod.broadcast_tensors(self.info, self.net.parameters())
+        self.opt_net = self._new_net_optimizer()
+        self.pos["iteration"] = 0
+        self._fresh_phase_state()
+
+    def _hang(self) -> None:  # tests: simulate a process that stops here and gets killed
+        self.log.flush()
+        print(f"HANGING at step {self.pos['global_step']}", file=sys.stderr, flush=True)
+        while True:
+            time.sleep(3600)
+
+    def end_phase(self, index: int, phase: Phase) -> None:
+        if self.best_state is not None:
+            self._load_model_state(phase.kind, self.best_state)
+            self.say(f"   {phase.title}: carrying the best state (iteration {self.best_iter}, "
+                     f"mean loss {self.best_loss:.5g}) into the next stage")
+        if phase.kind == "enhance":
+            self.results[phase.round] = self.enhance_backlit_set()
+            keep = set(self._results_for(phase.round))
+            for r in list(self.results):
+                if r not in keep:
+                    del self.results[r]
+            if self.main:
+                statemod.save_results(self.out, phase.round, self.results[phase.round])
+                statemod.prune_results(self.out, keep)
+        self.pos.update(phase_index=index + 1, iteration=0)
+        nxt = self.plan[index + 1] if index + 1 < len(self.plan) else None
+        self.pos["kind"], self.pos["round"] = (nxt.kind, nxt.round) if nxt else ("done", phase.round)
+        self._fresh_phase_state()
+        round_done = nxt is None or nxt.round != phase.round
+        if round_done and self.main:
+            self.round_outputs(phase.round)
+        self.save()
+
+    # ------------------------------------------------------------------ results and outputs
+    @torch.no_grad()
+    def enhance_images(self, x: torch.Tensor, batch: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(results, light maps) of float images [N, 3, S, S] (CPU), enhanced batch by batch."""
+        was = self.net.training
+        self.net.eval()
+        batch = batch or max(1, self.cfg.prompt_batch_size)
+        outs, lights = [], []
+        for i in range(0, len(x), batch):
+            xb = self._to_dev(x[i:i + batch].float())
+            with self.autocast():
+                light = self.net(xb)
+            outs.append(apply_training_light(xb, light).cpu())
+            lights.append(light.float().cpu())
+        self.net.train(was)
+        return torch.cat(outs), torch.cat(lights)
+
+    def enhance_backlit_set(self) -> torch.Tensor:
+        """I_t: every training backlit image enhanced at --prompt-image-size, rounded to uint8
+        like the authors' saved PNGs."""
+        res, _ = self.enhance_images(self.backlit.images[self.cfg.prompt_image_size])
+        return torch.floor(res * 255.0 + 0.5).clamp_(0, 255).to(torch.uint8)
+
+    def round_outputs(self, round_: int) -> None:
+        k = min(SAMPLE_COUNT, len(self.backlit))
+        x = self.backlit.images[self.cfg.prompt_image_size][:k].float()
+        res, light = self.enhance_images(x)
+        tag = f"round_{round_:02d}" if round_ else "initial"
+        sample_grid(x, res, light, self.out / "samples" / f"{tag}.png")
+        plot_losses(read_log(self.out / LOG_NAME), self.out / "plots" / f"loss_{tag}.png")
+        self.write_output(round_)
+
+    def output_metadata(self, rounds_done: int) -> dict:
+        cfg = self.cfg
+        return {
+            "trainer": "cliplit trainer", "trainer_version": TRAINER_VERSION,
+            "identity_model": self.ident.metadata_name, "identity_pretrained": self.ident.pretrained,
+            "backlit_images": len(self.backlit), "welllit_images": len(self.welllit),
+            "backlit_skipped": len(self.backlit.skipped), "welllit_skipped": len(self.welllit.skipped),
+            "prompt_init_iters": cfg.prompt_init_iters if cfg.init_prompt == "none" else 0,
+            "reconstruction_iters": cfg.reconstruction_iters if cfg.init_enhancer == "none" else 0,
+            "enhance_iters": cfg.enhance_iters, "prompt_iters": cfg.prompt_iters,
+            "rounds": cfg.rounds, "rounds_completed": rounds_done, "reinitialisations": self.reinits,
+            "total_iterations": int(self.pos["global_step"]),
+            "image_size": cfg.image_size, "prompt_image_size": cfg.prompt_image_size,
+            "batch_size": cfg.batch_size, "prompt_batch_size": cfg.prompt_batch_size,
+            "lr": cfg.lr, "prompt_lr": cfg.prompt_lr, "weight_decay": cfg.weight_decay,
+            "margins": " ".join(str(m) for m in cfg.margins), "seed": cfg.seed,
+            "init_enhancer": cfg.init_enhancer, "init_prompt": cfg.init_prompt,
+        }
+
+    def write_output(self, rounds_done: int) -> Path:
+        path = self.out / OUTPUT_NAME
+        self.prompt.save(path, enhancer=self.net.state_dict(), padding=self.cfg.padding,
+                         metadata=self.output_metadata(rounds_done))
+        return path
+
+    # ------------------------------------------------------------------ main loop
+    def run(self) -> Path:
+        cfg = self.cfg
+        if self.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        self.load_data()  # errors about the data come before any model loads
+        self.load_models()
+        self.results: dict[int, torch.Tensor] = {}
+        self._fresh_phase_state()
+        if self.ck is not None:
+            self.restore(self.ck)
+            if self.main:
+                dropped = truncate_log(self.out / LOG_NAME, int(self.pos["global_step"]))
+                self.say(f"resuming from {self.ck.get('_path')} at {self.pos['kind']} round {self.pos['round']}, "
+                         f"iteration {self.pos['iteration']} (step {self.pos['global_step']})"
+                         + (f"; dropped {dropped} log records written after it" if dropped else ""))
+        else:
+            first = self.plan[0] if self.plan else None
+            self.pos = {"phase_index": 0, "kind": first.kind if first else "done",
+                        "round": first.round if first else 0, "iteration": 0, "global_step": 0, "reinits": 0}
+            if self.main:
+                (self.out / LOG_NAME).unlink(missing_ok=True)
+        distmod.barrier(self.info)
+        self.log = JsonlLog(self.out / LOG_NAME if self.main else None)
+        if self.ck is None:
+            self.log.write({"step": 0, "event": "start", "config": cfg.to_dict(),
+                            "backlit_images": len(self.backlit), "welllit_images": len(self.welllit),
+                            "backlit_skipped": len(self.backlit.skipped),
+                            "welllit_skipped": len(self.welllit.skipped), "world_size": self.info.world,
+                            "device": str(self.dev), "plan": [p.title for p in self.plan]})
+        try:
+            index = int(self.pos["phase_index"])
+            if index < len(self.plan):
+                ph = self.plan[index]
+                if self.ck is not None and (ph.kind, ph.round) != (self.pos["kind"], self.pos["round"]):
+                    raise TrainerError(f"checkpoint position ({self.pos['kind']} round {self.pos['round']}) does not "
+                                       f"match the schedule ({ph.kind} round {ph.round}); the options changed")
+            while index < len(self.plan):
+                self.run_phase(index, self.plan[index])
+                index += 1
+            if not self.plan or (self.ck is not None and int(self.ck["position"]["phase_index"]) >= len(self.plan)):
+                self.say("nothing left to train")
+            out = self.out / OUTPUT_NAME
+            if self.main:
+                rounds_done = max([p.round for p in self.plan] + [0])
+                if not out.exists():
+                    self.round_outputs(rounds_done)
+                else:
+                    out = self.write_output(rounds_done)
+                self.log.write({"step": int(self.pos["global_step"]), "event": "done", "output": str(out)})
+                self.say(f"done: {out}")
+            distmod.barrier(self.info)
+            return out
+        finally:
+            self.progress.close()
+            self.log.close()
+
