@@ -75,6 +75,14 @@ def tiny_rn(clip_config_dir):
     return build_random(clip_config_dir / "rn_tiny.json", seed=1)
 
 
+@pytest.fixture(autouse=False)
+def one_thread():
+    """Use as ``pytestmark = pytest.mark.usefixtures("one_thread")``: the CLIP tests run many tiny ops,
+    which one intra-op thread does fastest (and without stalls when the machine is busy)."""
+    with single_thread():
+        yield
+
+
 @contextlib.contextmanager
 def single_thread():
     """Tiny tensors: one intra-op thread is faster and immune to a busy machine."""

@@ -6,12 +6,15 @@ import warnings
 
 import pytest
 import torch
-from clip_fixtures import RN_TINY, VIT_TINY, build_random, clip_config_dir, tiny_rn, tiny_vit, write_config  # noqa: F401
+from clip_fixtures import (RN_TINY, VIT_TINY, build_random, clip_config_dir, one_thread, tiny_rn,  # noqa: F401
+                           tiny_vit, write_config)
 from safetensors.torch import save_file
 
 from cliplit_core import clip_backbone as cb
 from cliplit_core.clip_backbone import CLIPBackboneError, RandomWeightsWarning, build_backbone, load_backbone
 from cliplit_core.errors import CLIPLITError
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_sizes_come_from_the_config(tiny_vit, tiny_rn):

@@ -10,12 +10,14 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from clip_fixtures import clip_config_dir, tiny_rn, tiny_vit  # noqa: F401  (fixtures)
+from clip_fixtures import clip_config_dir, tiny_rn, tiny_vit, one_thread  # noqa: F401
 
 from cliplit_core import losses
 from cliplit_core.clip_backbone import CLIPBackboneError
 from cliplit_core.prompts import PromptPair
 from cliplit_core.scores import backlit_probability, backlit_probability_from_features
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_authors_scales():

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from clip_fixtures import clip_config_dir, tiny_vit  # noqa: F401
+from clip_fixtures import clip_config_dir, tiny_vit, one_thread  # noqa: F401
 
 from cliplit_core.clip_preprocess import CLIP_MEAN, CLIP_STD, clip_preprocess
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_constants_are_the_openai_ones():

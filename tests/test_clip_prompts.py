@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from clip_fixtures import clip_config_dir, require_shared, tiny_vit  # noqa: F401
+from clip_fixtures import clip_config_dir, require_shared, tiny_vit, one_thread  # noqa: F401
 
 from cliplit_core.checkpoint import read_weights, save_weights
 from cliplit_core.errors import CheckpointError, CLIPLITError
 from cliplit_core.network import CLIPLITNet
 from cliplit_core.prompts import PromptPair, prompt_text
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_prompt_text():
