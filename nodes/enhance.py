@@ -1,0 +1,293 @@
+"""Backlit Enhance (``CLIPLITBacklitEnhance``): IMAGE -> enhanced IMAGE + light-map MASK.
+
+Memory manners of ComfyUI's own model nodes (ImageUpscaleWithModel): ask ComfyUI
+to free memory first, run on its torch device, tile when the image does not fit
+(our tiling is exact, so tiles never change the result), halve the tile on
+out-of-memory, drive a ProgressBar, leave the model on the offload device.
+Cancel stops a run within one tile: the progress callback checks it after
+every tile (on CPU tiles are capped at 1024 pixels so that a tile takes seconds).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from . import comfy_env, temporal
+from ._core import core_module, has_core_module, inference, tiling
+from .errors import CLIPLITNodeError, node_errors
+from .model import CLIPLITModel
+
+log = logging.getLogger("CLIP-LIT")
+
+CATEGORY = "image/enhance/CLIP-LIT"
+PRECISIONS = {"fp32": torch.float32, "auto": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+MAX_FREE_REQUEST = 8 << 30  # never ask ComfyUI to unload more than this: tiling is exact anyway
+MAX_CHUNK = 8               # images per network call when several fit
+CPU_MAX_TILE = 1024         # on CPU a tile of ~1 MP takes seconds: Cancel and the progress bar stay
+                            # responsive (costs ~15 % over one whole-image pass, measured on 2048x1536)
+GPU_FRACTION, CPU_FRACTION, LOWVRAM_FRACTION = 0.8, 0.5, 0.5
+
+
+# --------------------------------------------------------------------------- masks
+def _gaussian_blur(m: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of [B, 1, H, W] (reflect borders)."""
+    radius = max(1, int(math.ceil(3 * sigma)))
+    k = torch.arange(-radius, radius + 1, dtype=torch.float32, device=m.device)
+    k = torch.exp(-0.5 * (k / sigma) ** 2)
+    k = (k / k.sum()).to(m.dtype)
+    h, w = m.shape[-2:]
+    ry, rx = min(radius, h - 1), min(radius, w - 1)
+    if ry > 0:
+        m = F.conv2d(F.pad(m, (0, 0, ry, ry), mode="reflect"), k[radius - ry: radius + ry + 1].view(1, 1, -1, 1))
+    if rx > 0:
+        m = F.conv2d(F.pad(m, (rx, rx, 0, 0), mode="reflect"), k[radius - rx: radius + rx + 1].view(1, 1, 1, -1))
+    return m
+
+
+def prepare_mask(mask: torch.Tensor, batch: int, height: int, width: int, feather: float) -> torch.Tensor:
+    """ComfyUI MASK ([H, W] or [B, H, W]) -> [batch, 1, H, W] in 0..1: resized to the image
+    (bilinear), repeated over the batch like ComfyUI's own nodes, edges feathered (Gaussian,
+    ``feather`` = sigma in pixels)."""
+    m = mask.float()
+    if m.dim() == 2:
+        m = m[None]
+    if m.dim() == 4 and m.shape[1] == 1:
+        m = m[:, 0]
+    if m.dim() != 3:
+        raise ValueError(f"mask must have shape [H, W] or [B, H, W], got {tuple(mask.shape)}")
+    m = torch.nan_to_num(m, nan=0.0).clamp(0, 1)[:, None]
+    if m.shape[-2:] != (height, width):
+        m = F.interpolate(m, size=(height, width), mode="bilinear", align_corners=False)
+    if m.shape[0] != batch:
+        reps = -(-batch // m.shape[0])
+        m = m.repeat(reps, 1, 1, 1)[:batch]
+    if feather > 0:
+        m = _gaussian_blur(m, float(feather))
+    return m.clamp(0, 1)
+
+
+def apply_light_map(color: torch.Tensor, light: torch.Tensor, strength: float,
+                    mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``color / L ** (strength * mask)``, clamped; equals the core's apply_light without a mask."""
+    if mask is None:
+        return inference.apply_light(color, light, strength)
+    log_l = light.to(color.dtype).clamp_min(inference.LIGHT_FLOOR).log()
+    out = color * torch.exp(-float(strength) * mask.to(color.device, color.dtype) * log_l)
+    return torch.nan_to_num(out, nan=0.0, posinf=1.0).clamp_(0.0, 1.0)
+
+
+# --------------------------------------------------------------------------- memory plan
+@dataclass
+class Plan:
+    device: torch.device
+    dtype: torch.dtype
+    budget: int | None  # bytes the network may use on device (None: unknown)
+    chunk: int          # images per call
+    tile: int | None    # None: whole image
+
+
+def plan_run(model: CLIPLITModel, batch: int, height: int, width: int, dtype: torch.dtype,
+             tile_size: int = 0) -> Plan:
+    """Free memory like ComfyUI's nodes do, then pick images per call and tile size."""
+    device = comfy_env.compute_device()
+    per_image = inference.whole_image_bytes(height, width, 1, dtype)
+    comfy_env.free_memory(min(per_image, MAX_FREE_REQUEST) + model.net_bytes(), device)
+    free = comfy_env.free_bytes(device)
+    if free is None:
+        budget = None
+    else:
+        frac = CPU_FRACTION if device.type == "cpu" else (LOWVRAM_FRACTION if comfy_env.low_vram() else GPU_FRACTION)
+        budget = max(0, int(free * frac))
+    chunk = 1 if budget is None else int(max(1, min(MAX_CHUNK, batch, budget // max(per_image, 1))))
+    if tile_size and tile_size > 0:
+        tile = int(tile_size)
+    else:
+        tile = inference.choose_tile(height, width, chunk, dtype, budget)
+    if device.type == "cpu" and max(height, width) > CPU_MAX_TILE:
+        tile = min(tile or CPU_MAX_TILE, CPU_MAX_TILE)
+    if tile is not None and tile >= max(height, width):
+        tile = None
+    return Plan(device, dtype, budget, chunk, tile)
+
+
+def _units(h: int, w: int, tile: int | None) -> int:
+    return 1 if tile is None else 2 * len(tiling.tile_grid(h, w, tile))
+
+
+class _Progress:
+    """Maps the core's per-call (done, total) onto one ComfyUI ProgressBar for the whole batch,
+    checking the Cancel button on every step."""
+
+    def __init__(self, n_chunks: int, units_per_chunk: int, extra=None):
+        self.remaining = n_chunks
+        self.units = units_per_chunk
+        self.done_before = 0
+        self.bar = comfy_env.progress_bar(n_chunks * units_per_chunk)
+        self.extra = extra
+
+    def __call__(self, done: int, total: int) -> None:
+        later = (self.remaining - 1) * self.units
+        self.bar.update_absolute(self.done_before + done, self.done_before + total + later)
+        if self.extra is not None:
+            self.extra(done, total)
+        comfy_env.throw_if_interrupted()
+
+    def chunk_finished(self, total: int) -> None:
+        self.done_before += total
+        self.remaining -= 1
+
+
+# --------------------------------------------------------------------------- the work
+def enhance_batch(model: CLIPLITModel, images: torch.Tensor, *, strength: float = 1.0,
+                  mask: torch.Tensor | None = None, mask_feather: float = 0.0, temporal_smoothing: float = 0.0,
+                  fast_preview: bool = False, precision: str = "fp32", tile_size: int = 0,
+                  progress=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """ComfyUI IMAGE [B, H, W, C] -> (enhanced IMAGE [B, H, W, C], light MASK [B, H, W]).
+
+    ``progress(done, total)`` is called after every tile (per network call) and may raise to
+    abort; ComfyUI's Cancel button is checked there and between layers.
+    """
+    if images.dim() == 3:
+        images = images[None]
+    if images.dim() != 4:
+        raise ValueError(f"IMAGE must have shape [B, H, W, C], got {tuple(images.shape)}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    x = inference.sanitize(images.movedim(-1, 1))
+    color, alpha = inference.split_channels(x)
+    b, _, h, w = x.shape
+    dtype = PRECISIONS[precision]
+    if dtype is None:  # the core's choice: float16 on CUDA, float32 elsewhere
+        dtype = inference.resolve_dtype(None, comfy_env.compute_device()) \
+            if hasattr(inference, "resolve_dtype") else torch.float32
+    plan = plan_run(model, b, h, w, dtype, tile_size)
+    simple = mask is None and temporal_smoothing <= 0
+    preview = None
+    if fast_preview:
+        if not has_core_module("preview"):
+            raise CLIPLITNodeError("Backlit Enhance: fast_preview needs cliplit_core.preview, which this "
+                                   "version of the pack does not have; switch fast_preview off")
+        preview = core_module("preview")
+
+    n_chunks = -(-b // plan.chunk)
+    tracker = _Progress(n_chunks, 1 if preview else _units(h, w, plan.tile), progress)
+    net = model.working_net(plan.device, dtype)
+
+    def on_oom(next_tile):
+        log.warning("CLIP-LIT: out of memory; retrying with %s-pixel tiles", next_tile)
+        comfy_env.soft_empty_cache()
+        tracker.units = _units(h, w, next_tile)
+
+    lights, outs = [], []
+    try:
+        for i in range(0, b, plan.chunk):
+            xb = x[i:i + plan.chunk]
+            if preview is not None:
+                res = preview.enhance_preview(net, xb, strength=strength if simple else 1.0,
+                                              device=plan.device, dtype=dtype)
+                tracker(1, 1)
+                tracker.chunk_finished(1)
+            else:
+                seen = {"total": tracker.units}
+
+                def cb(done, total, _seen=seen):
+                    _seen["total"] = total
+                    tracker(done, total)
+
+                res = inference.enhance_with_backoff(
+                    net, xb, strength=strength if simple else 1.0, tile=plan.tile, device=plan.device,
+                    dtype=dtype, memory_budget=plan.budget, on_oom=on_oom, progress=cb)
+                tracker.chunk_finished(seen["total"])
+            light = res.light.to(x.device, torch.float32)
+            if light.shape[-2:] != (h, w):  # a preview may return a low-resolution map
+                light = F.interpolate(light, size=(h, w), mode="bilinear", align_corners=False)
+            lights.append(light)
+            if simple:
+                outs.append(res.image.to(x.device, torch.float32))
+    finally:
+        del net
+        if plan.device.type != "cpu":
+            comfy_env.soft_empty_cache()
+
+    light = torch.cat(lights)
+    if simple:
+        out = torch.cat(outs)
+    else:
+        if temporal_smoothing > 0:
+            light = temporal.smooth_light(light, color, float(temporal_smoothing))
+        m = prepare_mask(mask, b, h, w, mask_feather).to(x.device) if mask is not None else None
+        out = apply_light_map(color, light, strength, m)
+        if alpha is not None:
+            out = torch.cat([out, alpha], 1)
+    dev = comfy_env.intermediate_device()
+    return (out.movedim(1, -1).contiguous().to(dev),
+            light[:, 0].clamp(0, 1).contiguous().to(dev))
+
+
+class CLIPLITBacklitEnhance:
+    """Backlit Enhance: brightens the dark subject of backlit photos (CLIP-LIT, ICCV 2023)."""
+
+    CATEGORY = CATEGORY
+    DESCRIPTION = ("Enhances backlit photos with CLIP-LIT: predicts an illumination map L and returns I / L. "
+                   "Default settings reproduce the authors' results. Works on batches and video frames; big "
+                   "images are tiled exactly (no seams) when memory is short.")
+    RETURN_TYPES = ("IMAGE", "MASK")
+    RETURN_NAMES = ("image", "light_map")
+    OUTPUT_TOOLTIPS = ("The enhanced images.",
+                       "The illumination map L the image was divided by (0 = dark, 1 = fully lit), one per image.")
+    FUNCTION = "enhance"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "cliplit_model": ("CLIPLIT_MODEL", {"tooltip": "The model from Load CLIP-LIT."}),
+                "image": ("IMAGE", {"tooltip": "Backlit image(s) or video frames to enhance."}),
+                "strength": ("FLOAT", {
+                    "default": 1.0, "min": 0.0, "max": 2.0, "step": 0.05,
+                    "tooltip": ("How strongly to lift the shadows, in exposure space (result = I / L^strength): "
+                                "1 = the authors' result, 0 = unchanged, above 1 stronger."),
+                }),
+            },
+            "optional": {
+                "mask": ("MASK", {"tooltip": "Enhance only where the mask is white (soft masks blend smoothly)."}),
+                "mask_feather": ("FLOAT", {
+                    "default": 8.0, "min": 0.0, "max": 256.0, "step": 1.0,
+                    "tooltip": "Softens the mask edges (Gaussian blur sigma in pixels); only used with a mask.",
+                }),
+                "temporal_smoothing": ("FLOAT", {
+                    "default": 0.0, "min": 0.0, "max": 16.0, "step": 0.5,
+                    "tooltip": ("For video frames (the batch is a sequence): smooths the light correction "
+                                "over time to remove flicker (Gaussian sigma in frames; 0 = off, 2 is a good "
+                                "start). Never blends across scene cuts."),
+                }),
+                "fast_preview": ("BOOLEAN", {
+                    "default": False,
+                    "tooltip": ("Fast preview: predicts the light map at low resolution and upsamples it "
+                                "edge-aware. Much faster on big images, slightly different from the full result."),
+                }),
+                "precision": (list(PRECISIONS), {
+                    "default": "fp32",
+                    "tooltip": ("Compute precision. fp32 reproduces the authors' results; 'auto' picks the fastest "
+                                "one that stays close (fp16 on NVIDIA GPUs, fp32 on CPU); fp16/bf16 are faster on GPUs."),
+                }),
+                "tile_size": ("INT", {
+                    "default": 0, "min": 0, "max": 16384, "step": 64,
+                    "tooltip": ("0 = automatic from free memory (whole image when it fits, halved on out-of-"
+                                "memory). Otherwise the tile edge in pixels; tiling is exact (no seams)."),
+                }),
+            },
+        }
+
+    @node_errors("Backlit Enhance")
+    def enhance(self, cliplit_model, image, strength=1.0, mask=None, mask_feather=8.0, temporal_smoothing=0.0,
+                fast_preview=False, precision="fp32", tile_size=0):
+        if not isinstance(cliplit_model, CLIPLITModel):
+            raise TypeError("cliplit_model must come from a Load CLIP-LIT node")
+        return enhance_batch(cliplit_model, image, strength=strength, mask=mask, mask_feather=mask_feather,
+                             temporal_smoothing=temporal_smoothing, fast_preview=fast_preview,
+                             precision=precision, tile_size=tile_size)

@@ -1,0 +1,29 @@
+"""The error a node raises for bad inputs: ComfyUI shows it as
+``CLIP-LIT.CLIPLITNodeError: <node>: <clear message>`` and keeps running."""
+from __future__ import annotations
+
+import functools
+
+from ._core import errors as core_errors
+
+
+class CLIPLITNodeError(Exception):
+    """A bad model file, missing weights, wrong input ... (never an interrupt or out-of-memory)."""
+
+
+CLIPLITNodeError.__module__ = "CLIP-LIT"  # what ComfyUI prints before the message, instead of a file path
+
+
+def node_errors(title: str):
+    """Turn the core's and the pack's own input errors into a CLIPLITNodeError naming the node."""
+    def wrap(fn):
+        @functools.wraps(fn)
+        def inner(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except CLIPLITNodeError:
+                raise
+            except (core_errors.CLIPLITError, ValueError, TypeError) as e:
+                raise CLIPLITNodeError(f"{title}: {e}") from e
+        return inner
+    return wrap

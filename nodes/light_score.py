@@ -1,0 +1,111 @@
+"""CLIP Light Score (``CLIPLITLightScore``): how well-lit images look to CLIP.
+
+Score = ``1 - S(I)`` = probability "well-lit" under the prompt pair (SPEC
+section 2); the heatmap scores overlapping windows and shows where the image
+looks backlit (1 = backlit, 0 = well-lit). CLIP is loaded on first use only.
+"""
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from . import comfy_env
+from ._core import core_module, inference
+from .errors import node_errors
+from .model import RANDOM_WEIGHTS, CLIPLITModel
+
+log = logging.getLogger("CLIP-LIT")
+
+CATEGORY = "image/enhance/CLIP-LIT"
+CLIP_ACTIVATION_BYTES = 512 << 20  # generous for ViT-B/32 batches of windows
+
+
+def _param_bytes(module: torch.nn.Module) -> int:
+    return sum(p.numel() * p.element_size() for p in module.parameters())
+
+
+def format_scores(scores: list[float], model: CLIPLITModel) -> str:
+    lines = [f"image {i + 1}: {s:.4f}" for i, s in enumerate(scores)]
+    if len(scores) > 1:
+        lines.append(f"mean: {sum(scores) / len(scores):.4f}")
+    if model.clip_pretrained.lower() == RANDOM_WEIGHTS:
+        lines.append("WARNING: CLIP has random weights (clip_pretrained = none): these scores are meaningless")
+    return "\n".join(lines)
+
+
+def score_batch(model: CLIPLITModel, images: torch.Tensor, *, heatmap: bool = True, window: float = 0.5,
+                progress=None) -> tuple[float, str, torch.Tensor, list[float]]:
+    """ComfyUI IMAGE [B, H, W, C] -> (mean light score, per-image text, backlit heatmap [B, H, W], scores)."""
+    if images.dim() == 3:
+        images = images[None]
+    scores_mod = core_module("scores")
+    x = inference.sanitize(images.movedim(-1, 1))
+    color, _ = inference.split_channels(x)
+    rgb = inference.network_input(color)
+    b, _, h, w = rgb.shape
+    bb = model.backbone()  # lazy; raises a clear CLIPUnavailableError offline
+    device = comfy_env.compute_device()
+    comfy_env.free_memory(_param_bytes(bb.model) + CLIP_ACTIVATION_BYTES, device)
+    bb = model.backbone_on(device)
+    text = model.text_features(bb)
+    bar = comfy_env.progress_bar(b)
+    scores: list[float] = []
+    heat = torch.zeros(b, h, w, dtype=torch.float32)
+    try:
+        for i in range(b):
+            img = rgb[i:i + 1].to(device)
+            scores.append(float(scores_mod.score_images(img, text, bb)[0]))
+            if heatmap:
+                lit = scores_mod.light_score_heatmap(img, text, bb, window=float(window))
+                heat[i] = (1.0 - lit[0]).clamp(0, 1).float().cpu()
+            bar.update_absolute(i + 1, b)
+            if progress is not None:
+                progress(i + 1, b)
+            comfy_env.throw_if_interrupted()
+    finally:
+        del bb
+        if device.type != "cpu":
+            comfy_env.soft_empty_cache()
+    mean = sum(scores) / len(scores)
+    return mean, format_scores(scores, model), heat.to(comfy_env.intermediate_device()), scores
+
+
+class CLIPLITLightScore:
+    """CLIP Light Score: probability that each image looks well-lit, plus a backlit heatmap."""
+
+    CATEGORY = CATEGORY
+    DESCRIPTION = ("Scores how well-lit images look to CLIP with CLIP-LIT's prompt pair (probability 'well-lit', "
+                   "0..1) and maps where an image looks backlit. Loads the CLIP backbone on first use.")
+    RETURN_TYPES = ("FLOAT", "STRING", "MASK")
+    RETURN_NAMES = ("score", "scores_text", "backlit_heatmap")
+    OUTPUT_TOOLTIPS = ("Mean probability 'well-lit' over the batch (0..1, higher = better lit).",
+                       "One line per image with its score.",
+                       "Where each image looks backlit (1 = backlit, 0 = well-lit), from overlapping windows.")
+    FUNCTION = "score"
+    OUTPUT_NODE = True  # shows the scores on the node even when nothing is connected
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "cliplit_model": ("CLIPLIT_MODEL", {"tooltip": "The model from Load CLIP-LIT (its prompt pair "
+                                                               "and CLIP settings are used)."}),
+                "image": ("IMAGE", {"tooltip": "Image(s) to score, e.g. before and after Backlit Enhance."}),
+            },
+            "optional": {
+                "heatmap": ("BOOLEAN", {"default": True,
+                                        "tooltip": "Compute the backlit heatmap (about 9 extra CLIP passes per "
+                                                   "image); off gives an all-zero mask."}),
+                "heatmap_window": ("FLOAT", {"default": 0.5, "min": 0.1, "max": 1.0, "step": 0.05,
+                                             "tooltip": "Heatmap window side as a fraction of the image's shorter "
+                                                        "side (windows overlap by half)."}),
+            },
+        }
+
+    @node_errors("CLIP Light Score")
+    def score(self, cliplit_model, image, heatmap=True, heatmap_window=0.5):
+        if not isinstance(cliplit_model, CLIPLITModel):
+            raise TypeError("cliplit_model must come from a Load CLIP-LIT node")
+        mean, text, heat, _ = score_batch(cliplit_model, image, heatmap=heatmap, window=heatmap_window)
+        return {"ui": {"text": [text]}, "result": (mean, text, heat)}

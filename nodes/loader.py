@@ -1,0 +1,153 @@
+"""Load CLIP-LIT (``CLIPLITLoader``): weights file -> ``CLIPLIT_MODEL``."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from . import comfy_env
+from ._core import checkpoint, core_module, errors, weights
+from .errors import node_errors
+from .model import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, CLIPLITModel
+
+log = logging.getLogger("CLIP-LIT")
+
+CATEGORY = "image/enhance/CLIP-LIT"
+OFFICIAL = "official (download if missing)"
+NO_PROMPT_FILE = "(none: from model file, else zero-shot)"
+
+
+class ModelFileError(errors.CLIPLITError):
+    """A model file name from the node does not resolve to a file."""
+
+
+def _resolve(name: str, what: str) -> Path:
+    path = comfy_env.find_model_file(name)
+    if path is None:
+        folders = ", ".join(str(f) for f in comfy_env.model_folders()) or "(no model folder configured)"
+        raise ModelFileError(f"{what} {name!r} not found in the CLIP-LIT model folders: {folders}")
+    return path
+
+
+def official_path(progress=None) -> Path:
+    """The verified official weights: in the download folder (models/cliplit/), else the core's
+    cache if a previous CLI run put them there, else downloaded into the download folder."""
+    dest = comfy_env.download_folder()
+    target = dest / weights.OFFICIAL_FILENAME
+    cached = weights.cache_dir() / weights.OFFICIAL_FILENAME
+    if not target.is_file() and cached.is_file() and weights.sha256_of(cached) == weights.OFFICIAL_SHA256:
+        return cached
+    if not target.is_file():
+        log.info("CLIP-LIT: downloading the official weights into %s (%s)", dest, weights.LICENSE_NOTE)
+    return weights.official_weights(dest, progress=progress)
+
+
+def _download_progress():
+    bar = comfy_env.progress_bar(100)
+
+    def cb(done: int, total: int) -> None:
+        if total > 0:
+            bar.update_absolute(min(100, int(100 * done / total)), 100)
+        comfy_env.throw_if_interrupted()
+
+    return cb
+
+
+def file_stamp(path: Path | None) -> str:
+    if path is None or not path.is_file():
+        return "missing"
+    st = path.stat()
+    return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def load_cliplit_model(model_name: str, *, prompt_pair: str | None = None, clip_model: str = DEFAULT_CLIP_MODEL,
+                       clip_pretrained: str = DEFAULT_CLIP_PRETRAINED, progress=None) -> CLIPLITModel:
+    """Build the CLIPLIT_MODEL object. Raises a CLIPLITError (a clear node error) on any bad input."""
+    if model_name == OFFICIAL:
+        path = official_path(progress)
+    else:
+        path = _resolve(model_name, "model file")
+    w = checkpoint.read_weights(path)
+    net = checkpoint.build_network(w).to(comfy_env.offload_device())
+    pair, pair_source = None, ""
+    if prompt_pair and prompt_pair != NO_PROMPT_FILE:
+        ppath = _resolve(prompt_pair, "prompt-pair file")
+        pair = core_module("prompts").PromptPair.load(ppath)
+        pair_source = str(ppath)
+    elif w.prompt_pair is not None:
+        pair = core_module("prompts").PromptPair.load(path)
+        pair_source = str(path)
+    if pair is not None:
+        pair.requires_grad_(False)
+    model = CLIPLITModel(net=net, source=str(path), padding=w.padding, metadata=dict(w.metadata),
+                         prompt_pair=pair, prompt_source=pair_source,
+                         clip_model=(clip_model or DEFAULT_CLIP_MODEL).strip(),
+                         clip_pretrained=(clip_pretrained or DEFAULT_CLIP_PRETRAINED).strip())
+    log.info("CLIP-LIT: loaded %s", model)
+    return model
+
+
+class CLIPLITLoader:
+    """Load CLIP-LIT: the enhancement network (+ optional prompt pair and CLIP settings)."""
+
+    CATEGORY = CATEGORY
+    DESCRIPTION = ("Loads a CLIP-LIT backlit-enhancement model from models/cliplit/ (the authors' .pth or a "
+                   ".safetensors). 'official' downloads the authors' released model once into that folder "
+                   "(S-Lab license, non-commercial). CLIP is only loaded when a CLIP Light Score is computed.")
+    RETURN_TYPES = ("CLIPLIT_MODEL",)
+    RETURN_NAMES = ("cliplit_model",)
+    OUTPUT_TOOLTIPS = ("The CLIP-LIT model (enhancement network, prompt pair, CLIP settings) for Backlit "
+                       "Enhance and CLIP Light Score.",)
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        files = comfy_env.list_model_files()
+        folders = ", ".join(str(f) for f in comfy_env.model_folders()) or "models/cliplit/"
+        return {
+            "required": {
+                "model_name": ([OFFICIAL] + files, {
+                    "default": OFFICIAL,
+                    "tooltip": (f"Enhancement weights in models/cliplit/ ({folders}): the authors' .pth or our "
+                                f".safetensors. '{OFFICIAL}' uses enhancement_model.pth there, downloading and "
+                                f"sha256-checking the authors' released model first if it is missing."),
+                }),
+                "clip_model": ("STRING", {
+                    "default": DEFAULT_CLIP_MODEL,
+                    "tooltip": ("CLIP backbone for the light score: an open_clip model name (ViT-B-32 as the "
+                                "authors) or the file name of an open_clip model-config .json in models/cliplit/."),
+                }),
+                "clip_pretrained": ("STRING", {
+                    "default": DEFAULT_CLIP_PRETRAINED,
+                    "tooltip": ("CLIP weights: an open_clip tag ('openai', downloaded on first use), the file "
+                                "name of a local weights file in models/cliplit/ (or an absolute path), or "
+                                "'none' for random weights (tests only; scores are meaningless)."),
+                }),
+            },
+            "optional": {
+                "prompt_pair": ([NO_PROMPT_FILE] + files, {
+                    "default": NO_PROMPT_FILE,
+                    "tooltip": ("Learned prompt pair for the light score: the authors' prompt .pth or our "
+                                ".safetensors. By default the model file's own pair is used; without one, "
+                                "zero-shot text prompts."),
+                }),
+            },
+        }
+
+    @classmethod
+    def IS_CHANGED(cls, model_name, clip_model=DEFAULT_CLIP_MODEL, clip_pretrained=DEFAULT_CLIP_PRETRAINED,
+                   prompt_pair=NO_PROMPT_FILE):
+        """Reload when a file with the same name is replaced on disk."""
+        stamps = []
+        for name in (model_name, prompt_pair):
+            if name in (OFFICIAL, NO_PROMPT_FILE, None):
+                stamps.append(str(name))
+            else:
+                stamps.append(file_stamp(comfy_env.find_model_file(name)))
+        return "|".join(stamps + [str(clip_model), str(clip_pretrained)])
+
+    @node_errors("Load CLIP-LIT")
+    def load(self, model_name, clip_model=DEFAULT_CLIP_MODEL, clip_pretrained=DEFAULT_CLIP_PRETRAINED,
+             prompt_pair=NO_PROMPT_FILE):
+        progress = _download_progress() if model_name == OFFICIAL else None
+        return (load_cliplit_model(model_name, prompt_pair=prompt_pair, clip_model=clip_model,
+                                   clip_pretrained=clip_pretrained, progress=progress),)

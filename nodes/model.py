@@ -1,0 +1,195 @@
+"""The ``CLIPLIT_MODEL`` object that flows from Load CLIP-LIT to the other nodes.
+
+It holds the enhancement network (float32, on the offload device, never
+modified after loading: each run works on its own copy on the compute device,
+so a half-precision run can never degrade the shared weights), the optional
+prompt pair and the CLIP settings. The CLIP backbone is only built when a
+score is asked for, on first use, and shared afterwards.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import socket
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import comfy_env
+from ._core import core_module, errors
+
+log = logging.getLogger("CLIP-LIT")
+
+DEFAULT_CLIP_MODEL = "ViT-B-32"
+DEFAULT_CLIP_PRETRAINED = "openai"
+RANDOM_WEIGHTS = "none"
+# Zero-shot prompts used when neither the model file nor a prompt-pair file holds a learned pair.
+ZERO_SHOT_PROMPTS = ("a backlit photo with a dark underexposed subject", "a well-lit photo")
+DOWNLOAD_PROBE = ("huggingface.co", 443)
+PROBE_TIMEOUT_S = 3.0
+
+
+class CLIPUnavailableError(errors.CLIPLITError):
+    """The CLIP backbone cannot be obtained (no weights, no internet, bad config)."""
+
+
+def _tag_cfg(model: str, tag: str) -> dict | None:
+    from open_clip.pretrained import get_pretrained_cfg
+
+    return get_pretrained_cfg(model.replace("/", "-"), tag) or None
+
+
+def _cached_tag_file(cfg: dict) -> str | None:
+    """Local copy of a pretrained tag's weights, if open_clip downloaded them before."""
+    if cfg.get("file"):
+        return cfg["file"]
+    hub = cfg.get("hf_hub") or ""
+    if hub:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+        except ImportError:
+            try_to_load_from_cache = None
+        if try_to_load_from_cache is not None:
+            repo, fname = os.path.split(hub.rstrip("/")) if not hub.endswith("/") else (hub.rstrip("/"), "")
+            names = [fname] if fname else []
+            names += ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+            for n in names:
+                hit = try_to_load_from_cache(repo, n)
+                if isinstance(hit, str) and os.path.isfile(hit):
+                    return hit
+    url = cfg.get("url") or ""
+    if url:
+        legacy = Path(os.path.expanduser("~/.cache/clip")) / os.path.basename(url)
+        if legacy.is_file():
+            return str(legacy)
+    return None
+
+
+def _can_reach_download_server() -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        with socket.create_connection(DOWNLOAD_PROBE, timeout=PROBE_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
+
+
+def resolve_clip_settings(clip_model: str, clip_pretrained: str) -> tuple[str, str, bool | None]:
+    """(model name or config path, pretrained tag / file path / 'none', quick_gelu) ready for the core.
+
+    Relative file names are looked up in the model folders (models/cliplit/).
+    A pretrained tag whose weights are not cached is only downloaded when the
+    download server answers within a few seconds; otherwise a clear error says
+    where to put the file (no minute-long retry loop inside a node).
+    """
+    model = (clip_model or DEFAULT_CLIP_MODEL).strip()
+    pretrained = (clip_pretrained or DEFAULT_CLIP_PRETRAINED).strip()
+    if model.lower().endswith(".json"):
+        found = comfy_env.find_model_file(model)
+        if found is None and not Path(model).is_file():
+            raise CLIPUnavailableError(
+                f"CLIP model config {model!r} not found (looked in {', '.join(map(str, comfy_env.model_folders())) or 'no model folder'})"
+            )
+        model = str(found or model)
+    if pretrained.lower() == RANDOM_WEIGHTS:
+        return model, RANDOM_WEIGHTS, None
+    local = comfy_env.find_model_file(pretrained)
+    if local is not None:
+        return model, str(local), None
+    if Path(pretrained).suffix.lower() in (".pt", ".pth", ".bin", ".safetensors"):
+        raise CLIPUnavailableError(
+            f"CLIP weights file {pretrained!r} not found (looked in "
+            f"{', '.join(map(str, comfy_env.model_folders())) or 'no model folder'} and as an absolute path)"
+        )
+    if model.lower().endswith(".json"):
+        raise CLIPUnavailableError(
+            f"CLIP model {model} is a config file: give its weights as a local file, or 'none' for random weights"
+        )
+    cfg = _tag_cfg(model, pretrained)
+    if cfg is None:
+        return model, pretrained, None  # the core raises a clear 'unknown tag' error listing the known tags
+    cached = _cached_tag_file(cfg)
+    if cached is not None:
+        return model, cached, bool(cfg.get("quick_gelu", False))
+    if not _can_reach_download_server():
+        target = comfy_env.download_folder()
+        raise CLIPUnavailableError(
+            f"the CLIP weights {model} / {pretrained!r} are not on this computer and the download server "
+            f"({DOWNLOAD_PROBE[0]}) cannot be reached. Download them elsewhere "
+            f"({cfg.get('hf_hub') or cfg.get('url')}), put the file into {target} and enter its file name "
+            f"as clip_pretrained in Load CLIP-LIT"
+        )
+    return model, pretrained, None
+
+
+@dataclass(eq=False)
+class CLIPLITModel:
+    """What a ``CLIPLIT_MODEL`` socket carries."""
+
+    net: torch.nn.Module  # CLIPLITNet, float32, eval, on the offload device; never mutated
+    source: str
+    padding: str = "reflect"
+    metadata: dict = field(default_factory=dict)
+    prompt_pair: object | None = None  # cliplit_core.prompts.PromptPair or None
+    prompt_source: str = ""
+    clip_model: str = DEFAULT_CLIP_MODEL
+    clip_pretrained: str = DEFAULT_CLIP_PRETRAINED
+    _backbone: object | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    # ------------------------------------------------------------------ enhancement network
+    def working_net(self, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+        """The network on ``device`` in ``dtype``: a private copy (the net is ~1 MB) unless it
+        already lives there in float32, so nothing a run does can change the shared weights."""
+        p = next(self.net.parameters())
+        if p.device == torch.device(device) and p.dtype == dtype == torch.float32:
+            return self.net
+        return copy.deepcopy(self.net).to(device=device, dtype=dtype)
+
+    def net_bytes(self) -> int:
+        return sum(p.numel() * p.element_size() for p in self.net.parameters())
+
+    # ------------------------------------------------------------------ CLIP (lazy)
+    def backbone(self):
+        """The frozen CLIP backbone (built on first use, on the offload device, fp32)."""
+        with self._lock:
+            if self._backbone is None:
+                cb = core_module("clip_backbone")
+                model, pretrained, quick_gelu = resolve_clip_settings(self.clip_model, self.clip_pretrained)
+                log.info("CLIP-LIT: loading CLIP %s (%s) for light scores", model, pretrained)
+                self._backbone = cb.load_backbone(model, pretrained, device=comfy_env.offload_device(),
+                                                  precision="fp32", quick_gelu=quick_gelu)
+            return self._backbone
+
+    def backbone_on(self, device: torch.device):
+        """The backbone on ``device``: itself when it already lives there, else a temporary copy."""
+        bb = self.backbone()
+        if torch.device(device) == torch.device(bb.device):
+            return bb
+        import dataclasses
+
+        return dataclasses.replace(bb, model=copy.deepcopy(bb.model).to(device), device=torch.device(device))
+
+    def text_features(self, backbone) -> torch.Tensor:
+        """``[2, embed_dim]`` normalised text features: the learned prompt pair, or zero-shot prompts."""
+        if self.prompt_pair is not None:
+            return self.prompt_pair.text_features(backbone).detach()
+        with torch.no_grad():
+            ids = backbone.tokenize(list(ZERO_SHOT_PROMPTS))
+            eot = ids.argmax(dim=-1)  # the end-of-text token has the largest id
+            return backbone.encode_embeddings(backbone.token_embeddings(ids), eot).detach()
+
+    @property
+    def prompt_description(self) -> str:
+        if self.prompt_pair is not None:
+            return f"learned prompt pair from {Path(self.prompt_source).name or 'the model file'}"
+        return "zero-shot text prompts (no learned prompt pair loaded)"
+
+    def __repr__(self) -> str:  # shown in ComfyUI's debug output
+        return (f"CLIPLITModel({Path(self.source).name}, padding={self.padding}, "
+                f"prompts={'learned' if self.prompt_pair is not None else 'zero-shot'}, "
+                f"clip={self.clip_model}/{self.clip_pretrained})")
