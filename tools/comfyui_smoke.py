@@ -18,9 +18,16 @@ What it does:
      the saved PNG with <shared>/data/reference_small/<name>.png (pass if the
      max abs difference is <= 1 level of 8 bits);
   4. checks that the CLIP Light Score node (if in the workflow) produced an
-     output, and that a prompt naming a missing model file gives a clear error
-     while the server keeps running;
-  5. always stops the server. Exit status 0 only if everything passed.
+     output (by default with a tiny random-weights open_clip config written
+     into models/cliplit/, since the test machine cannot download the OpenAI
+     CLIP weights; --clip workflow keeps the workflow's ViT-B-32/openai), that a
+     prompt naming a missing model file is rejected clearly and that a corrupt
+     model file gives a clear node error, the server running on after both;
+  5. unless --quick: runs one full-size photo (2048x1536, automatic tiling on
+     CPU) against <shared>/data/reference_full/, and cancels a long tiled run
+     with POST /interrupt, which must stop the Backlit Enhance node within
+     seconds;
+  6. always stops the server. Exit status 0 only if everything passed.
 
 Only the standard library plus numpy and Pillow (for the comparison) are used.
 The workflow must be in ComfyUI's API format ("Export (API)"), i.e. a dict
@@ -54,6 +61,14 @@ ENHANCE_NODE = "CLIPLITBacklitEnhance"
 LOADER_NODE = "CLIPLITLoader"
 SCORE_NODE = "CLIPLITLightScore"
 BAD_MODEL_NAME = "cliplit_smoke_missing_model_do_not_create.pth"
+# Offline CLIP for the light score: a tiny open_clip config with random weights
+# (no download possible on the test machine). The real ViT-B-32/openai is used with --clip workflow.
+TINY_CLIP_NAME = "cliplit_smoke_tiny_clip.json"
+TINY_CLIP_CONFIG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16, "head_width": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
 MAX_LEVEL_DIFF = 1
 
 
@@ -161,6 +176,23 @@ def link_weights(comfyui: Path, weights: Path) -> Path:
     dest.symlink_to(weights.resolve())
     log(f"[setup] linked {dest} -> {weights}")
     return dest
+
+
+def write_tiny_clip(comfyui: Path) -> Path:
+    folder = comfyui / "models" / MODEL_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    dest = folder / TINY_CLIP_NAME
+    dest.write_text(json.dumps(TINY_CLIP_CONFIG, indent=1), encoding="utf-8")
+    log(f"[setup] wrote offline CLIP config {dest} (random weights: light scores are meaningless)")
+    return dest
+
+
+def use_tiny_clip(prompt: dict) -> None:
+    """Point every CLIP-LIT loader at the tiny offline CLIP (random weights)."""
+    for lid in nodes_of(prompt, LOADER_NODE):
+        inputs = prompt[lid]["inputs"]
+        inputs["clip_model"] = TINY_CLIP_NAME
+        inputs["clip_pretrained"] = "none"
 
 
 def copy_inputs(comfyui: Path, images_dir: Path) -> list[Path]:
@@ -601,6 +633,108 @@ def run_bad_model(http, server, res, object_info, workflow, images, timeout):
     res.add("server alive after bad prompt", alive, f"GET /object_info -> {status}")
 
 
+def enhance_only(workflow: dict, image_name: str, prefix: str, **enhance_inputs) -> dict:
+    """The workflow without score nodes, on ``image_name``, with extra Backlit Enhance inputs."""
+    prompt = remove_nodes(copy.deepcopy(workflow), SCORE_NODE)
+    for nid in nodes_of(prompt, "LoadImage"):
+        prompt[nid]["inputs"]["image"] = image_name
+    for lid in nodes_of(prompt, LOADER_NODE):
+        prompt[lid]["inputs"]["model_name"] = WEIGHTS_NAME
+    for eid in nodes_of(prompt, ENHANCE_NODE):
+        prompt[eid]["inputs"].update(enhance_inputs)
+    for sid in nodes_of(prompt, "SaveImage"):
+        prompt[sid]["inputs"]["filename_prefix"] = f"{prefix}_n{sid}"
+    return prompt
+
+
+def run_full_tiled(http, server, res, workflow, comfyui, data, timeout):
+    """One full-size photo vs reference_full; on CPU the automatic plan tiles it (1024-pixel tiles)."""
+    name = "110_51093502029_o"
+    src = data / "backlit" / f"{name}.jpg"
+    if not src.is_file():
+        res.add("full-size tiled image", False, f"missing {src}")
+        return
+    shutil.copyfile(src, comfyui / "input" / f"cliplit_smoke_full_{name}.jpg")
+    prefix = f"cliplit_smoke/{time.strftime('%Y%m%d_%H%M%S')}_full_{name}"
+    prompt = enhance_only(workflow, f"cliplit_smoke_full_{name}.jpg", prefix, tile_size=0)
+    t0 = time.monotonic()
+    prompt_id, err = submit(http, prompt)
+    if prompt_id is None:
+        res.add("full-size tiled image", False, f"POST /prompt rejected:\n    {err}")
+        return
+    entry = wait_history(http, server, prompt_id, timeout)
+    dt = time.monotonic() - t0
+    if entry is None or (entry.get("status") or {}).get("status_str") != "success":
+        res.add("full-size tiled image", False, execution_error_text(entry or {}))
+        return
+    save_ids = nodes_of(prompt, "SaveImage")
+    files = saved_images(comfyui, entry, save_ids, {sid: f"{prefix}_n{sid}" for sid in save_ids})
+    for sid in save_ids:
+        for f in files[sid]:
+            ok, detail = compare(f, data / "reference_full" / f"{name}.png")
+            res.add(f"full-size {name}, automatic tiling [{f.name}]", ok, f"{detail}, {dt:.1f} s")
+
+
+def run_interrupt(http, server, res, workflow, comfyui, data, timeout):
+    """Cancel a long tiled run: ComfyUI must report it interrupted within about one tile."""
+    name = "111_51093504404_o"
+    src = data / "backlit" / f"{name}.jpg"
+    if not src.is_file():
+        res.add("interrupt", False, f"missing {src}")
+        return
+    shutil.copyfile(src, comfyui / "input" / f"cliplit_smoke_interrupt_{name}.jpg")
+    prompt = enhance_only(workflow, f"cliplit_smoke_interrupt_{name}.jpg", "cliplit_smoke/interrupt",
+                          tile_size=256, strength=0.95)  # strength: not a cached result
+    prompt_id, err = submit(http, prompt)
+    if prompt_id is None:
+        res.add("interrupt", False, f"POST /prompt rejected:\n    {err}")
+        return
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status, q = http.get("/queue")
+        if status == 200 and isinstance(q, dict) and any(prompt_id in map(str, item) for item in q.get("queue_running", [])):
+            break
+        time.sleep(0.2)
+    time.sleep(6.0)  # let the enhancement get going (image load + a few tiles)
+    http.post("/interrupt", {})
+    t0 = time.monotonic()
+    entry = wait_history(http, server, prompt_id, timeout)
+    dt = time.monotonic() - t0
+    if entry is None:
+        res.add("interrupt", False, f"no result {timeout:.0f} s after POST /interrupt")
+        return
+    msgs = [m for m in (entry.get("status") or {}).get("messages") or [] if isinstance(m, list) and len(m) == 2]
+    hit = [d for e, d in msgs if e == "execution_interrupted"]
+    where = hit[0].get("node_type") if hit else None
+    ok = bool(hit) and where == ENHANCE_NODE and dt < 10.0
+    res.add("interrupt stops a tiled Backlit Enhance", ok,
+            f"interrupted in {where}, {dt:.2f} s after POST /interrupt (tile 256 on a 2048x1536 photo)"
+            if hit else f"not interrupted: {execution_error_text(entry)}")
+
+
+def run_bad_file(http, server, res, workflow, comfyui, images, timeout):
+    """A corrupt file in models/cliplit/ gives a clear node error; the server keeps running."""
+    bad = comfyui / "models" / MODEL_FOLDER / "cliplit_smoke_corrupt.pth"
+    bad.write_bytes(b"this is not a checkpoint, just text saved with the wrong extension\n" * 20)
+    try:
+        prompt = enhance_only(workflow, images[0].name, "cliplit_smoke/bad_file")
+        for lid in nodes_of(prompt, LOADER_NODE):
+            prompt[lid]["inputs"]["model_name"] = bad.name
+        prompt_id, err = submit(http, prompt)
+        if prompt_id is None:
+            res.add("corrupt model file", False, f"POST /prompt rejected (file not listed?):\n    {err}")
+            return
+        entry = wait_history(http, server, prompt_id, timeout)
+        text = execution_error_text(entry or {})
+        first = text.splitlines()[1] if len(text.splitlines()) > 1 else text
+        ok = entry is not None and "execution_error" in text and "not a checkpoint" in text
+        res.add("corrupt model file gives a clear node error", ok, first.strip())
+    finally:
+        bad.unlink(missing_ok=True)
+    status, _ = http.get("/system_stats")
+    res.add("server alive after corrupt file", status == 200 and server.alive(), f"GET /system_stats -> {status}")
+
+
 def run_child(cmd: list[str], env: dict) -> int:
     """Run the re-executed script; pass Ctrl-C / SIGTERM on to it so that it
     can stop its server, instead of killing it outright."""
@@ -643,6 +777,12 @@ def main(argv=None) -> int:
     ap.add_argument("--prompt-timeout", type=float, default=600.0, help="seconds per prompt")
     ap.add_argument("--no-light-score", action="store_true",
                     help=f"drop {SCORE_NODE} nodes (and their consumers) from the workflow")
+    ap.add_argument("--clip", choices=("tiny", "workflow"), default="tiny",
+                    help="CLIP for the light score: 'tiny' = a tiny random-weights open_clip config written into "
+                         "models/cliplit/ (works offline; default), 'workflow' = the workflow's own settings "
+                         "(ViT-B-32 / openai: needs the weights or internet)")
+    ap.add_argument("--quick", action="store_true",
+                    help="skip the full-size tiled image and the interrupt test (about a minute each on CPU)")
     ap.add_argument("--skip-images", action="store_true", help="only start the server and check /object_info")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)
@@ -684,7 +824,11 @@ def main(argv=None) -> int:
             workflow = load_api_workflow(resolve_path(args.workflow, base=REPO_ROOT))
             if args.no_light_score:
                 workflow = remove_nodes(workflow, SCORE_NODE)
+            elif args.clip == "tiny":
+                use_tiny_clip(workflow)
         link_pack(comfyui, pack)
+        if args.clip == "tiny":
+            write_tiny_clip(comfyui)
         link_weights(comfyui, data / "official_weights" / WEIGHTS_NAME)
         images = copy_inputs(comfyui, data / "backlit_small")
 
@@ -715,6 +859,10 @@ def main(argv=None) -> int:
 
         run_images(args, http, server, res, object_info, workflow, images, comfyui, data / "reference_small")
         run_bad_model(http, server, res, object_info, workflow, images, args.prompt_timeout)
+        run_bad_file(http, server, res, workflow, comfyui, images, args.prompt_timeout)
+        if not args.quick:
+            run_full_tiled(http, server, res, workflow, comfyui, data, args.prompt_timeout)
+            run_interrupt(http, server, res, workflow, comfyui, data, args.prompt_timeout)
     except SmokeError as e:
         res.add("setup/server", False, str(e))
     except KeyboardInterrupt as e:
