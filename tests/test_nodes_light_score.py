@@ -1,0 +1,136 @@
+"""CLIP Light Score without ComfyUI (tiny random-weights CLIP config: fast, offline)."""
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+import torch
+from nodes_support import OFFICIAL_WEIGHTS, require, write_tiny_clip
+
+import nodes
+from nodes import comfy_env
+from nodes import model as mdl
+from nodes.errors import CLIPLITNodeError
+from nodes.loader import load_cliplit_model
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # random-weights warnings are expected here
+
+
+@pytest.fixture
+def folder(tmp_path, monkeypatch):
+    d = tmp_path / "cliplit"
+    monkeypatch.setenv(comfy_env.MODELS_DIR_ENV, str(d))
+    write_tiny_clip(d)
+    return d
+
+
+@pytest.fixture
+def tiny_model(folder):
+    return load_cliplit_model(str(require(OFFICIAL_WEIGHTS)), clip_model="tiny_clip.json", clip_pretrained="none")
+
+
+def test_clip_is_loaded_only_when_a_score_is_asked_for(tiny_model):
+    x = torch.rand(1, 48, 64, 3)
+    nodes.CLIPLITBacklitEnhance().enhance(tiny_model, x)
+    assert tiny_model._backbone is None
+    nodes.CLIPLITLightScore().score(tiny_model, x)
+    assert tiny_model._backbone is not None
+
+
+def test_outputs(tiny_model):
+    x = torch.rand(3, 48, 64, 3)
+    out = nodes.CLIPLITLightScore().score(tiny_model, x)
+    mean, text, heat = out["result"]
+    assert isinstance(mean, float) and 0.0 <= mean <= 1.0
+    lines = text.splitlines()
+    assert [ln.split(":")[0] for ln in lines[:4]] == ["image 1", "image 2", "image 3", "mean"]
+    assert "random weights" in lines[-1]
+    assert out["ui"] == {"text": [text]}
+    assert heat.shape == (3, 48, 64) and heat.dtype == torch.float32
+    assert 0.0 <= float(heat.min()) and float(heat.max()) <= 1.0
+    assert nodes.CLIPLITLightScore.OUTPUT_NODE is True
+
+
+def test_scores_match_the_core(tiny_model):
+    from nodes._core import core_module
+
+    scores = core_module("scores")
+    x = torch.rand(2, 40, 52, 3)
+    mean, text, heat, per_image = nodes.light_score.score_batch(tiny_model, x)
+    bb = tiny_model.backbone()
+    ref = scores.score_images(x.movedim(-1, 1), tiny_model.text_features(bb), bb)
+    assert torch.allclose(torch.tensor(per_image), ref, atol=1e-5)
+    assert abs(mean - float(ref.mean())) < 1e-5
+    hm = scores.light_score_heatmap(x.movedim(-1, 1), tiny_model.text_features(bb), bb)
+    assert torch.allclose(heat, 1 - hm, atol=1e-5)  # the MASK shows where it looks backlit
+
+
+def test_heatmap_off_gives_zeros(tiny_model):
+    _, _, heat = nodes.CLIPLITLightScore().score(tiny_model, torch.rand(1, 30, 40, 3), heatmap=False)["result"]
+    assert heat.shape == (1, 30, 40) and not heat.any()
+
+
+def test_learned_prompt_pair_is_used(folder, tiny_model):
+    from nodes._core import core_module
+
+    prompts = core_module("prompts")
+    bb = tiny_model.backbone()
+    torch.manual_seed(0)
+    pair = prompts.PromptPair.random(bb, prompt_length=8)
+    pair.save(folder / "pair.safetensors")
+    m = load_cliplit_model(str(OFFICIAL_WEIGHTS), prompt_pair="pair.safetensors", clip_model="tiny_clip.json",
+                           clip_pretrained="none")
+    assert m.prompt_pair is not None and "learned" in m.prompt_description
+    x = torch.rand(1, 32, 32, 3)
+    _, _, _, got = nodes.light_score.score_batch(m, x, heatmap=False)
+    ref = core_module("scores").score_images(x.movedim(-1, 1), pair, bb)
+    assert abs(got[0] - float(ref[0])) < 1e-5
+
+
+def test_gray_and_alpha_images(tiny_model):
+    for c in (1, 4):
+        mean, _, heat = nodes.CLIPLITLightScore().score(tiny_model, torch.rand(1, 32, 40, c))["result"]
+        assert 0 <= mean <= 1 and heat.shape == (1, 32, 40)
+
+
+def test_offline_clip_download_fails_fast_and_clearly(folder, monkeypatch):
+    m = load_cliplit_model(str(OFFICIAL_WEIGHTS))  # ViT-B-32 / openai, as in the example workflow
+    monkeypatch.setattr(mdl, "_cached_tag_file", lambda cfg: None)
+    monkeypatch.setattr(mdl.socket, "create_connection", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    t0 = time.monotonic()
+    with pytest.raises(CLIPLITNodeError) as e:
+        nodes.CLIPLITLightScore().score(m, torch.rand(1, 32, 32, 3))
+    assert time.monotonic() - t0 < 5
+    msg = str(e.value)
+    assert msg.startswith("CLIP Light Score: the CLIP weights ViT-B-32 / 'openai' are not on this computer")
+    assert str(folder) in msg and "clip_pretrained" in msg
+
+
+def test_cached_tag_weights_are_used_without_network(monkeypatch, tmp_path):
+    f = tmp_path / "open_clip_model.safetensors"
+    f.write_bytes(b"x")
+    monkeypatch.setattr(mdl, "_cached_tag_file", lambda cfg: str(f))
+    monkeypatch.setattr(mdl, "_can_reach_download_server", lambda: pytest.fail("probed the network"))
+    model, pretrained, quick_gelu = mdl.resolve_clip_settings("ViT-B-32", "openai")
+    assert (model, pretrained, quick_gelu) == ("ViT-B-32", str(f), True)
+
+
+@pytest.mark.parametrize("clip_model, clip_pretrained, expected", [
+    ("no_such_config.json", "none", "CLIP model config 'no_such_config.json' not found"),
+    ("ViT-Nope-99", "none", "unknown CLIP model 'ViT-Nope-99'"),
+    ("tiny_clip.json", "missing_weights.safetensors", "CLIP weights file 'missing_weights.safetensors' not found"),
+    ("tiny_clip.json", "openai", "is a config file: give its weights as a local file"),
+])
+def test_bad_clip_settings_give_clear_errors(folder, clip_model, clip_pretrained, expected):
+    m = load_cliplit_model(str(OFFICIAL_WEIGHTS), clip_model=clip_model, clip_pretrained=clip_pretrained)
+    with pytest.raises(CLIPLITNodeError, match="^CLIP Light Score: .*" + re.escape(expected)):
+        nodes.CLIPLITLightScore().score(m, torch.rand(1, 32, 32, 3))
+
+
+def test_prompt_pair_of_another_clip_gives_a_clear_error(folder):
+    torch.save({"module.embedding_prompt": torch.randn(2, 77, 512)}, folder / "vitb32_pair.pth")
+    m = load_cliplit_model(str(OFFICIAL_WEIGHTS), prompt_pair="vitb32_pair.pth", clip_model="tiny_clip.json",
+                           clip_pretrained="none")
+    with pytest.raises(CLIPLITNodeError, match=r"does not fit CLIP model"):
+        nodes.CLIPLITLightScore().score(m, torch.rand(1, 32, 32, 3))
