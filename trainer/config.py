@@ -15,9 +15,10 @@ from cliplit_core.errors import CLIPLITError
 
 # Fields that may differ on --resume without changing the training mathematics
 # (device and precision change the numerics slightly; --rounds extends or
-# shortens the schedule).
+# shortens the schedule; the output and data folders may have moved -- the trainer
+# warns if the image listing changed).
 RUNTIME_FIELDS = frozenset({"device", "amp", "workers", "log_every", "save_every", "rounds", "resume",
-                            "channels_last", "progress"})
+                            "channels_last", "progress", "out", "backlit", "welllit"})
 
 
 class TrainerError(CLIPLITError):

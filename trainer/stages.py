@@ -151,6 +151,10 @@ class Trainer:
         cl = cfg.channels_last
         self.channels_last = self.dev.type == "cuda" and (cl == "on" or (cl == "auto" and self.amp_dtype is not None))
         self.hang_at = int(os.environ.get(HANG_ENV, "0") or 0)
+        if self.dev.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
 
     # ------------------------------------------------------------------ messages
     def warn(self, msg: str) -> None:
@@ -655,7 +659,10 @@ class Trainer:
                 (self.out / LOG_NAME).unlink(missing_ok=True)
         distmod.barrier(self.info)
         self.log = JsonlLog(self.out / LOG_NAME if self.main else None)
-        if self.ck is None:
+        if self.ck is not None:
+            self.log.write({"step": int(self.pos["global_step"]), "event": "resume", "device": str(self.dev),
+                            "world_size": self.info.world})
+        else:
             self.log.write({"step": 0, "event": "start", "config": cfg.to_dict(),
                             "backlit_images": len(self.backlit), "welllit_images": len(self.welllit),
                             "backlit_skipped": len(self.backlit.skipped),
@@ -665,7 +672,8 @@ class Trainer:
             index = int(self.pos["phase_index"])
             if index < len(self.plan):
                 ph = self.plan[index]
-                if self.ck is not None and (ph.kind, ph.round) != (self.pos["kind"], self.pos["round"]):
+                if self.ck is not None and self.pos["kind"] != "done" and \
+                        (ph.kind, ph.round) != (self.pos["kind"], self.pos["round"]):
                     raise TrainerError(f"checkpoint position ({self.pos['kind']} round {self.pos['round']}) does not "
                                        f"match the schedule ({ph.kind} round {ph.round}); the options changed")
             while index < len(self.plan):
