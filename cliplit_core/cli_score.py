@@ -129,7 +129,7 @@ def load_scorer(model_file, clip_model=None, clip_pretrained=None, prompt_length
 
 def run(args) -> int:
     """Score the inputs; returns the exit status (raises CLIPLITError for fatal problems)."""
-    from .scores import light_score_heatmap, score_images
+    from .scores import backlit_probability_from_features, light_score_heatmap
 
     if args.batch_size < 1:
         raise CLIPLITError("--batch-size must be at least 1")
@@ -158,27 +158,46 @@ def run(args) -> int:
         raise CLIPLITError(f"cannot set up the CLIP scorer: {type(e).__name__}: {first}") from None
     heat_dir = Path(args.heatmap) if args.heatmap else None
     failed = len(problems)
+    with torch.no_grad():
+        text = pair.text_features(backbone)
 
-    def flush(batch: list[tuple[Path, torch.Tensor]]) -> None:
-        imgs = [im for _, im in batch]
-        scores = score_images(imgs, pair, backbone, batch_size=args.batch_size)
-        for (path, im), s in zip(batch, scores.tolist()):
+    def flush(batch: list[tuple[Path, torch.Tensor, str | None]]) -> None:
+        with torch.no_grad():
+            feats = backbone.encode_image(torch.cat([pix for _, pix, _ in batch]))
+            light = (1.0 - backlit_probability_from_features(feats, text)).cpu().tolist()
+        for (path, _, heat_file), s in zip(batch, light):
             rec = {"file": str(path), "light_score": round(float(s), 6)}
-            if heat_dir is not None:
-                heat = light_score_heatmap(im.to(backbone.device), pair, backbone, batch_size=args.batch_size)
-                out = heat_dir / f"{path.stem}_light.png"
-                _write_gray_png(out, heat[0].float().cpu().numpy())
-                rec["heatmap"] = str(out)
+            if heat_file is not None:
+                rec["heatmap"] = heat_file
             print(json.dumps(rec), flush=True)
 
-    batch: list[tuple[Path, torch.Tensor]] = []
+    # one full-size image in memory at a time: each is reduced to the model's input size
+    # (and its heatmap written) as soon as it is read; the model then runs batch by batch
+    batch: list[tuple[Path, torch.Tensor, str | None]] = []
+    used_names: set[str] = set()
     for path in paths:
         try:
-            batch.append((path, _read_rgb(path)))
+            im = _read_rgb(path).to(backbone.device)
         except ImageReadError as e:
             print(f"error: {e}", file=sys.stderr)
             failed += 1
             continue
+        heat_file = None
+        with torch.no_grad():
+            pix = backbone.preprocess(im[None])
+            if heat_dir is not None:
+                heat = light_score_heatmap(im, pair, backbone, batch_size=args.batch_size)
+                name = f"{path.stem}_light.png"
+                n = 1
+                while name in used_names:  # same stem in two folders: keep both maps
+                    n += 1
+                    name = f"{path.stem}_{n}_light.png"
+                used_names.add(name)
+                out = heat_dir / name
+                _write_gray_png(out, heat[0].float().cpu().numpy())
+                heat_file = str(out)
+        del im
+        batch.append((path, pix, heat_file))
         if len(batch) >= args.batch_size:
             flush(batch)
             batch = []

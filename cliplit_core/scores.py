@@ -101,6 +101,9 @@ def heatmap_windows(height: int, width: int, window: float | int = 0.5,
     return win, _positions(height, win, step), _positions(width, win, step)
 
 
+HEATMAP_CHUNK_PIXELS = 1 << 25  # window pixels cropped at once (x3 channels x 4 bytes = 384 MiB)
+
+
 def light_score_heatmap(images: torch.Tensor, text, backbone: CLIPBackbone, *, window: float | int = 0.5,
                         stride: float | int = 0.5, batch_size: int = 64,
                         antialias: bool = False) -> torch.Tensor:
@@ -110,6 +113,8 @@ def light_score_heatmap(images: torch.Tensor, text, backbone: CLIPBackbone, *, w
     50 % overlap) are scored like whole images (resized to the model's size), and
     each pixel gets the average of the windows covering it, weighted by a tent
     that peaks at each window's centre (so the map has no block edges). No autograd.
+    At most ``batch_size`` windows (and about 32 M window pixels) go through the
+    model at once, so large photos need little extra memory.
     """
     if images.dim() == 3:
         images = images.unsqueeze(0)
@@ -121,7 +126,7 @@ def light_score_heatmap(images: torch.Tensor, text, backbone: CLIPBackbone, *, w
     weight = tent[:, None] * tent[None, :]
     heat = torch.zeros(b, h, w, device=dev)
     norm = torch.zeros(h, w, device=dev)
-    per_chunk = max(1, batch_size // max(1, b))
+    per_chunk = max(1, min(batch_size // max(1, b), HEATMAP_CHUNK_PIXELS // (win * win * b)))
     with torch.no_grad():
         tf = _text(text, backbone)
         for i in range(0, len(boxes), per_chunk):

@@ -80,6 +80,14 @@ def test_heatmaps_have_the_image_size(setup, capsys, tmp_path):
     assert [os.path.basename(r["heatmap"]) for r in recs] == ["a_light.png", "b_light.png"]
     assert Image.open(recs[0]["heatmap"]).size == (70, 40)
     assert Image.open(recs[1]["heatmap"]).size == (30, 90)
+    # the same file name in two folders keeps both maps
+    other = tmp_path / "other"
+    other.mkdir()
+    Image.open(setup["imgs"] / "a.png").save(other / "a.png")
+    rc, recs, err = _run([setup["imgs"] / "a.png", other / "a.png", "--model", setup["dir"] / "model.safetensors",
+                          "--heatmap", tmp_path / "heat2"], capsys)
+    assert rc == 0, err
+    assert [os.path.basename(r["heatmap"]) for r in recs] == ["a_light.png", "a_2_light.png"]
 
 
 def test_authors_prompt_file_with_clip_model(setup, capsys, tmp_path):
