@@ -16,17 +16,14 @@ nothing is downloaded. ``--tiny`` swaps in tiny configs for a quick smoke run.
     python benchmarks/bench_clip_scoring.py                     # cuda if available, else cpu
     python benchmarks/bench_clip_scoring.py --device cpu --batch 4 --repeats 2
 
-Measured (random weights, float32; loop ms / batched ms = ratio):
+Measured (random weights, float32), per-image loop ms / batched ms = ratio:
 
-====================================  ===================  ==================  ===================
-setting                               score (ViT-B-32)     L_clip (ViT-B-32)   L_identity (RN101)
-====================================  ===================  ==================  ===================
-H100, torch 2.11, 16 x 256 px         55.9 / 6.2 = 9.0x    274.8 / 19.2 = 14.3x  395.7 / 28.2 = 14.0x
-H100, 16 x 256 px, --tf32 off         91.9 / 6.2 = 14.8x   264.7 / 23.9 = 11.1x  476.4 / 45.2 = 10.5x
-H100, 8 x 512 px                      44.7 / 5.7 = 7.8x    99.7 / 19.4 = 5.1x    187.4 / 25.1 = 7.5x
-H100, 64 x 256 px                     224.6 / 17.7 = 12.7x 856.9 / 40.2 = 21.3x  2741.5 / 65.2 = 42.1x
-2-core CPU (busy), torch 2.14, 4 x 256 5696 / 2124 = 2.7x  7146 / 4932 = 1.4x    25875 / 16985 = 1.5x
-====================================  ===================  ==================  ===================
+  setting                             score (ViT-B-32)      L_clip (ViT-B-32)     L_identity (RN101)
+  H100, torch 2.11, 16 x 256 px       55.9 / 6.2 = 9.0x     274.8 / 19.2 = 14.3x  395.7 / 28.2 = 14.0x
+  H100, 16 x 256 px, --tf32 off       91.9 / 6.2 = 14.8x    264.7 / 23.9 = 11.1x  476.4 / 45.2 = 10.5x
+  H100, 8 x 512 px                    44.7 / 5.7 = 7.8x     99.7 / 19.4 = 5.1x    187.4 / 25.1 = 7.5x
+  H100, 64 x 256 px                   224.6 / 17.7 = 12.7x  856.9 / 40.2 = 21.3x  2741.5 / 65.2 = 42.1x
+  2-core CPU (busy), 4 x 256 px       5696 / 2124 = 2.7x    7146 / 4932 = 1.4x    25875 / 16985 = 1.5x
 
 Both formulations agree to ~1e-7 relative in fp32 (``--tf32 off``); with PyTorch's
 default TF32 convolutions on the GPU the RN101 input gradients differ by up to ~9 %
