@@ -7,7 +7,7 @@ from pathlib import Path
 from . import comfy_env
 from ._core import checkpoint, core_module, errors, weights
 from .errors import node_errors
-from .model import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, CLIPLITModel
+from .model import AUTO, DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, CLIPLITModel
 
 log = logging.getLogger("CLIP-LIT")
 
@@ -59,8 +59,8 @@ def file_stamp(path: Path | None) -> str:
     return f"{path}:{st.st_size}:{st.st_mtime_ns}"
 
 
-def load_cliplit_model(model_name: str, *, prompt_pair: str | None = None, clip_model: str = DEFAULT_CLIP_MODEL,
-                       clip_pretrained: str = DEFAULT_CLIP_PRETRAINED, progress=None) -> CLIPLITModel:
+def load_cliplit_model(model_name: str, *, prompt_pair: str | None = None, clip_model: str = AUTO,
+                       clip_pretrained: str = AUTO, progress=None) -> CLIPLITModel:
     """Build the CLIPLIT_MODEL object. Raises a CLIPLITError (a clear node error) on any bad input."""
     if model_name == OFFICIAL:
         path = official_path(progress)
@@ -80,8 +80,7 @@ def load_cliplit_model(model_name: str, *, prompt_pair: str | None = None, clip_
         pair.requires_grad_(False)
     model = CLIPLITModel(net=net, source=str(path), padding=w.padding, metadata=dict(w.metadata),
                          prompt_pair=pair, prompt_source=pair_source,
-                         clip_model=(clip_model or DEFAULT_CLIP_MODEL).strip(),
-                         clip_pretrained=(clip_pretrained or DEFAULT_CLIP_PRETRAINED).strip())
+                         clip_model=(clip_model or AUTO).strip(), clip_pretrained=(clip_pretrained or AUTO).strip())
     log.info("CLIP-LIT: loaded %s", model)
     return model
 
@@ -112,15 +111,17 @@ class CLIPLITLoader:
                                 f"sha256-checking the authors' released model first if it is missing."),
                 }),
                 "clip_model": ("STRING", {
-                    "default": DEFAULT_CLIP_MODEL,
-                    "tooltip": ("CLIP backbone for the light score: an open_clip model name (ViT-B-32 as the "
-                                "authors) or the file name of an open_clip model-config .json in models/cliplit/."),
+                    "default": AUTO,
+                    "tooltip": (f"CLIP backbone for the light score: '{AUTO}' (the one the prompt pair was made "
+                                f"for, else {DEFAULT_CLIP_MODEL} as the authors), an open_clip model name, or the "
+                                f"file name of an open_clip model-config .json in models/cliplit/."),
                 }),
                 "clip_pretrained": ("STRING", {
-                    "default": DEFAULT_CLIP_PRETRAINED,
-                    "tooltip": ("CLIP weights: an open_clip tag ('openai', downloaded on first use), the file "
-                                "name of a local weights file in models/cliplit/ (or an absolute path), or "
-                                "'none' for random weights (tests only; scores are meaningless)."),
+                    "default": AUTO,
+                    "tooltip": (f"CLIP weights: '{AUTO}' (the prompt pair's, else '{DEFAULT_CLIP_PRETRAINED}'), an "
+                                f"open_clip tag ('openai', downloaded on first use), the file name of a local "
+                                f"weights file in models/cliplit/ (or an absolute path), or 'none' for random "
+                                f"weights (tests only; scores are meaningless)."),
                 }),
             },
             "optional": {
@@ -134,7 +135,7 @@ class CLIPLITLoader:
         }
 
     @classmethod
-    def IS_CHANGED(cls, model_name, clip_model=DEFAULT_CLIP_MODEL, clip_pretrained=DEFAULT_CLIP_PRETRAINED,
+    def IS_CHANGED(cls, model_name, clip_model=AUTO, clip_pretrained=AUTO,
                    prompt_pair=NO_PROMPT_FILE):
         """Reload when a file with the same name is replaced on disk."""
         stamps = []
@@ -146,7 +147,7 @@ class CLIPLITLoader:
         return "|".join(stamps + [str(clip_model), str(clip_pretrained)])
 
     @node_errors("Load CLIP-LIT")
-    def load(self, model_name, clip_model=DEFAULT_CLIP_MODEL, clip_pretrained=DEFAULT_CLIP_PRETRAINED,
+    def load(self, model_name, clip_model=AUTO, clip_pretrained=AUTO,
              prompt_pair=NO_PROMPT_FILE):
         progress = _download_progress() if model_name == OFFICIAL else None
         return (load_cliplit_model(model_name, prompt_pair=prompt_pair, clip_model=clip_model,

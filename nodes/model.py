@@ -25,6 +25,7 @@ log = logging.getLogger("CLIP-LIT")
 
 DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "openai"
+AUTO = "auto"  # the CLIP the prompt pair was made for (its metadata), else the defaults above
 RANDOM_WEIGHTS = "none"
 # Zero-shot prompts used when neither the model file nor a prompt-pair file holds a learned pair.
 ZERO_SHOT_PROMPTS = ("a backlit photo with a dark underexposed subject", "a well-lit photo")
@@ -136,8 +137,8 @@ class CLIPLITModel:
     metadata: dict = field(default_factory=dict)
     prompt_pair: object | None = None  # cliplit_core.prompts.PromptPair or None
     prompt_source: str = ""
-    clip_model: str = DEFAULT_CLIP_MODEL
-    clip_pretrained: str = DEFAULT_CLIP_PRETRAINED
+    clip_model: str = AUTO
+    clip_pretrained: str = AUTO
     _backbone: object | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -159,11 +160,30 @@ class CLIPLITModel:
         with self._lock:
             if self._backbone is None:
                 cb = core_module("clip_backbone")
-                model, pretrained, quick_gelu = resolve_clip_settings(self.clip_model, self.clip_pretrained)
+                model, pretrained, quick_gelu = resolve_clip_settings(*self.clip_settings())
                 log.info("CLIP-LIT: loading CLIP %s (%s) for light scores", model, pretrained)
                 self._backbone = cb.load_backbone(model, pretrained, device=comfy_env.offload_device(),
                                                   precision="fp32", quick_gelu=quick_gelu)
             return self._backbone
+
+    def clip_settings(self) -> tuple[str, str]:
+        """(model, pretrained) with 'auto' replaced: what the prompt pair records (a trained
+        file knows its CLIP), else ViT-B-32 / openai as the authors. A recorded weights path
+        from another computer falls back to the same file name in the model folders."""
+        pair = self.prompt_pair
+        model, pretrained = self.clip_model or AUTO, self.clip_pretrained or AUTO
+        if model.lower() == AUTO:
+            model = getattr(pair, "clip_model", None) or DEFAULT_CLIP_MODEL
+        if pretrained.lower() == AUTO:
+            pretrained = getattr(pair, "clip_pretrained", None) or DEFAULT_CLIP_PRETRAINED
+            p = Path(pretrained)
+            if p.is_absolute() and not p.is_file() and comfy_env.find_model_file(p.name) is not None:
+                pretrained = p.name
+        if model.lower().endswith(".json"):
+            p = Path(model)
+            if p.is_absolute() and not p.is_file() and comfy_env.find_model_file(p.name) is not None:
+                model = p.name
+        return model, pretrained
 
     def backbone_on(self, device: torch.device):
         """The backbone on ``device``: itself when it already lives there, else a temporary copy."""
@@ -192,4 +212,4 @@ class CLIPLITModel:
     def __repr__(self) -> str:  # shown in ComfyUI's debug output
         return (f"CLIPLITModel({Path(self.source).name}, padding={self.padding}, "
                 f"prompts={'learned' if self.prompt_pair is not None else 'zero-shot'}, "
-                f"clip={self.clip_model}/{self.clip_pretrained})")
+                f"clip={'/'.join(self.clip_settings())})")

@@ -87,6 +87,7 @@ def test_batch_split_into_chunks_when_memory_is_short(model, crop, monkeypatch):
     batch = torch.cat([crop, crop.flip(2), crop.flip(1)])
     full, _ = enh.enhance_batch(model, batch)
     per_image = enh.inference.whole_image_bytes(96, 128)
+    monkeypatch.setattr(comfy_env, "compute_device", lambda: torch.device("cpu"))
     monkeypatch.setattr(comfy_env, "free_bytes", lambda device: int(per_image * 1.5 / enh.CPU_FRACTION))
     plan = enh.plan_run(model, 3, 96, 128, torch.float32)
     assert plan.chunk == 1 and plan.tile is None
@@ -164,6 +165,7 @@ def test_tiles_chosen_from_free_memory_are_exact(model, crop, crop_result, monke
     asked = []
     monkeypatch.setattr(comfy_env, "free_memory", lambda n, device: asked.append(n))
     budget = enh.inference.whole_image_bytes(60, 60)
+    monkeypatch.setattr(comfy_env, "compute_device", lambda: torch.device("cpu"))
     monkeypatch.setattr(comfy_env, "free_bytes", lambda device: int(budget / enh.CPU_FRACTION))
     plan = enh.plan_run(model, 1, 96, 128, torch.float32)
     assert plan.tile is not None and plan.tile < 128

@@ -134,3 +134,20 @@ def test_prompt_pair_of_another_clip_gives_a_clear_error(folder):
                            clip_pretrained="none")
     with pytest.raises(CLIPLITNodeError, match=r"does not fit CLIP model"):
         nodes.CLIPLITLightScore().score(m, torch.rand(1, 32, 32, 3))
+
+
+def test_auto_clip_follows_the_prompt_pair_metadata(folder):
+    """A trained file records its CLIP; 'auto' (the default) uses it, also when the recorded
+    path is from another computer and the file sits in models/cliplit/ under the same name."""
+    from nodes._core import checkpoint
+
+    w = checkpoint.read_weights(OFFICIAL_WEIGHTS)
+    checkpoint.save_weights(folder / "trained.safetensors", enhancer=w.enhancer, prompt_pair=torch.randn(2, 77, 32),
+                            metadata={"clip_model": "/home/someone/clip/tiny_clip.json", "clip_pretrained": "none",
+                                      "prompt_length": "16"})
+    m = load_cliplit_model("trained.safetensors")
+    assert m.clip_settings() == ("tiny_clip.json", "none")
+    mean, _, _ = nodes.CLIPLITLightScore().score(m, torch.rand(1, 32, 32, 3), heatmap=False)["result"]
+    assert 0 <= mean <= 1
+    plain = load_cliplit_model(str(OFFICIAL_WEIGHTS))  # no prompt pair: the authors' CLIP
+    assert plain.clip_settings() == ("ViT-B-32", "openai")
