@@ -60,10 +60,11 @@ def test_scores_match_the_core(tiny_model):
     mean, text, heat, per_image = nodes.light_score.score_batch(tiny_model, x)
     bb = tiny_model.backbone()
     ref = scores.score_images(x.movedim(-1, 1), tiny_model.text_features(bb), bb)
-    assert torch.allclose(torch.tensor(per_image), ref, atol=1e-5)
-    assert abs(mean - float(ref.mean())) < 1e-5
+    tol = 1e-5 if comfy_env.compute_device().type == "cpu" else 1e-3  # the node runs on the GPU, ref on CPU
+    assert torch.allclose(torch.tensor(per_image), ref, atol=tol)
+    assert abs(mean - float(ref.mean())) < tol
     hm = scores.light_score_heatmap(x.movedim(-1, 1), tiny_model.text_features(bb), bb)
-    assert torch.allclose(heat, 1 - hm, atol=1e-5)  # the MASK shows where it looks backlit
+    assert torch.allclose(heat, 1 - hm, atol=tol)  # the MASK shows where it looks backlit
 
 
 def test_heatmap_off_gives_zeros(tiny_model):
@@ -85,7 +86,7 @@ def test_learned_prompt_pair_is_used(folder, tiny_model):
     x = torch.rand(1, 32, 32, 3)
     _, _, _, got = nodes.light_score.score_batch(m, x, heatmap=False)
     ref = core_module("scores").score_images(x.movedim(-1, 1), pair, bb)
-    assert abs(got[0] - float(ref[0])) < 1e-5
+    assert abs(got[0] - float(ref[0])) < (1e-5 if comfy_env.compute_device().type == "cpu" else 1e-3)
 
 
 def test_gray_and_alpha_images(tiny_model):

@@ -105,7 +105,7 @@ def test_our_safetensors_with_prompt_pair(folder, official_in_folder):
     x = torch.rand(1, 40, 56, 3)
     a = nodes.CLIPLITBacklitEnhance().enhance(m, x)[0]
     b = nodes.CLIPLITBacklitEnhance().enhance(ref, x)[0]
-    assert torch.equal(a, b)
+    assert torch.allclose(a, b, atol=1e-6 if comfy_env.compute_device().type == "cpu" else 5e-4)
 
 
 def test_separate_prompt_pair_files(folder, official_in_folder):
