@@ -121,6 +121,7 @@ def test_defaults_are_the_authors():
     assert (c.clip_model, c.clip_pretrained, c.identity_model, c.identity_pretrained) == \
         ("ViT-B-32", "openai", "RN101", "openai")
     assert (c.reinit_psnr, c.reinit_after) == (8.0, 100)
+    assert c.init_scheme == "identity" and c.padding == "reflect"  # our choices (docs/training.md)
 
 
 def test_help_names_every_flag():
@@ -142,6 +143,12 @@ def test_python_m_trainer_help_runs():
     r = subprocess.run([sys.executable, "-m", "trainer", "--help"], cwd=REPO, capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0 and "--reconstruction-iters" in r.stdout
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on machines without CUDA")
+def test_cuda_without_a_gpu_is_a_clear_error(tmp_path, capsys):
+    rc = run_trainer(["--backlit", tmp_path, "--welllit", tmp_path, "--out", tmp_path / "o", "--device", "cuda"])
+    assert rc == 2 and "CUDA is not available" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- data

@@ -56,11 +56,11 @@ class TrainConfig:
     init_prompt: str = _opt("none", "start the prompt pair from this file (authors' .pth or our .safetensors); "
                             "skips prompt initialisation. 'none' = learn it from scratch (default)",
                             metavar="FILE|none")
-    init_scheme: str = _opt("authors", "initialisation of a network trained from scratch: 'authors' (conv weights "
-                            "N(0, 0.02), PyTorch's default biases -- often a bad start, which the re-initialisation "
-                            "rule catches) or 'identity' (the same, but the last bias set to 1, so the light map "
-                            "starts near 1 and the output near the input) (default authors)",
-                            choices=("authors", "identity"))
+    init_scheme: str = _opt("identity", "initialisation of a network trained from scratch: 'identity' (the "
+                            "authors' conv weights N(0, 0.02), but the last bias set to 1, so the light map starts "
+                            "near 1 and the output near the input; default) or 'authors' (exactly their weights_init: "
+                            "the light map starts near 0, the output white, and only the re-initialisation rule "
+                            "gets it out)", choices=("identity", "authors"))
     prompt_length: int = _opt(16, "number of learnable prompt tokens N (default 16)", metavar="N")
     padding: str = _opt("reflect", "padding of the network's outer convolutions: 'reflect' (what inference uses, "
                         "default) or 'zero' (the authors' training variant); recorded in the output",
