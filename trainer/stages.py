@@ -29,10 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
-from cliplit_core.checkpoint import read_weights, save_weights
-from cliplit_core.errors import CLIPLITError
+from cliplit_core.checkpoint import read_weights
 from cliplit_core.network import CLIPLITNet
 
 from . import distributed as distmod
