@@ -8,19 +8,23 @@ little beyond move monotonically along the same path.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
+from . import fastnet
 from .network import TOTAL_HALO, CLIPLITNet
 from .tiling import Progress, predict_light_tiled
 
+AUTO_CUDA_DTYPE = torch.float16  # see resolve_dtype
 LIGHT_FLOOR = 1e-5  # the authors divide by L, which can be exactly 0 (ReLU)
 MIN_TILE = 64
 # Measured peak of the whole-image forward pass (inference mode), bytes per pixel
 # per byte of element size; see benchmarks/bench_inference.py.
 WHOLE_IMAGE_BYTES_PER_PIXEL_PER_ELEMENT_BYTE = 200
+CUDNN_BENCHMARK = True  # autotune cuDNN conv algorithms (tiles have one shape per image)
 
 
 @dataclass
@@ -61,6 +65,17 @@ def apply_light(color: torch.Tensor, light: torch.Tensor, strength: float = 1.0)
     return torch.nan_to_num(color / l, nan=0.0, posinf=1.0).clamp_(0.0, 1.0)
 
 
+def resolve_dtype(dtype: torch.dtype | str | None, device) -> torch.dtype:
+    """The compute dtype: ``None`` / ``"auto"`` = the fastest one that meets the fidelity bar
+    (float16 on CUDA, measured in benchmarks/bench_inference.py; float32 elsewhere)."""
+    if dtype is None or dtype == "auto":
+        return AUTO_CUDA_DTYPE if torch.device(device).type == "cuda" else torch.float32
+    if isinstance(dtype, str):
+        dtype = getattr(torch, {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16",
+                                "half": "float16"}.get(dtype, dtype))
+    return dtype
+
+
 def whole_image_bytes(h: int, w: int, batch: int = 1, dtype: torch.dtype = torch.float32) -> int:
     elem = torch.empty((), dtype=dtype).element_size()
     return int(batch * h * w * WHOLE_IMAGE_BYTES_PER_PIXEL_PER_ELEMENT_BYTE * elem)
@@ -82,38 +97,56 @@ def choose_tile(h: int, w: int, batch: int, dtype: torch.dtype, budget_bytes: in
 
 @torch.inference_mode()
 def predict_light(net: CLIPLITNet, rgb: torch.Tensor, *, tile: int | None = None, device=None,
-                  dtype: torch.dtype = torch.float32, progress: Progress | None = None) -> torch.Tensor:
+                  dtype: torch.dtype | None = None, progress: Progress | None = None) -> torch.Tensor:
     """Light map [B, 1, H, W] float32 on rgb's device; whole image when ``tile`` is None
-    or covers the image, else exact tiling."""
+    or covers the image, else exact tiling. ``dtype`` None = automatic (see resolve_dtype).
+    The network module itself is not modified (its weights are copied to device / dtype)."""
     device = torch.device(device) if device is not None else rgb.device
+    dtype = resolve_dtype(dtype, device)
     H, W = rgb.shape[-2:]
     if H < 2 or W < 2:
         # reflect padding needs 2 pixels; duplicating a 1-pixel axis is the natural extension
         wide = rgb.repeat(1, 1, 2 if H < 2 else 1, 2 if W < 2 else 1)
         return predict_light(net, wide, tile=tile, device=device, dtype=dtype, progress=progress)[..., :H, :W]
-    if tile is None or (tile >= H and tile >= W):
-        light = net(rgb.to(device=device, dtype=dtype)).to(rgb.device, torch.float32)
-        if progress is not None:
-            progress(1, 1)
-        return light
-    return predict_light_tiled(net, rgb, tile, device=device, dtype=dtype, progress=progress)
+    fw = fastnet.weights_for(net, device, dtype)
+    with _cudnn_flags(device):
+        if tile is None or (tile >= H and tile >= W):
+            light = fastnet.forward(fw, rgb).to(rgb.device, torch.float32)
+            if progress is not None:
+                progress(1, 1)
+            return light
+        return predict_light_tiled(fw, rgb, tile, device=device, dtype=dtype, progress=progress)
+
+
+@contextlib.contextmanager
+def _cudnn_flags(device):
+    """cuDNN autotuning for our calls only (the global setting is restored afterwards)."""
+    if torch.device(device).type != "cuda" or not CUDNN_BENCHMARK:
+        yield
+        return
+    old = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = old
 
 
 def enhance(net: CLIPLITNet, images: torch.Tensor, *, strength: float = 1.0, tile: int | str | None = "auto",
-            device=None, dtype: torch.dtype = torch.float32, memory_budget: int | None = None,
+            device=None, dtype: torch.dtype | None = None, memory_budget: int | None = None,
             progress: Progress | None = None) -> EnhanceResult:
     """Enhance a batch [B, C, H, W] in 0..1.
 
     ``tile``: "auto" (whole image if it fits ``memory_budget`` bytes, else tiles),
     None (always whole image) or an int (tile edge in pixels). Results are float32
     on the input's device; the network runs on ``device`` (default: the input's)
-    in ``dtype``.
+    in ``dtype`` (None = automatic: float16 on CUDA, float32 elsewhere; see resolve_dtype).
     """
     x = sanitize(images)
     color, alpha = split_channels(x)
     rgb = network_input(color)
     device = torch.device(device) if device is not None else x.device
-    net = net.to(device=device, dtype=dtype)
+    dtype = resolve_dtype(dtype, device)
     if tile == "auto":
         tile = choose_tile(x.shape[2], x.shape[3], x.shape[0], dtype, memory_budget)
     elif tile is not None and (not isinstance(tile, int) or tile < 1):
@@ -137,7 +170,7 @@ def enhance_with_backoff(net: CLIPLITNet, images: torch.Tensor, *, tile: int | s
     """:func:`enhance`, halving the tile size after each out-of-memory error
     (whole image -> tiles sized for half the budget -> ... -> MIN_TILE, then re-raise).
     ``on_oom(next_tile)`` is called before each retry (free caches there)."""
-    dtype = kwargs.get("dtype", torch.float32)
+    dtype = resolve_dtype(kwargs.get("dtype"), kwargs.get("device") or images.device)
     if tile == "auto":
         tile = choose_tile(images.shape[-2], images.shape[-1], images.shape[0], dtype, memory_budget)
     while True:
