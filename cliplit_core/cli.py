@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .errors import CLIPLITError
 
-DTYPES = {"float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
+DTYPES = {"auto": "auto", "float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
           "bfloat16": "bfloat16", "bf16": "bfloat16"}
 
 
@@ -40,8 +40,8 @@ def _add_enhance(sub) -> None:
                    help="tile edge in pixels, 'auto' (whole image if it fits in memory) or 'none' (default auto); "
                         "tiling is exact")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps ... (default: cuda if available)")
-    p.add_argument("--dtype", default="float32", choices=sorted(DTYPES),
-                   help="compute precision (default float32; half precision is faster on GPU)")
+    p.add_argument("--dtype", default="auto", choices=sorted(DTYPES),
+                   help="compute precision; auto (default) = float16 on CUDA, float32 elsewhere")
     p.add_argument("--fast", action="store_true",
                    help="preview mode: light map predicted at reduced resolution, upsampled edge-aware")
     p.add_argument("--save-light", action="store_true", help="also write <stem>_light.png (the light map)")

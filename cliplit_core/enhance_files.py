@@ -51,7 +51,8 @@ def enhance_files(args) -> int:
         print("error: no input images", file=sys.stderr)
         return 1
     device = torch.device(args.device) if args.device else default_device()
-    dtype = getattr(torch, {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}.get(args.dtype, args.dtype))
+    dtype = None if args.dtype in (None, "auto") else \
+        getattr(torch, {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}.get(args.dtype, args.dtype))
     weights = resolve_weights(args.weights, progress=None)
     net = load_network(weights)
     outdir = Path(args.output)

@@ -293,19 +293,24 @@ def forward(fw: FastWeights, x: torch.Tensor) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- defaults
-# Measured fastest options per (device type, dtype) -- benchmarks/bench_inference.py; the
-# benchmark may override them through OPTIONS_OVERRIDE to compare variants.
+# Options per (device type, dtype). CPU: channels-last measured 1.5x faster than NCHW
+# (docs/performance.md). CUDA: NOT yet measured (no GPU time was available); the choice
+# follows the SPEC's observation that cuDNN's fp16 convs are ~2.6x faster channels-last,
+# with the first / last conv padded to 8 channels (tensor-core kernels want multiples of
+# 8; costs ~1.4 % more FLOPs). benchmarks/bench_inference.py --device cuda compares all
+# variants through OPTIONS_OVERRIDE.
 OPTIONS_OVERRIDE: dict | None = None
 
 
 def default_options(device, dtype: torch.dtype) -> dict:
-    """FastWeights options (channels_last, pad_in, pad_out) for a device and dtype."""
+    """FastWeights options (channels_last, pad_in, pad_out, fold_padding) for a device and dtype."""
     if OPTIONS_OVERRIDE is not None:
         return dict(OPTIONS_OVERRIDE)
     device = torch.device(device)
     if device.type == "cuda":
         half = dtype in (torch.float16, torch.bfloat16)
-        return {"channels_last": half, "pad_in": 0, "pad_out": 0, "fold_padding": True}
+        return {"channels_last": half, "pad_in": 8 if half else 0, "pad_out": 8 if half else 0,
+                "fold_padding": True}
     return {"channels_last": device.type == "cpu", "pad_in": 0, "pad_out": 0, "fold_padding": True}
 
 

@@ -21,10 +21,16 @@ from .tiling import Progress, predict_light_tiled
 AUTO_CUDA_DTYPE = torch.float16  # see resolve_dtype
 LIGHT_FLOOR = 1e-5  # the authors divide by L, which can be exactly 0 (ReLU)
 MIN_TILE = 64
-# Measured peak of the whole-image forward pass (inference mode), bytes per pixel
-# per byte of element size; see benchmarks/bench_inference.py.
-WHOLE_IMAGE_BYTES_PER_PIXEL_PER_ELEMENT_BYTE = 200
-CUDNN_BENCHMARK = True  # autotune cuDNN conv algorithms (tiles have one shape per image)
+# Peak memory of a whole-image enhance() call, bytes per pixel per byte of element size:
+# measured 231 (2.71 GiB above the process's resident size for a 3.1 MP photo, float32,
+# CPU; benchmarks/bench_inference.py --device cpu). The live activations alone are 192
+# channels (a 64-channel residual block's input, middle and output) plus the float32
+# input and result. Not yet measured on a GPU (cuDNN workspaces come on top).
+WHOLE_IMAGE_BYTES_PER_PIXEL_PER_ELEMENT_BYTE = 232
+# cuDNN autotuning inside our calls (tiles have one shape per image, so it would run once per
+# image size). Off until measured on a GPU: its trial workspaces can exceed the tiled path's
+# memory bound on a first call. benchmarks/bench_inference.py --device cuda measures both.
+CUDNN_BENCHMARK = False
 
 
 @dataclass

@@ -1,0 +1,99 @@
+#!/usr/bin/env python
+"""Fast preview (``--fast``) vs the exact result: PSNR per photo and CPU speed-up.
+
+For every photo in ``../shared/data/backlit`` the exact enhancement (float32, whole
+image) is the reference; the preview is computed at each ``--scales`` factor and its
+PSNR (enhanced images in 0..1, all channels) printed. The speed-up is measured on
+the 3.1 MP photo with interleaved rounds (medians)::
+
+    python benchmarks/bench_preview.py                 # default scale + 2, 3, 4 for the trade-off
+    python benchmarks/bench_preview.py --scales 4 --rounds 5
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cliplit_core import preview  # noqa: E402
+from cliplit_core.checkpoint import load_network  # noqa: E402
+from cliplit_core.imageio import read_image  # noqa: E402
+from cliplit_core.inference import enhance  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = (a.double() - b.double()).pow(2).mean().item()
+    return 99.0 if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+def load(path) -> torch.Tensor:
+    return torch.from_numpy(read_image(path)[..., :3].copy()).permute(2, 0, 1)[None].contiguous()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--weights", default=str(DATA / "official_weights" / "enhancement_model.pth"))
+    ap.add_argument("--photos", default=str(DATA / "backlit"))
+    ap.add_argument("--speed-photo", default="110_51093502029_o.jpg")
+    ap.add_argument("--scales", default=f"{preview.DEFAULT_SCALE:g},2,3",
+                    help="comma-separated downsampling factors (the first is reported as the default)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    scales = sorted({float(s) for s in args.scales.split(",")})
+    net = load_network(args.weights)
+    photos = sorted(p for p in Path(args.photos).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    print(f"# preview vs exact, CPU ({torch.get_num_threads()} threads), torch {torch.__version__}; "
+          f"guided filter radius {preview.DEFAULT_RADIUS}, eps {preview.DEFAULT_EPS:g}, default scale "
+          f"1/{preview.DEFAULT_SCALE:g}")
+
+    # ---- speed: interleaved rounds on one photo
+    x = load(Path(args.photos) / args.speed_photo)
+    fns = {"exact": lambda: enhance(net, x, tile=None)}
+    for s in scales:
+        fns[f"preview 1/{s:g}"] = lambda s=s: preview.enhance_preview(net, x, scale=s)
+    times = {k: [] for k in fns}
+    for _ in range(args.rounds):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t)
+    base = statistics.median(times["exact"])
+    mp = x.shape[-2] * x.shape[-1] / 1e6
+    print(f"\n## speed on {args.speed_photo} ({mp:.2f} MP), median of {args.rounds} interleaved rounds\n")
+    print("| method | seconds | speed-up vs exact | runs (s) |\n|---|---|---|---|")
+    for k, v in times.items():
+        m = statistics.median(v)
+        print(f"| {k} | {m:.2f} | {base / m:.1f}x | {', '.join(f'{t:.2f}' for t in v)} |")
+
+    # ---- fidelity on every photo
+    print("\n## PSNR of the preview against the exact result (dB, enhanced images in 0..1)\n")
+    print("| photo | MP | " + " | ".join(f"1/{s:g}" for s in scales) + " |")
+    print("|---|---|" + "---|" * len(scales))
+    worst = {s: 99.0 for s in scales}
+    for p in photos:
+        x = load(p)
+        exact = enhance(net, x, tile=None).image
+        cells = []
+        for s in scales:
+            v = psnr(preview.enhance_preview(net, x, scale=s).image, exact)
+            worst[s] = min(worst[s], v)
+            cells.append(f"{v:.2f}")
+        print(f"| {p.name} | {x.shape[-2] * x.shape[-1] / 1e6:.2f} | " + " | ".join(cells) + " |", flush=True)
+    print("| **worst** | | " + " | ".join(f"**{worst[s]:.2f}**" for s in scales) + " |")
+
+
+if __name__ == "__main__":
+    main()

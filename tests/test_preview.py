@@ -1,0 +1,124 @@
+"""Fast preview mode (cliplit_core/preview.py): API, guided filter, fidelity guard, CLI --fast."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cliplit_core import preview
+from cliplit_core.inference import enhance
+from cliplit_core.network import CLIPLITNet
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+WEIGHTS = DATA / "official_weights" / "enhancement_model.pth"
+
+
+@pytest.fixture(scope="module")
+def net():
+    if WEIGHTS.is_file():
+        from cliplit_core.checkpoint import load_network
+
+        return load_network(WEIGHTS)
+    torch.manual_seed(0)
+    return CLIPLITNet().eval().requires_grad_(False)
+
+
+def _psnr(a, b):
+    mse = (a.double() - b.double()).pow(2).mean().item()
+    return 99.0 if mse == 0 else 10 * math.log10(1 / mse)
+
+
+@pytest.mark.parametrize("r", [0, 1, 2, 5])
+@pytest.mark.parametrize("shape", [(1, 1, 7, 9), (2, 3, 4, 20), (1, 2, 30, 3)])
+def test_box_mean_matches_clipped_average(r, shape):
+    x = torch.randn(shape, dtype=torch.float64)
+    want = F.avg_pool2d(F.pad(x, (r, r, r, r)), 2 * r + 1, stride=1) / F.avg_pool2d(
+        F.pad(torch.ones_like(x), (r, r, r, r)), 2 * r + 1, stride=1)
+    assert torch.allclose(preview.box_mean(x, r), want, atol=1e-10)
+
+
+def test_guided_filter_reproduces_a_linear_function_of_the_guide():
+    """If p = a . I + b exactly (same size, eps -> 0), the guided filter returns p."""
+    torch.manual_seed(1)
+    g = torch.rand(1, 3, 24, 32)
+    p = 0.3 * g[:, :1] - 0.7 * g[:, 1:2] + 0.2 * g[:, 2:] + 0.5
+    q = preview.guided_upsample(g, p, g, radius=2, eps=1e-12)
+    assert (q - p).abs().max().item() < 1e-4
+
+
+def test_guided_filter_keeps_a_constant():
+    g = torch.rand(1, 3, 10, 12)
+    q = preview.guided_upsample(g, torch.full((1, 1, 10, 12), -0.4), torch.rand(1, 3, 40, 48))
+    assert torch.allclose(q, torch.full_like(q, -0.4), atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 96, 128), (2, 4, 80, 70), (1, 1, 64, 90), (1, 2, 130, 64)])
+def test_preview_api_like_enhance(net, shape):
+    torch.manual_seed(2)
+    x = torch.rand(shape)
+    res = preview.enhance_preview(net, x, scale=2)
+    assert res.image.shape == x.shape and res.image.dtype == torch.float32
+    assert res.light.shape == (shape[0], 1, shape[2], shape[3])
+    assert torch.isfinite(res.image).all() and (res.image >= 0).all() and (res.image <= 1).all()
+    assert (res.light >= 0).all()
+    if shape[1] in (2, 4):
+        assert torch.equal(res.image[:, -1:], x[:, -1:])  # alpha passes through
+    same = preview.enhance_preview(net, x, scale=2, strength=0.0).image
+    assert torch.allclose(same, x.clamp(0, 1), atol=1e-6)
+
+
+@pytest.mark.parametrize("hw", [(1, 1), (3, 5), (20, 20), (31, 300)])
+def test_small_images_fall_back_to_exact(net, hw):
+    x = torch.rand(1, 3, *hw)
+    assert preview.effective_scale(*hw, 4.0) == 1.0 or min(hw) >= 2 * preview.MIN_LOW_SIDE
+    got = preview.enhance_preview(net, x).image
+    want = enhance(net, x).image
+    assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_effective_scale_keeps_enough_pixels():
+    assert preview.effective_scale(2000, 3000, 4) == 4
+    assert preview.effective_scale(64, 3000, 4) == 2
+    assert preview.effective_scale(10, 10, 4) == 1
+    with pytest.raises(ValueError):
+        preview.enhance_preview(None, torch.rand(1, 3, 8, 8), scale=0)
+
+
+def test_tiled_preview_equals_whole_preview(net):
+    x = torch.rand(1, 3, 200, 260)
+    a = preview.enhance_preview(net, x, tile=None).image
+    b = preview.enhance_preview(net, x, tile=24).image
+    assert (a - b).abs().max().item() < 1e-5
+
+
+def test_preview_is_close_to_exact_on_a_photo(net):
+    """Regression guard on a real photo (the full-size figures are in docs/performance.md)."""
+    path = DATA / "backlit" / "pexels-daniel-torobekov-5320051.jpg"
+    if not (path.is_file() and WEIGHTS.is_file()):
+        pytest.skip(f"test data not found: {path}")
+    from cliplit_core.imageio import read_image
+
+    x = torch.from_numpy(read_image(path)).permute(2, 0, 1)[None].contiguous()
+    x = F.interpolate(x, scale_factor=0.5, mode="area")  # keep the exact reference quick
+    exact = enhance(net, x, tile=None).image
+    assert _psnr(preview.enhance_preview(net, x, scale=2).image, exact) > 34
+    assert _psnr(preview.enhance_preview(net, x).image, exact) > 28
+
+
+def test_cli_fast_writes_results(tmp_path, net, monkeypatch):
+    from PIL import Image
+
+    from cliplit_core import enhance_files
+    from cliplit_core.cli import main
+
+    img = (torch.rand(70, 90, 3) * 255).byte().numpy()
+    Image.fromarray(img).save(tmp_path / "a.png")
+    monkeypatch.setattr(enhance_files, "resolve_weights", lambda w, progress=None: w)
+    monkeypatch.setattr(enhance_files, "load_network", lambda w: net)
+    rc = main(["enhance", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--fast", "--device", "cpu"])
+    assert rc == 0
+    out = Image.open(tmp_path / "out" / "a.png")
+    assert out.size == (90, 70)
