@@ -637,6 +637,38 @@ def compile_child(args) -> None:
           f"max |dL| compiled vs eager {d:.1e}")
 
 
+def live_peak_bytes(fn) -> int:
+    """Peak of live tensor memory during ``fn()`` on the CPU, from the profiler's allocation events."""
+    from torch.profiler import ProfilerActivity, profile as prof_ctx
+
+    with prof_ctx(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    evs = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
+                 key=lambda e: e.start_ns())
+    live = best = 0
+    for e in evs:
+        live += e.nbytes()
+        best = max(best, live)
+    return best
+
+
+def activation_peak_main(args) -> None:
+    """Allocator-level peak of predict_light (float32, CPU): whole image vs tiles, per pixel."""
+    from cliplit_core.inference import predict_light
+    from cliplit_core.network import TOTAL_HALO
+
+    net = load_network(args.weights)
+    print("\n## live-tensor peak of predict_light, float32, CPU (profiler allocation events)\n")
+    print("| image | tile | peak MiB | bytes / pixel / element byte (pixel = image or tile window) |\n|---|---|---|---|")
+    for hw, tile in [((600, 800), None), ((1200, 1600), None), ((1200, 1600), 256), ((2400, 3200), 256),
+                     ((2400, 3200), 512)]:
+        x = torch.rand(1, 3, *hw)
+        p = live_peak_bytes(lambda: predict_light(net, x, tile=tile, dtype=torch.float32))
+        light = 4 * hw[0] * hw[1] if tile else 0  # the full-size light map (stays where the image is)
+        px = hw[0] * hw[1] if tile is None else (tile + 2 * TOTAL_HALO) ** 2
+        print(f"| {hw[1]}x{hw[0]} | {tile or 'whole'} | {p / 2 ** 20:.1f} | {(p - light) / px / 4:.0f} |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
@@ -657,6 +689,8 @@ def main() -> None:
     ap.add_argument("--profile-mp", type=float, default=3.0, help="GPU: size for profiling the authors' fp16 CL")
     ap.add_argument("--compile-timeout", type=int, default=150, help="GPU: seconds for the torch.compile child (0 = skip)")
     ap.add_argument("--json", default=None, help="also write the rows as JSON here")
+    ap.add_argument("--activation-peak", action="store_true",
+                    help="CPU: print the live-tensor peak of whole-image vs tiled prediction per pixel")
     ap.add_argument("--gpu-dry-run", action="store_true", help="run the cuda mode's logic on the CPU (testing)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--compile-child", action="store_true", help=argparse.SUPPRESS)
@@ -667,6 +701,8 @@ def main() -> None:
         return cpu_child(args)
     if args.compile_child:
         return compile_child(args)
+    if args.activation_peak:
+        return activation_peak_main(args)
     if args.device == "cuda" or args.gpu_dry_run:
         args.sizes = args.sizes or "12"
         args.rounds = args.rounds or 5

@@ -210,6 +210,50 @@ def test_fast_weights_from_a_half_module_still_run(net):
     assert (a - b).abs().max().item() < 5e-3
 
 
+def _live_peak(fn) -> int:
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    try:
+        evs = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
+                     key=lambda e: e.start_ns())
+    except AttributeError:  # pragma: no cover - profiler internals of another torch version
+        pytest.skip("profiler allocation events not available in this torch version")
+    live = best = 0
+    for e in evs:
+        live += e.nbytes()
+        best = max(best, live)
+    return best
+
+
+def test_memory_constant_covers_the_whole_image_pass(net):
+    """The measured WHOLE_IMAGE_BYTES... constant is not an under-estimate of the live peak."""
+    from cliplit_core import inference
+
+    x = torch.rand(1, 3, 240, 320)
+    peak = _live_peak(lambda: predict_light(net, x, tile=None, dtype=torch.float32))
+    assert peak <= inference.whole_image_bytes(240, 320, 1, torch.float32)
+    assert peak >= 0.7 * inference.whole_image_bytes(240, 320, 1, torch.float32)  # and not far above it
+
+
+def test_tiled_peak_is_set_by_the_window(net):
+    """Live memory of the tiled path = window working set + the 1-channel light map, any image size;
+    per window pixel it matches the whole-image constant (so 1024-pixel fp16 tiles need ~0.5 GiB)."""
+    from cliplit_core import inference
+    from cliplit_core.network import TOTAL_HALO
+
+    tile = 48
+    win = (tile + 2 * TOTAL_HALO) ** 2
+    peaks = []
+    for h, w in [(144, 192), (288, 384)]:  # multiples of the tile: same window shape
+        x = torch.rand(1, 3, h, w)
+        peaks.append(_live_peak(lambda: predict_light(net, x, tile=tile, dtype=torch.float32)) - 4 * h * w)
+    assert abs(peaks[1] - peaks[0]) < 0.1 * peaks[0]
+    weights = 4 * sum(p.numel() for p in net.parameters())  # the float32 working copy of the weights
+    assert max(peaks) <= inference.whole_image_bytes(1, 1, 1, torch.float32) * win + 2 * weights
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_default_path_fidelity_and_bounded_memory(net):
     x = torch.rand(1, 3, 1536, 2048)
