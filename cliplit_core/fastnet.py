@@ -175,7 +175,12 @@ def _bin_consts(device) -> tuple[torch.Tensor, torch.Tensor]:
     return _BIN_CONST[key]
 
 
-def bin_weights(n: int, start: int, stop: int, device, dtype=torch.float64) -> torch.Tensor:
+def acc_dtype(device) -> torch.dtype:
+    """float64 for accumulating sums where the device has it (not on Apple MPS), else float32."""
+    return torch.float32 if torch.device(device).type == "mps" else torch.float64
+
+
+def bin_weights(n: int, start: int, stop: int, device, dtype=torch.float32) -> torch.Tensor:
     """[12, stop-start]: for every bin row of every pyramid level (1, 2, 3, 6 stacked), 1 where
     the position belongs to it (PyTorch's adaptive bins ``[floor(i*n/b), ceil((i+1)*n/b))``)."""
     b, i = _bin_consts(device)
@@ -186,9 +191,10 @@ def bin_weights(n: int, start: int, stop: int, device, dtype=torch.float64) -> t
 
 
 def bin_sizes(n: int, device="cpu") -> torch.Tensor:
-    """[12] float64: the number of positions in every stacked bin row (computed on ``device``)."""
+    """[12]: the number of positions in every stacked bin row (computed on ``device``)."""
     b, i = _bin_consts(device)
-    return (-torch.div(-(i + 1) * n, b, rounding_mode="floor") - torch.div(i * n, b, rounding_mode="floor")).double()
+    size = -torch.div(-(i + 1) * n, b, rounding_mode="floor") - torch.div(i * n, b, rounding_mode="floor")
+    return size.to(acc_dtype(device))
 
 
 def _pow2_scale(n: int) -> float:
@@ -197,7 +203,7 @@ def _pow2_scale(n: int) -> float:
 
 def partial_bin_sums(feats: torch.Tensor, core: tuple[int, int, int, int], origin: tuple[int, int],
                      full_hw: tuple[int, int]) -> torch.Tensor:
-    """Sums [N, C, 12, 12] (float64) of ``feats`` over the core window ``(y0, y1, x0, x1)``
+    """Sums [N, C, 12, 12] (float64; float32 on MPS) of ``feats`` over the core window ``(y0, y1, x0, x1)``
     (image coordinates; the window starts at ``origin``) for every pair of bin rows / bin columns.
 
     Two matrix products with 0/1 membership matrices; in half precision they are scaled by
@@ -209,19 +215,20 @@ def partial_bin_sums(feats: torch.Tensor, core: tuple[int, int, int, int], origi
     N, C, h, w = f.shape
     dev, dt = f.device, f.dtype
     sy, sx = _pow2_scale(h), _pow2_scale(w)
-    my = (bin_weights(H, y0, y1, dev) * sy).to(dt)   # [12, h]
-    mx = (bin_weights(W, x0, x1, dev) * sx).to(torch.float32)  # [12, w]
-    out = torch.empty(N, C, _NBINROWS, _NBINROWS, dtype=torch.float64, device=dev)
+    my = (bin_weights(H, y0, y1, dev) * sy).to(dt)   # [12, h], exact: 0/1 times a power of two
+    mx = bin_weights(W, x0, x1, dev) * sx  # [12, w] float32
+    acc = acc_dtype(dev)
+    out = torch.empty(N, C, _NBINROWS, _NBINROWS, dtype=acc, device=dev)
     for n in range(N):
         if f.stride(1) == 1:  # channels last: rows are [w*C] contiguous runs with a row stride
             rows = f[n].permute(1, 2, 0)  # [h, w, C]
             s1 = (my @ rows.reshape(h, w * C)).float().reshape(_NBINROWS, w, C)  # [12, w, C]
             s2 = torch.matmul(mx, s1)  # [12(y), 12(x), C]
-            out[n] = s2.permute(2, 0, 1).double()
+            out[n] = s2.permute(2, 0, 1).to(acc)
         else:
             s1 = torch.matmul(my, f[n]).float()  # [C, 12, w]
             s2 = torch.matmul(s1, mx.t())  # [C, 12, 12]
-            out[n] = s2.double()
+            out[n] = s2.to(acc)
     return out / (sy * sx)
 
 
@@ -242,7 +249,9 @@ def branch_outputs(fw: FastWeights, pooled: list[torch.Tensor]) -> list[torch.Te
 def _shifted_rows(n: int, start: int, stop: int, device) -> torch.Tensor:
     """[stop-start, 36]: bilinear (align_corners) rows of all bins for the positions one
     above / at / one below each window position, zero outside the window (zero padding)."""
-    r = torch.cat([bilinear_align_corners_weights(n, b, start, stop, torch.float32, device) for b in PPM_BINS], 1)
+    geo = device if torch.device(device).type in ("cpu", "cuda") else "cpu"  # float64 maths inside
+    r = torch.cat([bilinear_align_corners_weights(n, b, start, stop, torch.float32, geo) for b in PPM_BINS], 1)
+    r = r.to(device)
     z = torch.zeros(1, _NBINROWS, dtype=r.dtype, device=device)
     ext = torch.cat([z, r, z], 0)
     h = stop - start

@@ -4,8 +4,8 @@ The image is area-downsampled by ``scale`` (per side), the network predicts the 
 map there, and a fast guided filter (He & Sun 2015) carries it back to full size:
 local linear models ``log L ~ a . I + b`` are fitted at low resolution with the
 low-resolution colour image as guide (box filters by cumulative sums, float64 at the
-low resolution), their coefficients are upsampled bilinearly and applied to the
-full-resolution image. The light map is smooth, so the filter mostly keeps edges of
+low resolution; float32 on Apple MPS), their coefficients are upsampled bilinearly and
+applied to the full-resolution image. The light map is smooth, so the filter mostly keeps edges of
 the image crisp in ``L``; the preview's deviation from the exact result comes from the
 network itself, whose convolutions respond differently to a smaller image (measured
 in benchmarks/bench_preview.py and docs/performance.md).
@@ -59,8 +59,9 @@ def guided_upsample(guide_lo: torch.Tensor, p_lo: torch.Tensor, guide_hi: torch.
                     radius: int = DEFAULT_RADIUS, eps: float = DEFAULT_EPS) -> torch.Tensor:
     """Fast guided filter with a colour guide: ``p_lo`` [B, 1, h, w] -> [B, 1, H, W] following
     ``guide_hi`` [B, 3, H, W] (``guide_lo`` is its low-resolution version)."""
-    g = guide_lo.double()
-    p = p_lo.double()
+    acc = torch.float32 if guide_lo.device.type == "mps" else torch.float64  # MPS has no float64
+    g = guide_lo.to(acc)
+    p = p_lo.to(acc)
     mg, mp = box_mean(g, radius), box_mean(p, radius)
     cov = box_mean(g * p, radius) - mg * mp
     s = [[None] * 3 for _ in range(3)]

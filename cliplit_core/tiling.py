@@ -76,7 +76,7 @@ def _weights(net, device, dtype) -> fastnet.FastWeights:
 
 def pooling_sums(fw: fastnet.FastWeights, x: torch.Tensor, tile: int, progress: Progress | None = None,
                  total: int | None = None) -> torch.Tensor:
-    """Pass 1: bin sums [N, C, 12, 12] (float64, on the compute device) of the stem features."""
+    """Pass 1: bin sums [N, C, 12, 12] (float64, float32 on MPS; on the compute device) of the stem features."""
     N, _, H, W = x.shape
     cores = tile_grid(H, W, tile)
     windows = tile_windows(cores, STEM_HALO, H, W)

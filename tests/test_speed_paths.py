@@ -191,6 +191,11 @@ def test_resolve_dtype():
     assert resolve_dtype("float32", "cuda") == torch.float32
 
 
+def test_no_float64_on_devices_without_it():
+    assert fastnet.acc_dtype("mps") == torch.float32
+    assert fastnet.acc_dtype("cpu") == torch.float64 and fastnet.acc_dtype("cuda") == torch.float64
+
+
 def test_enhance_leaves_the_network_alone(net):
     """enhance copies weights to the compute device / dtype; the module keeps float32 weights."""
     before = copy.deepcopy(net.state_dict())
