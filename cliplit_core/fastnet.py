@@ -303,11 +303,10 @@ def forward(fw: FastWeights, x: torch.Tensor) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- defaults
 # Options per (device type, dtype). CPU: channels-last measured 1.5x faster than NCHW
-# (docs/performance.md). CUDA: NOT yet measured (no GPU time was available); the choice
-# follows the SPEC's observation that cuDNN's fp16 convs are ~2.6x faster channels-last,
-# with the first / last conv padded to 8 channels (tensor-core kernels want multiples of
-# 8; costs ~1.4 % more FLOPs). benchmarks/bench_inference.py --device cuda compares all
-# variants through OPTIONS_OVERRIDE.
+# (README.md, Performance). CUDA: NOT yet measured (no GPU time was available); NCHW follows
+# the SPEC's only GPU figures (fp16 NCHW 1.5x faster than fp32, fp16 channels-last 12x slower
+# for this network). benchmarks/bench_inference.py --device cuda compares all variants
+# (channels-last, first / last conv padded to 8 channels, ...) through OPTIONS_OVERRIDE.
 OPTIONS_OVERRIDE: dict | None = None
 
 
@@ -317,9 +316,9 @@ def default_options(device, dtype: torch.dtype) -> dict:
         return dict(OPTIONS_OVERRIDE)
     device = torch.device(device)
     if device.type == "cuda":
-        half = dtype in (torch.float16, torch.bfloat16)
-        return {"channels_last": half, "pad_in": 8 if half else 0, "pad_out": 8 if half else 0,
-                "fold_padding": True}
+        # NCHW until the GPU table says otherwise: the only GPU measurement we have (SPEC §5)
+        # found fp16 NCHW 1.5x faster than fp32 and fp16 channels-last 12x slower for this network.
+        return {"channels_last": False, "pad_in": 0, "pad_out": 0, "fold_padding": True}
     return {"channels_last": device.type == "cpu", "pad_in": 0, "pad_out": 0, "fold_padding": True}
 
 

@@ -8,7 +8,7 @@ low resolution; float32 on Apple MPS), their coefficients are upsampled bilinear
 applied to the full-resolution image. The light map is smooth, so the filter mostly keeps edges of
 the image crisp in ``L``; the preview's deviation from the exact result comes from the
 network itself, whose convolutions respond differently to a smaller image (measured
-in benchmarks/bench_preview.py and docs/performance.md).
+in benchmarks/bench_preview.py and README.md, Performance).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from .inference import (LIGHT_FLOOR, EnhanceResult, apply_light, choose_tile, en
 from .network import CLIPLITNet
 from .tiling import Progress
 
-DEFAULT_SCALE = 4.0   # downsampling factor per side (measured trade-off: docs/performance.md)
+DEFAULT_SCALE = 4.0   # downsampling factor per side (measured trade-off: README.md, Performance)
 DEFAULT_RADIUS = 4    # guided-filter radius, in low-resolution pixels
 DEFAULT_EPS = 1e-4    # guided-filter regularisation (guide in 0..1)
 MIN_LOW_SIDE = 32     # never predict on fewer pixels per side than this
