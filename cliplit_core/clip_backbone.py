@@ -389,7 +389,7 @@ def build_backbone(model: str = DEFAULT_SCORE_MODEL, pretrained: str = DEFAULT_P
     dtype = _set_precision(net, device, precision)
     net.eval().requires_grad_(False)
 
-    vcfg, tcfg = cfg["vision_cfg"], cfg["text_cfg"]
+    vcfg = cfg["vision_cfg"]
     size = vcfg.get("image_size", 224)
     size = (int(size), int(size)) if isinstance(size, (int, float)) else (int(size[0]), int(size[1]))
     text = getattr(net, "text", net)

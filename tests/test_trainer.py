@@ -6,7 +6,6 @@ the point is the machinery, not image quality.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -22,6 +21,7 @@ import torch
 from PIL import Image
 
 from conftest import REPO, SHARED_DATA, synthetic_photo
+from clip_fixtures import single_thread as one_thread
 from imagefiles import write_png16
 
 TEXT_CFG = {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}
@@ -31,16 +31,6 @@ VIT = {"embed_dim": 32, "text_cfg": TEXT_CFG,
                       "pool_type": "avg"}}
 RN = {"embed_dim": 32, "text_cfg": TEXT_CFG,
       "vision_cfg": {"image_size": 32, "layers": [1, 1, 1, 1], "width": 8, "patch_size": None}}
-
-
-@contextlib.contextmanager
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
