@@ -56,7 +56,8 @@ def main() -> None:
     net = load_network(args.weights)
     photos = sorted(p for p in Path(args.photos).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     print(f"# preview vs exact, CPU ({torch.get_num_threads()} threads), torch {torch.__version__}; "
-          f"guided filter radius {preview.DEFAULT_RADIUS}, eps {preview.DEFAULT_EPS:g}, default scale "
+          f"calibration cores {preview.CAL_CORE} px on {preview.CAL_FRAC:.0%} of the image; uncalibrated: guided "
+          f"filter radius {preview.DEFAULT_RADIUS}, eps {preview.DEFAULT_EPS:g}; default scale "
           f"1/{preview.DEFAULT_SCALE:g}")
 
     # ---- speed: interleaved rounds on one photo
@@ -64,6 +65,8 @@ def main() -> None:
     fns = {"exact": lambda: enhance(net, x, tile=None)}
     for s in scales:
         fns[f"preview 1/{s:g}"] = lambda s=s: preview.enhance_preview(net, x, scale=s)
+    d = preview.DEFAULT_SCALE
+    fns[f"preview 1/{d:g} uncalibrated"] = lambda: preview.enhance_preview(net, x, scale=d, calibrate=False)
     times = {k: [] for k in fns}
     for _ in range(args.rounds):
         for k, fn in fns.items():
@@ -80,9 +83,9 @@ def main() -> None:
 
     # ---- fidelity on every photo
     print("\n## PSNR of the preview against the exact result (dB, enhanced images in 0..1)\n")
-    print("| photo | MP | " + " | ".join(f"1/{s:g}" for s in scales) + " |")
-    print("|---|---|" + "---|" * len(scales))
-    worst = {s: 99.0 for s in scales}
+    print("| photo | MP | " + " | ".join(f"1/{s:g}" for s in scales) + f" | 1/{d:g} uncalibrated |")
+    print("|---|---|" + "---|" * (len(scales) + 1))
+    worst = {s: 99.0 for s in scales + ["raw"]}
     for p in photos:
         x = load(p)
         exact = enhance(net, x, tile=None).image
@@ -91,8 +94,11 @@ def main() -> None:
             v = psnr(preview.enhance_preview(net, x, scale=s).image, exact)
             worst[s] = min(worst[s], v)
             cells.append(f"{v:.2f}")
+        v = psnr(preview.enhance_preview(net, x, scale=d, calibrate=False).image, exact)
+        worst["raw"] = min(worst["raw"], v)
+        cells.append(f"{v:.2f}")
         print(f"| {p.name} | {x.shape[-2] * x.shape[-1] / 1e6:.2f} | " + " | ".join(cells) + " |", flush=True)
-    print("| **worst** | | " + " | ".join(f"**{worst[s]:.2f}**" for s in scales) + " |")
+    print("| **worst** | | " + " | ".join(f"**{worst[s]:.2f}**" for s in scales + ["raw"]) + " |")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,21 @@
-"""Fast preview: the light map predicted at reduced resolution, brought back edge-aware.
+"""Fast preview: the light map predicted at reduced resolution, calibrated on a few exact windows.
 
-The image is area-downsampled by ``scale`` (per side), the network predicts the light
-map there, and a fast guided filter (He & Sun 2015) carries it back to full size:
+The image is area-downsampled by ``scale`` (per side) and the network predicts the light
+map ``L_lo`` there. Run on a smaller image the network's 3x3 convolutions see different
+texture, so ``L_lo`` is biased (not noisy: the exact map is smooth). The bias is corrected
+per image (``calibrate=True``, default): the exact full-resolution light map is computed on
+a sparse stratified grid of small windows (cores of ``CAL_CORE`` pixels covering about
+``CAL_FRAC`` of the image, each with the network's 17-pixel halo and the pyramid-pooling
+context of the low-resolution pass), and a 4-parameter model
+
+    log L = a + b log L_lo + c log Y + d log L_lo log Y      (Y: mean of the RGB, low-res)
+
+is fitted there by least squares weighted by the output's sensitivity, applied at low
+resolution and upsampled bilinearly in log space. Measured on the backlit photos: README.md,
+"Fast preview".
+
+Without calibration (``calibrate=False``) a fast guided filter (He & Sun 2015) carries the
+raw ``L_lo`` back to full size:
 local linear models ``log L ~ a . I + b`` are fitted at low resolution with the
 low-resolution colour image as guide (box filters by cumulative sums, float64 at the
 low resolution; float32 on Apple MPS), their coefficients are upsampled bilinearly and
@@ -17,15 +31,19 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .inference import (LIGHT_FLOOR, EnhanceResult, apply_light, choose_tile, enhance, network_input,
-                        predict_light, resolve_dtype, sanitize, split_channels)
-from .network import CLIPLITNet
-from .tiling import Progress
+from . import fastnet
+from .inference import (LIGHT_FLOOR, EnhanceResult, _cudnn_flags, apply_light, choose_tile, enhance,
+                        network_input, predict_light, resolve_dtype, sanitize, split_channels)
+from .network import TOTAL_HALO, CLIPLITNet
+from .tiling import Progress, pooling_context
 
 DEFAULT_SCALE = 4.0   # downsampling factor per side (measured trade-off: README.md, Performance)
 DEFAULT_RADIUS = 4    # guided-filter radius, in low-resolution pixels
 DEFAULT_EPS = 1e-4    # guided-filter regularisation (guide in 0..1)
 MIN_LOW_SIDE = 32     # never predict on fewer pixels per side than this
+CAL_CORE = 64         # core side (full-resolution pixels) of an exact calibration window
+CAL_FRAC = 0.02       # fraction of the image covered by calibration cores (+ halos: ~5 % of exact cost)
+CAL_CHUNK = 8         # calibration windows per network call
 
 
 def box_mean(x: torch.Tensor, r: int) -> torch.Tensor:
@@ -82,10 +100,100 @@ def effective_scale(h: int, w: int, scale: float) -> float:
     return max(1.0, min(float(scale), min(h, w) / MIN_LOW_SIDE))
 
 
+def calibration_blocks(h: int, w: int, H: int, W: int, core: int = CAL_CORE,
+                       frac: float = CAL_FRAC) -> list[tuple[int, int, int, int]]:
+    """Low-resolution blocks ``(y0, y1, x0, x1)`` of the calibration windows: a stratified grid of
+    square blocks (``core`` full-resolution pixels per side) covering about ``frac`` of the image,
+    kept TOTAL_HALO full-resolution pixels away from the borders (empty if the image is too small)."""
+    fy, fx = H / h, W / w
+    b = max(2, round(core / max(fy, fx)))
+    n = max(4, math.ceil(frac * h * w / (b * b)))
+    gy = max(1, round(math.sqrt(n * h / w)))
+    gx = max(1, math.ceil(n / gy))
+    lo_y, hi_y = math.ceil(TOTAL_HALO / fy), math.floor((H - TOTAL_HALO) / fy) - b
+    lo_x, hi_x = math.ceil(TOTAL_HALO / fx), math.floor((W - TOTAL_HALO) / fx) - b
+    if hi_y < lo_y or hi_x < lo_x:
+        return []
+    out = []
+    for i in range(gy):
+        for j in range(gx):
+            y0 = min(max(int((i + 0.5) * h / gy - b / 2), lo_y), hi_y)
+            x0 = min(max(int((j + 0.5) * w / gx - b / 2), lo_x), hi_x)
+            out.append((y0, y0 + b, x0, x0 + b))
+    return out
+
+
+def _exact_blocks(fw: fastnet.FastWeights, rgb: torch.Tensor, blocks, fy: float, fx: float,
+                  branches: list[torch.Tensor]) -> torch.Tensor:
+    """Exact light map of each block's full-resolution core (pooling context ``branches``), area-
+    resampled to the block: [n, 1, b, b] float32 on rgb's device. ``rgb`` is one image [1, 3, H, W]."""
+    H, W = rgb.shape[-2:]
+    b = blocks[0][1] - blocks[0][0]
+    cores = [(round(y0 * fy), round(y1 * fy), round(x0 * fx), round(x1 * fx)) for y0, y1, x0, x1 in blocks]
+    ch, cw = max(c[1] - c[0] for c in cores), max(c[3] - c[2] for c in cores)
+    wins = [(c[0] - TOTAL_HALO, c[0] + ch + TOTAL_HALO, c[2] - TOTAL_HALO, c[2] + cw + TOTAL_HALO) for c in cores]
+    inner = (False, False, False, False)  # windows never touch the image border
+    res = []
+    for k in range(0, len(wins), CAL_CHUNK):
+        part = wins[k:k + CAL_CHUNK]
+        xb = torch.cat([rgb[:, :, y0:y1, x0:x1] for y0, y1, x0, x1 in part], 0)
+        ctx = torch.cat([fastnet.context_map(fw, branches, (H, W), win) for win in part], 0)
+        out = fastnet.head(fw, [fastnet.stem(fw, fw.prepare_input(xb), inner)], [ctx], inner)
+        out = out[:, :, TOTAL_HALO:TOTAL_HALO + ch, TOTAL_HALO:TOTAL_HALO + cw].to(rgb.device, torch.float32)
+        res.append(F.interpolate(out, size=(b, b), mode="area"))
+    return torch.cat(res, 0)
+
+
+def _features(log_l: torch.Tensor, log_y: torch.Tensor) -> torch.Tensor:
+    return torch.stack([torch.ones_like(log_l), log_l, log_y, log_l * log_y], -1)
+
+
+def fit_calibration(low: torch.Tensor, log_lo: torch.Tensor, blocks, target: torch.Tensor) -> torch.Tensor:
+    """Coefficients (a, b, c, d), float64, of ``log L = a + b log L_lo + c log Y + d log L_lo log Y``
+    fitted on the blocks (``target``: their exact light map), each pixel weighted by the
+    sensitivity of the clamped output ``I / L`` to ``log L``. Falls back to the identity."""
+    log_y = low.mean(1).clamp_min(1e-3).log().double()[0]
+    ll = log_lo.double()[0, 0]
+    feats, logs, weights = [], [], []
+    for (y0, y1, x0, x1), t in zip(blocks, target):
+        lt = t[0].double().clamp_min(LIGHT_FLOOR)
+        feats.append(_features(ll[y0:y1, x0:x1], log_y[y0:y1, x0:x1]).reshape(-1, 4))
+        logs.append(lt.log().reshape(-1))
+        q = low[0, :, y0:y1, x0:x1].double() / lt
+        weights.append((q * (q < 1)).pow(2).sum(0).add(1e-4).sqrt().reshape(-1))
+    a = torch.cat(feats) * torch.cat(weights)[:, None]
+    rhs = torch.cat(logs) * torch.cat(weights)
+    identity = torch.tensor([0.0, 1.0, 0.0, 0.0], dtype=torch.float64)
+    ata = a.T @ a
+    lam = 1e-6 * ata.diagonal().mean()
+    coef = torch.linalg.solve(ata + lam * torch.eye(4, dtype=ata.dtype), a.T @ rhs + lam * identity)
+    return coef if bool(torch.isfinite(coef).all()) else identity
+
+
+def _low_light(fw: fastnet.FastWeights, net, low: torch.Tensor, tile, device, dtype, progress):
+    """Light map of the low-resolution image (float32, on low's device) and its pooling branches."""
+    h, w = low.shape[-2:]
+    if tile is not None and not (tile >= h and tile >= w):
+        light = predict_light(net, low, tile=tile, device=device, dtype=dtype, progress=progress)
+        return light, pooling_context(net, low, tile, device, dtype)
+    with _cudnn_flags(fw.device):
+        x = fw.prepare_input(low)
+        feats = fastnet.stem(fw, x)
+        del x
+        sums = fastnet.partial_bin_sums(feats, (0, h, 0, w), (0, 0), (h, w))
+        branches = fastnet.branch_outputs(fw, fastnet.pooled_from_sums(sums, (h, w)))
+        ctx = fastnet.context_map(fw, branches, (h, w), (0, h, 0, w))
+        light = fastnet.head(fw, [feats], [ctx]).to(low.device, torch.float32)
+    if progress is not None:
+        progress(1, 1)
+    return light, branches
+
+
 @torch.inference_mode()
 def preview_light(net: CLIPLITNet, rgb: torch.Tensor, *, scale: float = DEFAULT_SCALE,
                   radius: int = DEFAULT_RADIUS, eps: float = DEFAULT_EPS, device=None, dtype=None,
-                  tile: int | None = None, progress: Progress | None = None) -> torch.Tensor:
+                  tile: int | None = None, progress: Progress | None = None, calibrate: bool = True,
+                  cal_core: int = CAL_CORE, cal_frac: float = CAL_FRAC) -> torch.Tensor:
     """Approximate light map [B, 1, H, W] (float32, on rgb's device) of an RGB batch in 0..1."""
     H, W = rgb.shape[-2:]
     f = effective_scale(H, W, scale)
@@ -93,19 +201,41 @@ def preview_light(net: CLIPLITNet, rgb: torch.Tensor, *, scale: float = DEFAULT_
         return predict_light(net, rgb, tile=tile, device=device, dtype=dtype, progress=progress)
     size = (max(2, round(H / f)), max(2, round(W / f)))
     low = F.interpolate(rgb, size=size, mode="area")
-    light_lo = predict_light(net, low, tile=tile, device=device, dtype=dtype, progress=progress)
-    log_lo = light_lo.to(low.device).clamp_min(LIGHT_FLOOR).log()
-    log_hi = guided_upsample(low, log_lo, rgb, radius, eps)
-    return log_hi.exp_()
+    if not calibrate:
+        light_lo = predict_light(net, low, tile=tile, device=device, dtype=dtype, progress=progress)
+        log_lo = light_lo.to(low.device).clamp_min(LIGHT_FLOOR).log()
+        return guided_upsample(low, log_lo, rgb, radius, eps).exp_()
+    device = torch.device(device) if device is not None else rgb.device
+    dtype = resolve_dtype(dtype, device)
+    fw = fastnet.weights_for(net, device, dtype)
+    blocks = calibration_blocks(size[0], size[1], H, W, cal_core, cal_frac)
+    out = []
+    for i in range(rgb.shape[0]):  # one calibration per image
+        lo_i = low[i:i + 1]
+        light_lo, branches = _low_light(fw, net, lo_i, tile, device, dtype, progress)
+        log_lo = light_lo.clamp_min(LIGHT_FLOOR).log()
+        if blocks:
+            with _cudnn_flags(fw.device):
+                target = _exact_blocks(fw, rgb[i:i + 1], blocks, H / size[0], W / size[1], branches)
+            # the fit is tiny: on the CPU in float64 (MPS has no float64), applied in float32
+            coef = fit_calibration(lo_i.cpu(), log_lo.cpu(), blocks, target.cpu()).to(log_lo.device, torch.float32)
+            log_y = lo_i.mean(1).clamp_min(1e-3).log()[0]
+            log_lo = (_features(log_lo[0, 0], log_y) @ coef)[None, None]
+            out.append(F.interpolate(log_lo, size=(H, W), mode="bilinear", align_corners=False).exp_())
+        else:  # too small for a window with its halo: uncalibrated, guided filter
+            out.append(guided_upsample(lo_i, log_lo, rgb[i:i + 1], radius, eps).exp_())
+    return torch.cat(out, 0)
 
 
 def enhance_preview(net: CLIPLITNet, images: torch.Tensor, *, strength: float = 1.0, device=None,
                     dtype: torch.dtype | None = None, scale: float = DEFAULT_SCALE, radius: int = DEFAULT_RADIUS,
                     eps: float = DEFAULT_EPS, tile: int | str | None = "auto", memory_budget: int | None = None,
-                    progress: Progress | None = None) -> EnhanceResult:
+                    progress: Progress | None = None, calibrate: bool = True, cal_core: int = CAL_CORE,
+                    cal_frac: float = CAL_FRAC) -> EnhanceResult:
     """Like :func:`cliplit_core.inference.enhance` (same inputs, outputs, channels, alpha and
     strength handling) but with the light map from :func:`preview_light`. ``scale`` <= 1 gives
-    the exact result."""
+    the exact result; ``calibrate=False`` skips the exact calibration windows (faster, less
+    faithful: guided-filter upsampling of the raw low-resolution light map)."""
     if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
         raise ValueError(f"scale must be a positive number, got {scale!r}")
     x = sanitize(images)
@@ -124,7 +254,7 @@ def enhance_preview(net: CLIPLITNet, images: torch.Tensor, *, strength: float = 
     elif tile is not None and (not isinstance(tile, int) or tile < 1):
         raise ValueError(f"tile must be 'auto', None or a positive int, got {tile!r}")
     light = preview_light(net, rgb, scale=f, radius=radius, eps=eps, device=dev, dtype=dt, tile=tile,
-                          progress=progress)
+                          progress=progress, calibrate=calibrate, cal_core=cal_core, cal_frac=cal_frac)
     out = apply_light(color, light, strength)
     if alpha is not None:
         out = torch.cat([out, alpha], 1)
