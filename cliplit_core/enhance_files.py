@@ -9,7 +9,7 @@ import torch
 from .checkpoint import load_network
 from .errors import ImageReadError
 from .imageio import list_images, read_image, write_png
-from .inference import enhance_with_backoff
+from .inference import enhance_with_backoff, resolve_dtype
 from .memory import default_budget, default_device
 from .weights import resolve_weights
 
@@ -51,8 +51,7 @@ def enhance_files(args) -> int:
         print("error: no input images", file=sys.stderr)
         return 1
     device = torch.device(args.device) if args.device else default_device()
-    dtype = None if args.dtype in (None, "auto") else \
-        getattr(torch, {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}.get(args.dtype, args.dtype))
+    dtype = resolve_dtype(args.dtype, device)
     weights = resolve_weights(args.weights, progress=None)
     net = load_network(weights)
     outdir = Path(args.output)

@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 
 from . import fastnet
-from .inference import (LIGHT_FLOOR, EnhanceResult, _cudnn_flags, apply_light, choose_tile, enhance,
-                        network_input, predict_light, resolve_dtype, sanitize, split_channels)
+from .inference import (LIGHT_FLOOR, EnhanceResult, _backend_flags, choose_tile, compose, enhance, network_input,
+                        predict_light, resolve_dtype, sanitize, split_channels, validate_tile)
 from .network import TOTAL_HALO, CLIPLITNet
 from .tiling import Progress, pooling_context
 
@@ -176,7 +176,7 @@ def _low_light(fw: fastnet.FastWeights, net, low: torch.Tensor, tile, device, dt
     if tile is not None and not (tile >= h and tile >= w):
         light = predict_light(net, low, tile=tile, device=device, dtype=dtype, progress=progress)
         return light, pooling_context(net, low, tile, device, dtype)
-    with _cudnn_flags(fw.device):
+    with _backend_flags(fw.device, dtype):
         x = fw.prepare_input(low)
         feats = fastnet.stem(fw, x)
         del x
@@ -215,7 +215,7 @@ def preview_light(net: CLIPLITNet, rgb: torch.Tensor, *, scale: float = DEFAULT_
         light_lo, branches = _low_light(fw, net, lo_i, tile, device, dtype, progress)
         log_lo = light_lo.clamp_min(LIGHT_FLOOR).log()
         if blocks:
-            with _cudnn_flags(fw.device):
+            with _backend_flags(fw.device, dtype):
                 target = _exact_blocks(fw, rgb[i:i + 1], blocks, H / size[0], W / size[1], branches)
             # the fit is tiny: on the CPU in float64 (MPS has no float64), applied in float32
             coef = fit_calibration(lo_i.cpu(), log_lo.cpu(), blocks, target.cpu()).to(log_lo.device, torch.float32)
@@ -249,13 +249,9 @@ def enhance_preview(net: CLIPLITNet, images: torch.Tensor, *, strength: float = 
     dev = torch.device(device) if device is not None else x.device
     dt = resolve_dtype(dtype, dev)
     low_hw = (max(2, round(H / f)), max(2, round(W / f)))
+    validate_tile(tile)
     if tile == "auto":
         tile = choose_tile(low_hw[0], low_hw[1], x.shape[0], dt, memory_budget)
-    elif tile is not None and (not isinstance(tile, int) or tile < 1):
-        raise ValueError(f"tile must be 'auto', None or a positive int, got {tile!r}")
     light = preview_light(net, rgb, scale=f, radius=radius, eps=eps, device=dev, dtype=dt, tile=tile,
                           progress=progress, calibrate=calibrate, cal_core=cal_core, cal_frac=cal_frac)
-    out = apply_light(color, light, strength)
-    if alpha is not None:
-        out = torch.cat([out, alpha], 1)
-    return EnhanceResult(out, light)
+    return compose(color, alpha, light, strength)

@@ -23,19 +23,9 @@ CORE_PACKAGE = checkpoint.__name__.rpartition(".")[0]
 
 
 def core_module(name: str):
-    """Import ``cliplit_core.<name>`` lazily (modules that may not exist yet or pull in open_clip)."""
+    """Import ``cliplit_core.<name>`` lazily (modules that pull in open_clip or are only needed by one option)."""
     return importlib.import_module(f"{CORE_PACKAGE}.{name}")
 
 
-def has_core_module(name: str) -> bool:
-    try:
-        core_module(name)
-    except ModuleNotFoundError as e:
-        if e.name == f"{CORE_PACKAGE}.{name}":
-            return False
-        raise
-    return True
-
-
 __all__ = ["checkpoint", "errors", "inference", "memory", "network", "tiling", "weights", "core_module",
-           "has_core_module", "CORE_PACKAGE"]
+           "CORE_PACKAGE"]

@@ -9,7 +9,6 @@ every tile (on CPU tiles are capped at 1024 pixels so that a tile takes seconds)
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 from dataclasses import dataclass
@@ -18,8 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from . import comfy_env, temporal
-from ._core import core_module, has_core_module, inference, tiling
-from .errors import CLIPLITNodeError, node_errors
+from ._core import core_module, inference, tiling
+from .errors import node_errors
 from .model import CLIPLITModel
 
 log = logging.getLogger("CLIP-LIT")
@@ -142,22 +141,6 @@ class _Progress:
         self.remaining -= 1
 
 
-@contextlib.contextmanager
-def _strict_fp32(device: torch.device, dtype: torch.dtype):
-    """fp32 means fp32: no TF32 tensor-core rounding in CUDA convs / matmuls during our call
-    (PyTorch enables it for cuDNN convs by default; it moves ~0.6 % of 8-bit pixels by one
-    level on an H100). The global flags are restored afterwards."""
-    if device.type != "cuda" or dtype != torch.float32:
-        yield
-        return
-    old = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
-
-
 # --------------------------------------------------------------------------- the work
 def enhance_batch(model: CLIPLITModel, images: torch.Tensor, *, strength: float = 1.0,
                   mask: torch.Tensor | None = None, mask_feather: float = 0.0, temporal_smoothing: float = 0.0,
@@ -179,16 +162,10 @@ def enhance_batch(model: CLIPLITModel, images: torch.Tensor, *, strength: float 
     b, _, h, w = x.shape
     dtype = PRECISIONS[precision]
     if dtype is None:  # the core's choice: float16 on CUDA, float32 elsewhere
-        dtype = inference.resolve_dtype(None, comfy_env.compute_device()) \
-            if hasattr(inference, "resolve_dtype") else torch.float32
+        dtype = inference.resolve_dtype(None, comfy_env.compute_device())
     plan = plan_run(model, b, h, w, dtype, tile_size)
     simple = mask is None and temporal_smoothing <= 0
-    preview = None
-    if fast_preview:
-        if not has_core_module("preview"):
-            raise CLIPLITNodeError("Backlit Enhance: fast_preview needs cliplit_core.preview, which this "
-                                   "version of the pack does not have; switch fast_preview off")
-        preview = core_module("preview")
+    preview = core_module("preview") if fast_preview else None
 
     n_chunks = -(-b // plan.chunk)
     tracker = _Progress(n_chunks, 1 if preview else _units(h, w, plan.tile), progress)
@@ -220,15 +197,11 @@ def enhance_batch(model: CLIPLITModel, images: torch.Tensor, *, strength: float 
                     _seen["total"] = total
                     tracker(done, total)
 
-                with _strict_fp32(plan.device, dtype):
-                    res = inference.enhance_with_backoff(
-                        net, xb, strength=strength if simple else 1.0, tile=plan.tile, device=plan.device,
-                        dtype=dtype, memory_budget=plan.budget, on_oom=on_oom, progress=cb)
+                res = inference.enhance_with_backoff(
+                    net, xb, strength=strength if simple else 1.0, tile=plan.tile, device=plan.device,
+                    dtype=dtype, memory_budget=plan.budget, on_oom=on_oom, progress=cb)
                 tracker.chunk_finished(seen["total"])
-            light = res.light.to(x.device, torch.float32)
-            if light.shape[-2:] != (h, w):  # a preview may return a low-resolution map
-                light = F.interpolate(light, size=(h, w), mode="bilinear", align_corners=False)
-            lights.append(light)
+            lights.append(res.light.to(x.device, torch.float32))
             if simple:
                 outs.append(res.image.to(x.device, torch.float32))
             del res, xb

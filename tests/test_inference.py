@@ -147,3 +147,23 @@ def test_bad_shapes_are_refused(official_net):
         enhance(official_net, torch.rand(3, 8, 8))
     with pytest.raises(ValueError, match="tile"):
         enhance(official_net, torch.rand(1, 3, 8, 8), tile=0)
+
+
+def test_float32_on_cuda_runs_without_tf32_and_restores_the_flags():
+    """fp32 means fp32 on CUDA (TF32 convs moved ~0.6 % of pixels by a level on an H100).
+    The flags are plain settings, so this is checkable without a GPU."""
+    from cliplit_core.inference import _backend_flags
+
+    b = torch.backends
+    old = b.cudnn.allow_tf32, b.cuda.matmul.allow_tf32
+    b.cudnn.allow_tf32 = b.cuda.matmul.allow_tf32 = True
+    try:
+        with _backend_flags("cuda", torch.float32):
+            assert not b.cudnn.allow_tf32 and not b.cuda.matmul.allow_tf32
+        assert b.cudnn.allow_tf32 and b.cuda.matmul.allow_tf32
+        with _backend_flags("cuda", torch.float16):
+            assert b.cudnn.allow_tf32 and b.cuda.matmul.allow_tf32
+        with _backend_flags("cpu", torch.float32):
+            assert b.cudnn.allow_tf32
+    finally:
+        b.cudnn.allow_tf32, b.cuda.matmul.allow_tf32 = old
