@@ -423,6 +423,11 @@ def gpu_main(args) -> None:
           flush=True)
     t_start = time.time()
     V = Variant
+
+    def save_partial(rows):
+        """Rows so far to --json after every section, so a run cut short still leaves its table."""
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=1, default=str))
     net = load_network(args.weights)
     an = load_authors_net(args.weights, dev)
     an16 = load_authors_net(args.weights, dev).half()
@@ -472,6 +477,7 @@ def gpu_main(args) -> None:
         rows += light_only_rows(net, x, args.rounds, variants[0], L_ref)
         print_table(rows, f"GPU throughput, {size_label(x)}: {torch.cuda.get_device_name(dev)}")
         all_rows += rows
+        save_partial(all_rows)
         del x, variants
         torch.cuda.empty_cache()
         print(f"[elapsed {time.time() - t_start:.0f} s]", flush=True)
@@ -539,6 +545,7 @@ def gpu_main(args) -> None:
         rows = rows_of(variants, x, None, ref_ours=ref_ours)
         print_table(rows, f"GPU bounded memory, {size_label(x)} on CPU: {torch.cuda.get_device_name(dev)}")
         mem_rows += rows
+        save_partial(all_rows + mem_rows)
         del x, holder, variants
         torch.cuda.empty_cache()
         print(f"[elapsed {time.time() - t_start:.0f} s]", flush=True)
@@ -569,8 +576,7 @@ def gpu_main(args) -> None:
     print_table([r for r in all_rows if r not in mem_rows], "throughput (image on GPU)")
     print_table(mem_rows, "bounded memory (image on CPU; * = fidelity vs our strict fp32 tiled result)")
     print(f"[total {time.time() - t_start:.0f} s]")
-    if args.json:
-        Path(args.json).write_text(json.dumps(all_rows, indent=1, default=str))
+    save_partial(all_rows)
 
 
 @contextlib.contextmanager
@@ -659,14 +665,23 @@ def activation_peak_main(args) -> None:
 
     net = load_network(args.weights)
     print("\n## live-tensor peak of predict_light, float32, CPU (profiler allocation events)\n")
-    print("| image | tile | peak MiB | bytes / pixel / element byte (pixel = image or tile window) |\n|---|---|---|---|")
-    for hw, tile in [((600, 800), None), ((1200, 1600), None), ((1200, 1600), 256), ((2400, 3200), 256),
-                     ((2400, 3200), 512)]:
+    print("| image | tile | peak MiB | peak without the full-size light map, MiB | bytes / pixel / element byte "
+          "(pixel = image or tile window) | seconds |\n|---|---|---|---|---|---|")
+    cases = [((600, 800), None), ((1200, 1600), None), ((1200, 1600), 256), ((2400, 3200), 256),
+             ((2400, 3200), 512)]
+    if args.peak_sizes:  # e.g. 12,48,100 MP at 4:3 with one tile size: the issue's bounded-memory sizes
+        cases = [((round((mp * 1e6 * 3 / 4) ** 0.5), round((mp * 1e6 * 4 / 3) ** 0.5)), args.peak_tile)
+                 for mp in map(float, args.peak_sizes.split(","))]
+    for hw, tile in cases:
         x = torch.rand(1, 3, *hw)
+        t0 = time.perf_counter()
         p = live_peak_bytes(lambda: predict_light(net, x, tile=tile, dtype=torch.float32))
         light = 4 * hw[0] * hw[1] if tile else 0  # the full-size light map (stays where the image is)
         px = hw[0] * hw[1] if tile is None else (tile + 2 * TOTAL_HALO) ** 2
-        print(f"| {hw[1]}x{hw[0]} | {tile or 'whole'} | {p / 2 ** 20:.1f} | {(p - light) / px / 4:.0f} |", flush=True)
+        print(f"| {hw[1]}x{hw[0]} ({hw[0] * hw[1] / 1e6:.1f} MP) | {tile or 'whole'} | {p / 2 ** 20:.1f} | "
+              f"{(p - light) / 2 ** 20:.1f} | {(p - light) / px / 4:.0f} | {time.perf_counter() - t0:.0f} |",
+              flush=True)
+        del x
 
 
 def main() -> None:
@@ -691,6 +706,9 @@ def main() -> None:
     ap.add_argument("--json", default=None, help="also write the rows as JSON here")
     ap.add_argument("--activation-peak", action="store_true",
                     help="CPU: print the live-tensor peak of whole-image vs tiled prediction per pixel")
+    ap.add_argument("--peak-sizes", default=None,
+                    help="with --activation-peak: megapixel sizes (4:3 random images) instead of the default cases")
+    ap.add_argument("--peak-tile", type=int, default=1024, help="with --peak-sizes: the tile size")
     ap.add_argument("--gpu-dry-run", action="store_true", help="run the cuda mode's logic on the CPU (testing)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--compile-child", action="store_true", help=argparse.SUPPRESS)
