@@ -17,7 +17,7 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+from conftest import SHARED_DATA  # noqa: E402  (CLIPLIT_SHARED_DATA or ../shared/data)
 
 TEXT_CFG = {"context_length": 20, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}
 # a ViT at 64 px: 4x4 patches of 16, width 32, one block

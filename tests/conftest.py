@@ -1,6 +1,10 @@
-"""Shared fixtures: paths into ../shared/data (skipped with a reason when absent)."""
+"""Shared fixtures: paths into ../shared/data (skipped with a reason when absent).
+
+``CLIPLIT_SHARED_DATA`` points the tests at another copy of that folder (e.g. on a GPU
+machine that only receives the repository, see tools/gpu_check.sh)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +12,7 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("CLIPLIT_SHARED_DATA") or REPO.parent / "shared" / "data")
 OFFICIAL_WEIGHTS = SHARED_DATA / "official_weights" / "enhancement_model.pth"
 INIT_WEIGHTS = SHARED_DATA / "official_weights" / "init_enhancement_model.pth"
 

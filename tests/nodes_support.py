@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-SHARED_DATA = REPO.parent / "shared" / "data"
+from conftest import SHARED_DATA  # noqa: E402  (CLIPLIT_SHARED_DATA or ../shared/data)
 OFFICIAL_WEIGHTS = SHARED_DATA / "official_weights" / "enhancement_model.pth"
 
 # A tiny open_clip config (vocab 49408 so the CLIP tokenizer fits): random weights, fast on CPU.

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +11,7 @@ from cliplit_core import preview
 from cliplit_core.inference import enhance
 from cliplit_core.network import CLIPLITNet
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from conftest import SHARED_DATA as DATA  # noqa: E402
 WEIGHTS = DATA / "official_weights" / "enhancement_model.pth"
 
 

@@ -8,7 +8,6 @@ fidelity bar (1/255 on >= 99.9 % of pixels).
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +19,7 @@ from cliplit_core.inference import enhance, predict_light, resolve_dtype
 from cliplit_core.network import PPM_BINS, CLIPLITNet
 from cliplit_core.tiling import predict_light_tiled, tile_grid, tile_windows, window_sides
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from conftest import SHARED_DATA as DATA  # noqa: E402
 WEIGHTS = DATA / "official_weights" / "enhancement_model.pth"
 
 VARIANTS = [

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Everything that needs a CUDA GPU, in one call of about 8 minutes, results under $OUT.
+#
+# Prepare (on the development machine, once; nothing here is committed):
+#   mkdir -p .devdata && cp ../shared/data/official_weights/enhancement_model.pth \
+#       ../shared/data/backlit/110_51093502029_o.jpg .devdata/
+#   rm -rf .devdata/shared && mkdir -p .devdata/shared && cp -r ../shared/data .devdata/shared/
+#   (and wheels of open_clip_torch, ftfy, wcwidth in .whl/ for the trainer benchmark)
+# Run with the device tool:
+#   command: bash tools/gpu_check.sh    carry: [".devdata", ".whl"]    timeout_s: 560
+# Steps, most important first, each under its own time limit:
+#   1. benchmarks/bench_inference.py --device cuda  (issue 5 goals 1 and 2: the GPU table)
+#   2. the test suite on the GPU (CUDA parity / bounded memory tests run instead of skipping)
+#   3. benchmarks/bench_train_step.py               (trainer step, ours vs the authors')
+# GPU_CHECK_DRY_RUN=1 bash tools/gpu_check.sh runs the same steps on the CPU at tiny sizes
+# (checks this script, not the GPU).
+set -u
+OUT=${OUT:-gpu_out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+T0=$SECONDS
+step() {  # step LIMIT NAME CMD...: run with a time limit, log to $OUT/NAME.log, show its tail
+    local limit=$1 name=$2
+    shift 2
+    echo "=== $name: start at $((SECONDS - T0)) s, limit $limit s"
+    timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
+    local rc=$?
+    echo "=== $name: rc $rc, done at $((SECONDS - T0)) s"
+    tail -n "${TAIL:-40}" "$OUT/$name.log"
+}
+nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
+if [ -n "${GPU_CHECK_DRY_RUN:-}" ]; then
+    BENCH=(--gpu-dry-run --no-profile --sizes 0.05 --mem-sizes 0.05 --mem-tiles 128 --mem-tiles-fp32 128 --rounds 1 --compile-timeout 0)
+    TRAIN=(--device cpu --image-size 64 --batch 2 --iters 1 --warmup 0)
+else
+    BENCH=(--device cuda --no-profile --compile-timeout 90)
+    TRAIN=(--iters 3 --warmup 1)
+    python -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, torch.cuda.get_device_name(0))"
+fi
+if ! python -c "import open_clip" 2>/dev/null && ls .whl/*.whl > /dev/null 2>&1; then
+    pip install -q --no-deps --target .gpu_site .whl/*.whl && export PYTHONPATH="$PWD/.gpu_site"
+fi
+[ -d .devdata/shared/data ] && export CLIPLIT_SHARED_DATA="$PWD/.devdata/shared/data"
+
+TAIL=80 step 330 bench_inference python benchmarks/bench_inference.py "${BENCH[@]}" --json "$OUT/gpu.json"
+if python -c "import pytest" 2>/dev/null; then
+    step 120 tests python -m pytest -q -x -p no:cacheprovider tests/test_parity.py tests/test_speed_paths.py \
+        tests/test_tiling.py tests/test_nodes_enhance.py
+fi
+step 90 bench_train_step python benchmarks/bench_train_step.py "${TRAIN[@]}" --json "$OUT/train_step.json"
+echo "=== all done at $((SECONDS - T0)) s"
