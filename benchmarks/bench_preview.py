@@ -47,7 +47,7 @@ def main() -> None:
     ap.add_argument("--speed-photo", default="110_51093502029_o.jpg")
     ap.add_argument("--scales", default=f"{preview.DEFAULT_SCALE:g},2,3",
                     help="comma-separated downsampling factors (the first is reported as the default)")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=3, help="timing rounds (0 = PSNR table only)")
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
     if args.threads:
@@ -60,28 +60,38 @@ def main() -> None:
           f"filter radius {preview.DEFAULT_RADIUS}, eps {preview.DEFAULT_EPS:g}; default scale "
           f"1/{preview.DEFAULT_SCALE:g}")
 
-    # ---- speed: interleaved rounds on one photo
-    x = load(Path(args.photos) / args.speed_photo)
+    if args.rounds > 0:
+        speed(net, Path(args.photos) / args.speed_photo, scales, args.rounds)
+    fidelity(net, photos, scales)
+
+
+def speed(net, path: Path, scales: list[float], rounds: int) -> None:
+    """Interleaved timing rounds on one photo: exact vs every preview scale."""
+    d = preview.DEFAULT_SCALE
+    x = load(path)
     fns = {"exact": lambda: enhance(net, x, tile=None)}
     for s in scales:
         fns[f"preview 1/{s:g}"] = lambda s=s: preview.enhance_preview(net, x, scale=s)
-    d = preview.DEFAULT_SCALE
     fns[f"preview 1/{d:g} uncalibrated"] = lambda: preview.enhance_preview(net, x, scale=d, calibrate=False)
     times = {k: [] for k in fns}
-    for _ in range(args.rounds):
+    for _ in range(rounds):
         for k, fn in fns.items():
             t = time.perf_counter()
             fn()
             times[k].append(time.perf_counter() - t)
     base = statistics.median(times["exact"])
     mp = x.shape[-2] * x.shape[-1] / 1e6
-    print(f"\n## speed on {args.speed_photo} ({mp:.2f} MP), median of {args.rounds} interleaved rounds\n")
+    print(f"\n## speed on {path.name} ({mp:.2f} MP), median of {rounds} interleaved rounds\n")
     print("| method | seconds | speed-up vs exact | runs (s) |\n|---|---|---|---|")
     for k, v in times.items():
         m = statistics.median(v)
         print(f"| {k} | {m:.2f} | {base / m:.1f}x | {', '.join(f'{t:.2f}' for t in v)} |")
 
-    # ---- fidelity on every photo
+
+
+def fidelity(net, photos: list[Path], scales: list[float]) -> None:
+    """PSNR of every preview scale (and the uncalibrated default) against exact, per photo."""
+    d = preview.DEFAULT_SCALE
     print("\n## PSNR of the preview against the exact result (dB, enhanced images in 0..1)\n")
     print("| photo | MP | " + " | ".join(f"1/{s:g}" for s in scales) + f" | 1/{d:g} uncalibrated |")
     print("|---|---|" + "---|" * (len(scales) + 1))

@@ -5,8 +5,9 @@ map ``L_lo`` there. Run on a smaller image the network's 3x3 convolutions see di
 texture, so ``L_lo`` is biased (not noisy: the exact map is smooth). The bias is corrected
 per image (``calibrate=True``, default): the exact full-resolution light map is computed on
 a sparse stratified grid of small windows (cores of ``CAL_CORE`` pixels covering about
-``CAL_FRAC`` of the image, each with the network's 17-pixel halo and the pyramid-pooling
-context of the low-resolution pass), and a 4-parameter model
+``CAL_FRAC`` of the image but at least ``CAL_MIN_PIXELS`` pixels, each with the network's
+17-pixel halo and the pyramid-pooling context of the low-resolution pass), and a 4-parameter
+model
 
     log L = a + b log L_lo + c log Y + d log L_lo log Y      (Y: mean of the RGB, low-res)
 
@@ -41,8 +42,13 @@ DEFAULT_SCALE = 4.0   # downsampling factor per side (measured trade-off: README
 DEFAULT_RADIUS = 4    # guided-filter radius, in low-resolution pixels
 DEFAULT_EPS = 1e-4    # guided-filter regularisation (guide in 0..1)
 MIN_LOW_SIDE = 32     # never predict on fewer pixels per side than this
+MIN_LOW_PIXELS = 256 * 256  # nor on fewer pixels than this: small images get a smaller factor (below 4 at
+                            # under ~1 MP; measured on photos of 0.14-0.8 MP: README.md, "Fast preview")
 CAL_CORE = 64         # core side (full-resolution pixels) of an exact calibration window
 CAL_FRAC = 0.02       # fraction of the image covered by calibration cores (+ halos: ~5 % of exact cost)
+CAL_MIN_PIXELS = 15 * CAL_CORE ** 2  # but at least this many core pixels (= 2 % of 3 MP): on small
+                                     # images a few windows miss whole regions of the picture
+CAL_MAX_FRAC = 0.5
 CAL_CHUNK = 8         # calibration windows per network call
 
 
@@ -96,8 +102,15 @@ def guided_upsample(guide_lo: torch.Tensor, p_lo: torch.Tensor, guide_hi: torch.
 
 
 def effective_scale(h: int, w: int, scale: float) -> float:
-    """The downsampling factor actually used: at most ``scale``, keeping >= MIN_LOW_SIDE pixels."""
-    return max(1.0, min(float(scale), min(h, w) / MIN_LOW_SIDE))
+    """The downsampling factor actually used: at most ``scale``, keeping >= MIN_LOW_SIDE pixels
+    per side and >= MIN_LOW_PIXELS pixels in all (1 = exact)."""
+    return max(1.0, min(float(scale), min(h, w) / MIN_LOW_SIDE, math.sqrt(h * w / MIN_LOW_PIXELS)))
+
+
+def calibration_fraction(H: int, W: int, frac: float = CAL_FRAC) -> float:
+    """Share of the image the calibration cores cover: ``frac``, raised to CAL_MIN_PIXELS core pixels
+    on small images (at most CAL_MAX_FRAC)."""
+    return min(CAL_MAX_FRAC, max(frac, CAL_MIN_PIXELS / max(H * W, 1)))
 
 
 def calibration_blocks(h: int, w: int, H: int, W: int, core: int = CAL_CORE,
@@ -208,7 +221,7 @@ def preview_light(net: CLIPLITNet, rgb: torch.Tensor, *, scale: float = DEFAULT_
     device = torch.device(device) if device is not None else rgb.device
     dtype = resolve_dtype(dtype, device)
     fw = fastnet.weights_for(net, device, dtype)
-    blocks = calibration_blocks(size[0], size[1], H, W, cal_core, cal_frac)
+    blocks = calibration_blocks(size[0], size[1], H, W, cal_core, calibration_fraction(H, W, cal_frac))
     out = []
     for i in range(rgb.shape[0]):  # one calibration per image
         lo_i = low[i:i + 1]

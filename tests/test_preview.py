@@ -25,6 +25,13 @@ def net():
     return CLIPLITNet().eval().requires_grad_(False)
 
 
+@pytest.fixture
+def no_size_floors(monkeypatch):
+    """Tiny test images without the preview's pixel floors (which would make them exact)."""
+    monkeypatch.setattr(preview, "MIN_LOW_PIXELS", 1)
+    monkeypatch.setattr(preview, "CAL_MIN_PIXELS", 0)
+
+
 def _psnr(a, b):
     mse = (a.double() - b.double()).pow(2).mean().item()
     return 99.0 if mse == 0 else 10 * math.log10(1 / mse)
@@ -55,7 +62,7 @@ def test_guided_filter_keeps_a_constant():
 
 
 @pytest.mark.parametrize("shape", [(1, 3, 96, 128), (2, 4, 80, 70), (1, 1, 64, 90), (1, 2, 130, 64)])
-def test_preview_api_like_enhance(net, shape):
+def test_preview_api_like_enhance(net, shape, no_size_floors):
     torch.manual_seed(2)
     x = torch.rand(shape)
     res = preview.enhance_preview(net, x, scale=2)
@@ -80,8 +87,23 @@ def test_small_images_fall_back_to_exact(net, hw):
 
 def test_effective_scale_keeps_enough_pixels():
     assert preview.effective_scale(2000, 3000, 4) == 4
+    assert preview.effective_scale(1536, 2048, 4) == 4  # 3 MP: the measured default, unchanged
+    assert preview.effective_scale(64, 3000, 4) == pytest.approx(math.sqrt(64 * 3000 / 65536))
+    assert preview.effective_scale(500, 741, 4) == pytest.approx(2.38, abs=0.01)  # 0.37 MP
+    assert preview.effective_scale(256, 256, 4) == 1  # at the pixel floor: exact
+    assert preview.effective_scale(10, 10, 4) == 1
+
+
+def test_effective_scale_side_floor(no_size_floors):
     assert preview.effective_scale(64, 3000, 4) == 2
     assert preview.effective_scale(10, 10, 4) == 1
+
+
+def test_calibration_covers_enough_pixels_on_small_images():
+    assert preview.calibration_fraction(1536, 2048) == preview.CAL_FRAC  # 3 MP: 2 %, as measured
+    assert preview.calibration_fraction(500, 741) == pytest.approx(15 * 64 * 64 / (500 * 741))
+    assert preview.calibration_fraction(100, 100) == preview.CAL_MAX_FRAC
+    assert preview.calibration_fraction(4000, 3000, 0.05) == 0.05
     with pytest.raises(ValueError):
         preview.enhance_preview(None, torch.rand(1, 3, 8, 8), scale=0)
 
@@ -115,14 +137,14 @@ def test_fit_calibration_recovers_a_known_model():
     assert torch.allclose(coef, want, atol=1e-4)
 
 
-def test_uncalibrated_preview_still_available(net):
+def test_uncalibrated_preview_still_available(net, no_size_floors):
     x = torch.rand(1, 3, 200, 260)
     a = preview.enhance_preview(net, x, calibrate=False)
     b = preview.enhance_preview(net, x)
     assert a.image.shape == b.image.shape == x.shape and torch.isfinite(a.light).all()
 
 
-def test_tiled_preview_equals_whole_preview(net):
+def test_tiled_preview_equals_whole_preview(net, no_size_floors):
     x = torch.rand(1, 3, 200, 260)
     a = preview.enhance_preview(net, x, tile=None).image
     b = preview.enhance_preview(net, x, tile=24).image
@@ -145,7 +167,7 @@ def test_preview_is_close_to_exact_on_a_photo(net):
     assert _psnr(preview.enhance_preview(net, x, calibrate=False).image, exact) > 30
 
 
-def test_cli_fast_writes_results(tmp_path, net, monkeypatch):
+def test_cli_fast_writes_results(tmp_path, net, monkeypatch, no_size_floors):
     from PIL import Image
 
     from cliplit_core import enhance_files
