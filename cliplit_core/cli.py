@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from .errors import CLIPLITError
+from .imageio import OUTPUT_FORMATS
 
 DTYPES = {"auto": "auto", "float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
           "bfloat16": "bfloat16", "bf16": "bfloat16"}
@@ -27,7 +28,9 @@ def parse_tile(text: str) -> int | str | None:
 
 def _add_enhance(sub) -> None:
     p = sub.add_parser("enhance", help="enhance backlit photos",
-                       description="Enhance backlit photos with a CLIP-LIT model; writes OUTDIR/<stem>.png (8-bit).")
+                       description="Enhance backlit photos with a CLIP-LIT model; writes OUTDIR/<stem>.<format> "
+                                   "(PNG by default, 16-bit when the input is), keeping the input's colour "
+                                   "profile and EXIF.")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (png, jpg, webp, bmp, tiff)")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the results")
     p.add_argument("--weights", default="official",
@@ -42,7 +45,15 @@ def _add_enhance(sub) -> None:
     p.add_argument("--dtype", default="auto", choices=sorted(DTYPES),
                    help="compute precision; auto (default) = float16 on CUDA, float32 elsewhere")
     p.add_argument("--fast", action="store_true",
-                   help="preview mode: light map predicted at reduced resolution, upsampled edge-aware")
+                   help="preview mode: light map predicted at 1/4 resolution and calibrated on exact windows "
+                        "(about 9x faster on a CPU at 3 MP, about 40 dB from the exact result)")
+    p.add_argument("--format", default="png", choices=sorted(OUTPUT_FORMATS), help="output file type (default png)")
+    p.add_argument("--bits", default="auto", choices=("auto", "8", "16"),
+                   help="bits per channel of the results: auto (default) = 16 for 16-bit inputs written as PNG, "
+                        "else 8; 16 needs --format png")
+    p.add_argument("--quality", type=int, default=95, help="JPEG / WebP quality 1..100 (default 95)")
+    p.add_argument("--strip-metadata", action="store_true",
+                   help="do not copy the input's colour profile (ICC) and EXIF into the result")
     p.add_argument("--save-light", action="store_true", help="also write <stem>_light.png (the light map)")
     p.set_defaults(func=_run_enhance)
 
@@ -70,6 +81,11 @@ def _run_convert(args) -> int:
 
 def _run_enhance(args) -> int:
     from .enhance_files import enhance_files
+
+    if args.bits == "16" and not OUTPUT_FORMATS[args.format][3]:
+        raise CLIPLITError(f"--bits 16 needs --format png (not {args.format})")
+    if not 1 <= args.quality <= 100:
+        raise CLIPLITError(f"--quality must be 1..100, got {args.quality}")
 
     return enhance_files(args)
 

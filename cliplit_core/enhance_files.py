@@ -1,4 +1,4 @@
-"""The ``enhance`` command: files and folders in, ``OUTDIR/<stem>.png`` out."""
+"""The ``enhance`` command: files and folders in, ``OUTDIR/<stem>.<format>`` out."""
 from __future__ import annotations
 
 import sys
@@ -8,27 +8,27 @@ import torch
 
 from .checkpoint import load_network
 from .errors import ImageReadError
-from .imageio import list_images, read_image, write_png
+from .imageio import OUTPUT_FORMATS, list_images, read_image_info, write_image, write_png
 from .inference import enhance_with_backoff, resolve_dtype
 from .memory import default_budget, default_device
 from .weights import resolve_weights
 
 
-def plan_outputs(paths: list[Path], outdir: Path) -> tuple[list[tuple[Path, Path]], list[str]]:
-    """Pair each input with a distinct output path; never an input file itself."""
+def plan_outputs(paths: list[Path], outdir: Path, ext: str = ".png") -> tuple[list[tuple[Path, Path]], list[str]]:
+    """Pair each input with a distinct output path (suffix ``ext``); never an input file itself."""
     inputs = {p.resolve() for p in paths}
     used: set[Path] = set()
     plan, problems = [], []
     for p in paths:
         stem, n = p.stem, 1
-        out = outdir / f"{stem}.png"
+        out = outdir / f"{stem}{ext}"
         while out.resolve() in used or out.resolve() in inputs:
             if out.resolve() in inputs and n == 1:
-                problems.append(f"{p}: output {out} would overwrite an input; writing {stem}_enhanced.png instead")
-                out = outdir / f"{stem}_enhanced.png"
+                problems.append(f"{p}: output {out} would overwrite an input; writing {stem}_enhanced{ext} instead")
+                out = outdir / f"{stem}_enhanced{ext}"
                 n += 1
                 continue
-            out = outdir / f"{stem}_{n}.png"
+            out = outdir / f"{stem}_{n}{ext}"
             n += 1
         used.add(out.resolve())
         plan.append((p, out))
@@ -41,6 +41,14 @@ def _progress_bar(total: int):
     except ImportError:  # pragma: no cover - tqdm comes with open_clip
         return None
     return tqdm(total=total, unit="img", file=sys.stderr, dynamic_ncols=True)
+
+
+def _say(bar, msg: str) -> None:
+    """A message on stderr that does not break the progress bar."""
+    if bar:
+        bar.write(msg, file=sys.stderr)
+    else:
+        print(msg, file=sys.stderr)
 
 
 def enhance_files(args) -> int:
@@ -56,21 +64,19 @@ def enhance_files(args) -> int:
     net = load_network(weights)
     outdir = Path(args.output)
     outdir.mkdir(parents=True, exist_ok=True)
-    plan, clashes = plan_outputs(paths, outdir)
+    fmt = getattr(args, "format", "png")
+    ext, _, keeps_alpha, has_16 = OUTPUT_FORMATS[fmt]
+    plan, clashes = plan_outputs(paths, outdir, ext)
     for msg in clashes:
         print(f"warning: {msg}", file=sys.stderr)
     failures, enhanced = len(problems), 0
     bar = _progress_bar(len(plan))
     for src, dst in plan:
         try:
-            arr = read_image(src)
+            arr, info = read_image_info(src)
         except ImageReadError as e:
             failures += 1
-            msg = f"error: {e} -- skipped"
-            if bar:
-                bar.write(msg, file=sys.stderr)
-            else:
-                print(msg, file=sys.stderr)
+            _say(bar, f"error: {e} -- skipped")
             if bar:
                 bar.update(1)
             continue
@@ -82,7 +88,12 @@ def enhance_files(args) -> int:
         else:
             res = enhance_with_backoff(net, x, strength=args.strength, tile=args.tile, device=device, dtype=dtype,
                                        memory_budget=default_budget(device))
-        write_png(dst, res.image[0].permute(1, 2, 0).cpu().numpy())
+        bits = getattr(args, "bits", "8")
+        bits = (16 if info.bits == 16 and has_16 else 8) if bits == "auto" else int(bits)
+        if arr.shape[2] in (2, 4) and not keeps_alpha:
+            _say(bar, f"warning: {src.name}: {fmt} has no alpha channel; the result drops it")
+        write_image(dst, res.image[0].permute(1, 2, 0).cpu().numpy(), bits=bits,
+                    quality=getattr(args, "quality", 95), info=None if getattr(args, "strip_metadata", False) else info)
         if args.save_light:
             write_png(dst.with_name(dst.stem + "_light.png"), res.light[0, 0].clamp(0, 1).cpu().numpy())
         enhanced += 1

@@ -2,11 +2,16 @@
 
 Pillow decodes 16-bit RGB(A) PNGs to 8 bits; we keep the full precision by
 letting Pillow decode (and un-filter) the same stream twice, once keeping the
-high bytes and once the low bytes.
+high bytes and once the low bytes. Pillow cannot write them either: 16-bit PNGs
+are written by a small encoder here (filter 0, zlib). The colour profile (ICC)
+and EXIF of an input can be carried over to its result (``ImageInfo``).
 """
 from __future__ import annotations
 
 import os
+import struct
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -73,26 +78,50 @@ def _to_float(im: Image.Image) -> np.ndarray:
     return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file to float32 H x W x C (C = 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA) in 0..1.
+@dataclass
+class ImageInfo:
+    """What a result may inherit from its input file besides the pixels."""
 
-    EXIF orientation is applied. Raises ImageReadError naming the file and the problem.
-    """
+    bits: int = 8                     # bits per channel in the file (8, or 16 for 16-bit and float files)
+    icc_profile: bytes | None = None  # embedded colour profile
+    exif: bytes | None = None         # EXIF block, orientation reset to 1 (the pixels are read upright)
+
+
+ORIENTATION_TAG = 0x0112
+_WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def _info(im: Image.Image, wide: bool) -> ImageInfo:
+    exif = None
+    try:
+        ex = im.getexif()
+        if len(ex):
+            orientation = ex.get(ORIENTATION_TAG)
+            if orientation is not None:
+                ex[ORIENTATION_TAG] = 1  # Pillow caches this object: restored below
+            exif = ex.tobytes()
+            if orientation is not None:
+                ex[ORIENTATION_TAG] = orientation
+    except Exception:  # noqa: BLE001 - a broken EXIF block only loses the metadata, never the image
+        exif = None
+    return ImageInfo(bits=16 if wide or im.mode in _WIDE_MODES else 8,
+                     icc_profile=im.info.get("icc_profile") or None, exif=exif)
+
+
+def read_image_info(path: str | os.PathLike) -> tuple[np.ndarray, ImageInfo]:
+    """:func:`read_image` plus the file's bit depth, ICC profile and EXIF (see ImageInfo)."""
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: no such file")
     try:
         with Image.open(path) as im:
             wide = _sixteen_bit_rgb(path, im)
+            orientation = im.getexif().get(ORIENTATION_TAG, 1)
+            info = _info(im, wide is not None)
             if wide is not None:
                 arr = wide
-                orientation = im.getexif().get(0x0112, 1)
             else:
-                from PIL import ImageOps
-
-                im = ImageOps.exif_transpose(im)
                 arr = _to_float(im)
-                orientation = 1
     except ImageReadError:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
@@ -101,7 +130,15 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         arr = _apply_orientation(arr, orientation)
     if arr.ndim != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ImageReadError(f"{path}: image has no pixels")
-    return np.ascontiguousarray(arr, dtype=np.float32)
+    return np.ascontiguousarray(arr, dtype=np.float32), info
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file to float32 H x W x C (C = 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA) in 0..1.
+
+    EXIF orientation is applied. Raises ImageReadError naming the file and the problem.
+    """
+    return read_image_info(path)[0]
 
 
 def _apply_orientation(a: np.ndarray, o: int) -> np.ndarray:
@@ -116,17 +153,88 @@ def to_uint8(arr: np.ndarray) -> np.ndarray:
     return np.clip(np.floor(np.nan_to_num(arr) * 255.0 + 0.5), 0, 255).astype(np.uint8)
 
 
-def write_png(path: str | os.PathLike, arr: np.ndarray) -> None:
-    """Write float H x W x C (C 1..4) in 0..1 as an 8-bit PNG, atomically."""
-    a = to_uint8(arr)
-    if a.ndim == 3 and a.shape[2] == 1:
-        a = a[..., 0]
+def to_uint16(arr: np.ndarray) -> np.ndarray:
+    return np.clip(np.floor(np.nan_to_num(arr) * 65535.0 + 0.5), 0, 65535).astype(np.uint16)
+
+
+# output formats: extension, Pillow format name, alpha possible, 16 bits possible
+OUTPUT_FORMATS = {"png": (".png", "PNG", True, True), "jpg": (".jpg", "JPEG", False, False),
+                  "webp": (".webp", "WEBP", True, False), "tiff": (".tif", "TIFF", True, False)}
+_FORMAT_OF_SUFFIX = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".webp": "webp", ".tif": "tiff", ".tiff": "tiff"}
+
+
+def format_of(path: str | os.PathLike) -> str:
+    fmt = _FORMAT_OF_SUFFIX.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: cannot write this file type (use {', '.join(sorted(_FORMAT_OF_SUFFIX))})")
+    return fmt
+
+
+def _png_chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+
+def encode_png16(a16: np.ndarray, info: ImageInfo | None = None) -> bytes:
+    """uint16 H x W x C (C 1..4) as a 16-bit PNG (filter 0, zlib level 6), with the ICC profile (iCCP)
+    and EXIF (eXIf) of ``info`` when given."""
+    h, w, c = a16.shape
+    rows = np.empty((h, 1 + w * c * 2), dtype=np.uint8)
+    rows[:, 0] = 0
+    rows[:, 1:] = np.ascontiguousarray(a16, dtype=">u2").view(np.uint8).reshape(h, -1)
+    out = [b"\x89PNG\r\n\x1a\n",
+           _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, {1: 0, 2: 4, 3: 2, 4: 6}[c], 0, 0, 0))]
+    if info is not None and info.icc_profile:
+        out.append(_png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(info.icc_profile)))
+    if info is not None and info.exif:
+        exif = info.exif[6:] if info.exif.startswith(b"Exif\x00\x00") else info.exif
+        out.append(_png_chunk(b"eXIf", exif))
+    out += [_png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)), _png_chunk(b"IEND", b"")]
+    return b"".join(out)
+
+
+def write_image(path: str | os.PathLike, arr: np.ndarray, *, bits: int = 8, quality: int = 95,
+                info: ImageInfo | None = None, fmt: str | None = None) -> None:
+    """Write float H x W x C (C 1..4) in 0..1, atomically, as the file type its suffix names
+    (.png, .jpg/.jpeg, .webp, .tif/.tiff). ``bits`` 16 is for PNG only; ``quality`` (1..100) for
+    JPEG / WebP; ``info`` carries the input's ICC profile and EXIF over. JPEG has no alpha: an
+    alpha channel is dropped (the caller warns). ``fmt`` overrides the suffix (a key of OUTPUT_FORMATS)."""
     path = Path(path)
+    fmt = fmt or format_of(path)
+    ext, pil_format, has_alpha, has_16 = OUTPUT_FORMATS[fmt]
+    if bits not in (8, 16):
+        raise ValueError(f"bits must be 8 or 16, got {bits}")
+    if bits == 16 and not has_16:
+        raise ValueError(f"{path}: 16-bit output needs PNG, not {fmt}")
+    if not 1 <= int(quality) <= 100:
+        raise ValueError(f"quality must be 1..100, got {quality}")
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if not has_alpha and arr.shape[2] in (2, 4):
+        arr = arr[..., :-1]
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{ext}")
     try:
-        Image.fromarray(a).save(tmp, format="PNG")
+        if bits == 16:
+            tmp.write_bytes(encode_png16(to_uint16(arr), info))
+        else:
+            a = to_uint8(arr)
+            im = Image.fromarray(a[..., 0] if a.shape[2] == 1 else a)
+            opts: dict = {}
+            if info is not None and info.icc_profile:
+                opts["icc_profile"] = info.icc_profile
+            if info is not None and info.exif and fmt != "tiff":
+                opts["exif"] = info.exif
+            if fmt in ("jpg", "webp"):
+                opts["quality"] = int(quality)
+            if fmt == "jpg" and quality >= 90:
+                opts["subsampling"] = 0  # 4:4:4: no colour bleeding at the quality photographers pick
+            im.save(tmp, format=pil_format, **opts)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def write_png(path: str | os.PathLike, arr: np.ndarray) -> None:
+    """Write float H x W x C (C 1..4) in 0..1 as an 8-bit PNG, atomically."""
+    write_image(Path(path), arr, fmt="png")

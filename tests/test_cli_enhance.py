@@ -72,3 +72,63 @@ def test_module_entry_point_and_bad_weights_exit_cleanly(tmp_path):
     r = subprocess.run([sys.executable, "-m", "cliplit_core", "enhance", "--help"], cwd=REPO,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "--save-light" in r.stdout and "--strength" in r.stdout
+
+
+def _exif_photo(path, photo, orientation=6, icc=b"test-icc-profile", **save):
+    im = Image.fromarray(to_uint8(photo))
+    ex = im.getexif()
+    ex[0x0112] = orientation  # rotate 90 degrees clockwise when displayed
+    ex[0x010F] = "TestCam"    # Make
+    im.save(path, exif=ex.tobytes(), icc_profile=icc, **save)
+
+
+def test_results_keep_colour_profile_and_exif_upright(tmp_path, official_weights_path):
+    photo = synthetic_photo(30, 40)
+    _exif_photo(tmp_path / "cam.jpg", photo, quality=98)
+    for fmt, ext in (("png", ".png"), ("jpg", ".jpg"), ("webp", ".webp")):
+        out = tmp_path / fmt
+        assert main(["enhance", str(tmp_path / "cam.jpg"), "-o", str(out), "--weights", str(official_weights_path),
+                     "--format", fmt, "--device", "cpu"]) == 0
+        res = Image.open(out / f"cam{ext}")
+        assert res.size == (30, 40)  # the pixels were turned upright ...
+        ex = res.getexif()
+        assert ex.get(0x0112) == 1 and ex.get(0x010F) == "TestCam"  # ... so the orientation tag says 1
+        assert res.info.get("icc_profile") == b"test-icc-profile"
+    stripped = tmp_path / "stripped"
+    assert main(["enhance", str(tmp_path / "cam.jpg"), "-o", str(stripped), "--weights", str(official_weights_path),
+                 "--strip-metadata"]) == 0
+    res = Image.open(stripped / "cam.png")
+    assert "icc_profile" not in res.info and res.getexif().get(0x010F) is None
+
+
+def test_16bit_input_gives_16bit_png(tmp_path, official_weights_path):
+    from cliplit_core.imageio import read_image_info
+
+    photo = synthetic_photo(24, 32)
+    write_png16(tmp_path / "deep.png", (photo * 65535).astype(np.uint16))
+    write_png(tmp_path / "flat.png", photo)
+    assert main(["enhance", str(tmp_path / "deep.png"), str(tmp_path / "flat.png"), "-o", str(tmp_path / "o"),
+                 "--weights", str(official_weights_path)]) == 0
+    deep, info = read_image_info(tmp_path / "o" / "deep.png")
+    flat, info8 = read_image_info(tmp_path / "o" / "flat.png")
+    assert info.bits == 16 and info8.bits == 8
+    assert (tmp_path / "o" / "deep.png").read_bytes()[24] == 16  # IHDR bit depth
+    levels = np.round(deep * 65535)
+    assert np.mean(levels % 257 != 0) > 0.5  # real 16-bit values, not 8-bit ones scaled up
+    assert np.abs(deep - flat).max() < 2.5 / 255  # same result, up to the 8-bit input / output rounding
+    assert main(["enhance", str(tmp_path / "deep.png"), "-o", str(tmp_path / "o8"), "--bits", "8",
+                 "--weights", str(official_weights_path)]) == 0
+    assert read_image_info(tmp_path / "o8" / "deep.png")[1].bits == 8
+
+
+def test_jpeg_output_drops_alpha_with_a_warning_and_bad_options_fail(tmp_path, official_weights_path, capsys):
+    write_png(tmp_path / "rgba.png", synthetic_photo(16, 16, 4))
+    assert main(["enhance", str(tmp_path / "rgba.png"), "-o", str(tmp_path / "o"), "--format", "jpg",
+                 "--quality", "80", "--weights", str(official_weights_path)]) == 0
+    assert Image.open(tmp_path / "o" / "rgba.jpg").mode == "RGB"
+    assert "jpg has no alpha channel" in capsys.readouterr().err
+    assert main(["enhance", str(tmp_path / "rgba.png"), "-o", str(tmp_path / "o"), "--format", "jpg",
+                 "--bits", "16", "--weights", str(official_weights_path)]) == 2
+    assert "--bits 16 needs --format png" in capsys.readouterr().err
+    assert main(["enhance", str(tmp_path / "rgba.png"), "-o", str(tmp_path / "o"), "--quality", "0",
+                 "--weights", str(official_weights_path)]) == 2
