@@ -181,3 +181,19 @@ def test_cli_fast_writes_results(tmp_path, net, monkeypatch, no_size_floors):
     assert rc == 0
     out = Image.open(tmp_path / "out" / "a.png")
     assert out.size == (90, 70)
+
+
+def test_small_photo_gets_smaller_factor_and_more_windows(net):
+    """Half-size photo 91 (0.63 MP, much texture per pixel): downsampled by 4 and calibrated on
+    4 windows the preview gave 31.3 dB; the pixel floors (factor 3.1, 25 windows) keep it >= 35."""
+    path = DATA / "backlit" / "91_51094235055_o.jpg"
+    if not (path.is_file() and WEIGHTS.is_file()):
+        pytest.skip(f"test data not found: {path}")
+    from cliplit_core.imageio import read_image
+
+    x = torch.from_numpy(read_image(path)).permute(2, 0, 1)[None].contiguous()
+    x = F.interpolate(x, scale_factor=0.5, mode="area")
+    H, W = x.shape[-2:]
+    assert 2.9 < preview.effective_scale(H, W, 4) < 3.3
+    exact = enhance(net, x, tile=None).image
+    assert _psnr(preview.enhance_preview(net, x).image, exact) > 36
