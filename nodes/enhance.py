@@ -264,8 +264,9 @@ class CLIPLITBacklitEnhance:
                 }),
                 "fast_preview": ("BOOLEAN", {
                     "default": False,
-                    "tooltip": ("Fast preview: predicts the light map at low resolution and upsamples it "
-                                "edge-aware. Much faster on big images, slightly different from the full result."),
+                    "tooltip": ("Fast preview: predicts the light map at reduced resolution (1/4 per side on "
+                                "big images) and calibrates it on a few exact windows. About 9x faster on a "
+                                "3 MP photo on a CPU, about 40 dB from the full result; small images gain less."),
                 }),
                 "precision": (list(PRECISIONS), {
                     "default": "fp32",
