@@ -132,6 +132,7 @@ CPU_METHODS = {
     "authors fp32 whole": dict(kind="authors"),
     "ours fp32 whole": dict(kind="ours", tile=None),
     "ours fp32 whole NCHW": dict(kind="ours", tile=None, options={"channels_last": False, "pad_in": 0, "pad_out": 0}),
+    "ours bf16 whole (AVX-512 BF16 CPUs)": dict(kind="ours", tile=None, dtype=torch.bfloat16),
     "ours fp32 tiled 512": dict(kind="ours", tile=512),
     "ours fp32 tiled 1024": dict(kind="ours", tile=1024),
     "ours preview (--fast)": dict(kind="preview"),
@@ -157,7 +158,7 @@ def cpu_child(args) -> None:
             run = lambda: (lambda r: (r.image, r.light))(enhance_preview(net, x, device="cpu"))  # noqa: E731
         else:
             run = lambda: (lambda r: (r.image, r.light))(  # noqa: E731
-                enhance(net, x, tile=spec["tile"], device="cpu", dtype=torch.float32))
+                enhance(net, x, tile=spec["tile"], device="cpu", dtype=spec.get("dtype", torch.float32)))
     base = _rss_kib("VmRSS")
     times = []
     for _ in range(args.inner):
@@ -476,6 +477,8 @@ def gpu_main(args) -> None:
         rows = rows_of(variants, x, variants[0].name)
         rows += light_only_rows(net, x, args.rounds, variants[0], L_ref)
         print_table(rows, f"GPU throughput, {size_label(x)}: {torch.cuda.get_device_name(dev)}")
+        for r in rows:
+            r["section"] = "throughput"
         all_rows += rows
         save_partial(all_rows)
         del x, variants
@@ -544,6 +547,8 @@ def gpu_main(args) -> None:
         run_variants(variants, 2, ref_ours_fn, f"{mp:g}MP")
         rows = rows_of(variants, x, None, ref_ours=ref_ours)
         print_table(rows, f"GPU bounded memory, {size_label(x)} on CPU: {torch.cuda.get_device_name(dev)}")
+        for r in rows:
+            r["section"] = "memory"
         mem_rows += rows
         save_partial(all_rows + mem_rows)
         del x, holder, variants
@@ -565,7 +570,7 @@ def gpu_main(args) -> None:
                 print("compile child failed:", p.stderr[-2000:])
             for ln in p.stdout.splitlines():
                 if ln.startswith("ROW "):
-                    compile_rows.append(json.loads(ln[4:]))
+                    compile_rows.append({**json.loads(ln[4:]), "section": "compile"})
         except subprocess.TimeoutExpired:
             print(f"compile child exceeded {args.compile_timeout} s")
     all_rows += compile_rows

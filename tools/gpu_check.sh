@@ -9,7 +9,8 @@
 # Run with the device tool:
 #   command: bash tools/gpu_check.sh    carry: [".devdata", ".whl"]    timeout_s: 560
 # Steps, most important first, each under its own time limit:
-#   1. benchmarks/bench_inference.py --device cuda  (issue 5 goals 1 and 2: the GPU table)
+#   1. benchmarks/bench_inference.py --device cuda  (issue 5 goals 1 and 2: the GPU table),
+#      judged by benchmarks/gpu_verdict.py (met or not, and the settings to make the default)
 #   2. the test suite on the GPU (CUDA parity / bounded memory tests run instead of skipping)
 #   3. benchmarks/bench_train_step.py               (trainer step, ours vs the authors')
 # GPU_CHECK_DRY_RUN=1 bash tools/gpu_check.sh runs the same steps on the CPU at tiny sizes
@@ -43,6 +44,7 @@ fi
 [ -d .devdata/shared/data ] && export CLIPLIT_SHARED_DATA="$PWD/.devdata/shared/data"
 
 TAIL=80 step 330 bench_inference python benchmarks/bench_inference.py "${BENCH[@]}" --json "$OUT/gpu.json"
+TAIL=30 step 20 verdict python benchmarks/gpu_verdict.py "$OUT/gpu.json"
 if python -c "import pytest" 2>/dev/null; then
     step 120 tests python -m pytest -q -x -p no:cacheprovider tests/test_parity.py tests/test_speed_paths.py \
         tests/test_tiling.py tests/test_nodes_enhance.py
