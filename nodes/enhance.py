@@ -271,7 +271,9 @@ class CLIPLITBacklitEnhance:
                 "precision": (list(PRECISIONS), {
                     "default": "fp32",
                     "tooltip": ("Compute precision. fp32 reproduces the authors' results; 'auto' picks the fastest "
-                                "one that stays close (fp16 on NVIDIA GPUs, fp32 on CPU); fp16/bf16 are faster on GPUs."),
+                                "one that stays close (fp16 on NVIDIA GPUs, fp32 on CPU); fp16/bf16 are faster on GPUs, "
+                                "bf16 also on CPUs with AVX-512 BF16 or AMX (about 2x, within one level on 99.9 % "
+                                "of pixels)."),
                 }),
                 "tile_size": ("INT", {
                     "default": 0, "min": 0, "max": 16384, "step": 64,
