@@ -11,7 +11,8 @@
 # Steps, most important first, each under its own time limit:
 #   1. benchmarks/bench_inference.py --device cuda  (issue 5 goals 1 and 2: the GPU table),
 #      judged by benchmarks/gpu_verdict.py (met or not, and the settings to make the default)
-#   2. the test suite on the GPU (CUDA parity / bounded memory tests run instead of skipping)
+#   2. float16 vs float32 photo by photo (bench_dtype_fidelity.py), then the GPU tests (CUDA
+#      parity / bounded memory tests run instead of skipping)
 #   3. benchmarks/bench_train_step.py               (trainer step, ours vs the authors')
 # GPU_CHECK_DRY_RUN=1 bash tools/gpu_check.sh runs the same steps on the CPU at tiny sizes
 # (checks this script, not the GPU).
@@ -45,6 +46,10 @@ fi
 
 TAIL=80 step 330 bench_inference python benchmarks/bench_inference.py "${BENCH[@]}" --json "$OUT/gpu.json"
 TAIL=30 step 20 verdict python benchmarks/gpu_verdict.py "$OUT/gpu.json"
+if [ -z "${GPU_CHECK_DRY_RUN:-}" ] && [ -d .devdata/shared/data/backlit ]; then
+    TAIL=12 step 60 fp16_photos python benchmarks/bench_dtype_fidelity.py --dtype float16 --device cuda \
+        --photos .devdata/shared/data/backlit --weights .devdata/enhancement_model.pth --tile 1024
+fi
 if python -c "import pytest" 2>/dev/null; then
     step 120 tests python -m pytest -q -x -p no:cacheprovider tests/test_parity.py tests/test_speed_paths.py \
         tests/test_tiling.py tests/test_nodes_enhance.py
