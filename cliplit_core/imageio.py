@@ -222,13 +222,19 @@ def write_image(path: str | os.PathLike, arr: np.ndarray, *, bits: int = 8, qual
             opts: dict = {}
             if info is not None and info.icc_profile:
                 opts["icc_profile"] = info.icc_profile
-            if info is not None and info.exif and fmt != "tiff":
+            if info is not None and info.exif:
                 opts["exif"] = info.exif
             if fmt in ("jpg", "webp"):
                 opts["quality"] = int(quality)
             if fmt == "jpg" and quality >= 90:
                 opts["subsampling"] = 0  # 4:4:4: no colour bleeding at the quality photographers pick
-            im.save(tmp, format=pil_format, **opts)
+            try:
+                im.save(tmp, format=pil_format, **opts)
+            except (ValueError, TypeError, KeyError, struct.error):
+                if "exif" not in opts:
+                    raise
+                del opts["exif"]  # an EXIF block this format's writer rejects: keep the pixels and the profile
+                im.save(tmp, format=pil_format, **opts)
         os.replace(tmp, path)
     finally:
         if tmp.exists():

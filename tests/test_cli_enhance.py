@@ -85,7 +85,7 @@ def _exif_photo(path, photo, orientation=6, icc=b"test-icc-profile", **save):
 def test_results_keep_colour_profile_and_exif_upright(tmp_path, official_weights_path):
     photo = synthetic_photo(30, 40)
     _exif_photo(tmp_path / "cam.jpg", photo, quality=98)
-    for fmt, ext in (("png", ".png"), ("jpg", ".jpg"), ("webp", ".webp")):
+    for fmt, ext in (("png", ".png"), ("jpg", ".jpg"), ("webp", ".webp"), ("tiff", ".tif")):
         out = tmp_path / fmt
         assert main(["enhance", str(tmp_path / "cam.jpg"), "-o", str(out), "--weights", str(official_weights_path),
                      "--format", fmt, "--device", "cpu"]) == 0
