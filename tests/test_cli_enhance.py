@@ -34,7 +34,7 @@ def test_enhance_folder_matches_reference_and_skips_bad_files(tmp_path, shared_d
     assert not (out / "broken.png").exists()
 
 
-def test_never_overwrites_inputs_and_handles_16bit_gray_rgba(tmp_path, official_weights_path):
+def test_never_overwrites_inputs_and_handles_16bit_gray_rgba(tmp_path, official_weights_path, capsys):
     d = tmp_path / "d"
     d.mkdir()
     photo = synthetic_photo(40, 50, 4)
@@ -45,6 +45,7 @@ def test_never_overwrites_inputs_and_handles_16bit_gray_rgba(tmp_path, official_
     rc = main(["enhance", str(d), "-o", str(d), "--weights", str(official_weights_path), "--tile", "16",
                "--strength", "0.5"])
     assert rc == 0
+    assert "step 24/24" in capsys.readouterr().err  # progress inside each tiled image: 12 tiles, 2 passes
     assert {p.name: p.read_bytes() for p in d.iterdir() if p.name in before} == before
     assert Image.open(d / "rgba_enhanced.png").mode == "RGBA"
     assert Image.open(d / "gray_enhanced.png").mode == "L"
