@@ -82,3 +82,27 @@ def test_list_images_expands_folders_and_reports_problems(tmp_path):
     paths, problems = list_images([tmp_path / "d", tmp_path / "e", tmp_path / "missing.png"])
     assert [p.name for p in paths] == ["a.JPG", "b.png"]
     assert len(problems) == 2 and "no images" in problems[0] and "no such file" in problems[1]
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_reads_upright_and_metadata_is_kept(tmp_path, orientation):
+    from PIL import ImageOps
+
+    from cliplit_core.imageio import read_image_info, write_image
+
+    a = (np.arange(5 * 7 * 3) % 251).astype(np.uint8).reshape(5, 7, 3)
+    im = Image.fromarray(a)
+    ex = im.getexif()
+    ex[0x0112] = orientation
+    ex[0x010F] = "TestCam"
+    im.save(tmp_path / "o.png", exif=ex.tobytes(), icc_profile=b"icc-bytes")
+    arr, info = read_image_info(tmp_path / "o.png")
+    want = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "o.png")), dtype=np.float32) / 255
+    assert arr.shape == want.shape and np.array_equal(arr, want)
+    assert info.icc_profile == b"icc-bytes" and info.bits == 8
+    for name, bits in (("r.png", 16), ("r.jpg", 8)):
+        write_image(tmp_path / name, arr, bits=bits, info=info)
+        back = Image.open(tmp_path / name)
+        assert back.size == (arr.shape[1], arr.shape[0])
+        assert back.getexif().get(0x0112) == 1 and back.getexif().get(0x010F) == "TestCam"
+        assert back.info.get("icc_profile") == b"icc-bytes"
