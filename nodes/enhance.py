@@ -157,9 +157,8 @@ def enhance_batch(model: CLIPLITModel, images: torch.Tensor, *, strength: float 
         raise ValueError(f"IMAGE must have shape [B, H, W, C], got {tuple(images.shape)}")
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    x = inference.sanitize(images.movedim(-1, 1))
-    color, alpha = inference.split_channels(x)
-    b, _, h, w = x.shape
+    b, h, w, c = images.shape
+    inference.split_channels(images[:1, :1, :1].movedim(-1, 1))  # channel count / empty batch: clear errors
     dtype = PRECISIONS[precision]
     if dtype is None:  # the core's choice: float16 on CUDA, float32 elsewhere
         dtype = inference.resolve_dtype(None, comfy_env.compute_device())
@@ -176,13 +175,17 @@ def enhance_batch(model: CLIPLITModel, images: torch.Tensor, *, strength: float 
         comfy_env.soft_empty_cache()
         tracker.units = _units(h, w, next_tile)
 
-    lights, outs = [], []
+    # Results go straight into their place, chunk by chunk: for a long video batch the memory
+    # beyond the input and the output is one chunk's work, not extra copies of the whole batch.
+    home = images.device
+    out = torch.empty(b, h, w, c, dtype=torch.float32, device=home)
+    light = torch.empty(b, 1, h, w, dtype=torch.float32, device=home)
     log.info("CLIP-LIT: %d image(s) %dx%d on %s (%s), %d per call, %s", b, w, h, plan.device,
              str(dtype).replace("torch.", ""), plan.chunk,
              f"tiles of {plan.tile} px" if plan.tile else "whole image")
     try:
         for i in range(0, b, plan.chunk):
-            xb = x[i:i + plan.chunk]
+            xb = inference.sanitize(images[i:i + plan.chunk].movedim(-1, 1))
             if plan.tile is None and preview is None:
                 xb = xb.to(plan.device, non_blocking=True)  # also divide on the device, not the CPU
             if preview is not None:
@@ -201,28 +204,26 @@ def enhance_batch(model: CLIPLITModel, images: torch.Tensor, *, strength: float 
                     net, xb, strength=strength if simple else 1.0, tile=plan.tile, device=plan.device,
                     dtype=dtype, memory_budget=plan.budget, on_oom=on_oom, progress=cb)
                 tracker.chunk_finished(seen["total"])
-            lights.append(res.light.to(x.device, torch.float32))
+            light[i:i + plan.chunk] = res.light
             if simple:
-                outs.append(res.image.to(x.device, torch.float32))
+                out[i:i + plan.chunk] = res.image.movedim(1, -1)
             del res, xb
     finally:
         del net
         if plan.device.type != "cpu":
             comfy_env.soft_empty_cache()
 
-    light = torch.cat(lights)
-    if simple:
-        out = torch.cat(outs)
-    else:
+    if not simple:
         if temporal_smoothing > 0:
-            light = temporal.smooth_light(light, color, float(temporal_smoothing))
-        m = prepare_mask(mask, b, h, w, mask_feather).to(x.device) if mask is not None else None
-        out = apply_light_map(color, light, strength, m)
-        if alpha is not None:
-            out = torch.cat([out, alpha], 1)
+            light = temporal.smooth_light(light, images.movedim(-1, 1), float(temporal_smoothing))
+        m = prepare_mask(mask, b, h, w, mask_feather).to(home) if mask is not None else None
+        for i in range(0, b, plan.chunk):
+            color, alpha = inference.split_channels(inference.sanitize(images[i:i + plan.chunk].movedim(-1, 1)))
+            part = apply_light_map(color, light[i:i + plan.chunk], strength,
+                                   None if m is None else m[i:i + plan.chunk])
+            out[i:i + plan.chunk] = (part if alpha is None else torch.cat([part, alpha], 1)).movedim(1, -1)
     dev = comfy_env.intermediate_device()
-    return (out.movedim(1, -1).contiguous().to(dev),
-            light[:, 0].clamp(0, 1).contiguous().to(dev))
+    return out.to(dev), light[:, 0].clamp_(0, 1).to(dev)
 
 
 class CLIPLITBacklitEnhance:

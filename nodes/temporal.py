@@ -40,9 +40,15 @@ def luminance(frames: torch.Tensor) -> torch.Tensor:
     return frames[:, :1]
 
 
+def clean_luminance(frames: torch.Tensor) -> torch.Tensor:
+    """:func:`luminance` of raw frames (NaN -> 0, clamped to 0..1, like the enhancement's input)."""
+    lum = luminance(frames.float())  # for gray frames a view of the input: never modified in place
+    return torch.nan_to_num(lum, nan=0.0, posinf=1.0, neginf=0.0).clamp_(0.0, 1.0)
+
+
 def frame_levels(frames: torch.Tensor) -> torch.Tensor:
     """Log-average luminance per frame, [B] (on a thumbnail, cheap for big frames)."""
-    lum = luminance(frames.float())
+    lum = clean_luminance(frames)
     small = F.adaptive_avg_pool2d(lum, (min(64, lum.shape[-2]), min(64, lum.shape[-1])))
     return small.clamp_min(LEVEL_FLOOR).log().mean(dim=(1, 2, 3)).exp()
 
@@ -52,7 +58,7 @@ def scene_segments(frames: torch.Tensor, threshold: float = SCENE_CUT_THRESHOLD)
     b = frames.shape[0]
     if b < 2:
         return [(0, b)]
-    lum = luminance(frames.float())
+    lum = clean_luminance(frames)
     thumbs = F.adaptive_avg_pool2d(lum, (min(THUMB, lum.shape[-2]), min(THUMB, lum.shape[-1])))
     logt = thumbs.clamp_min(LEVEL_FLOOR).log()
     logt = logt - logt.mean(dim=(1, 2, 3), keepdim=True)  # exposure-independent layout

@@ -159,11 +159,33 @@ def test_nan_input_gives_finite_output(model):
     assert torch.isfinite(out).all() and torch.isfinite(light).all()
 
 
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_inputs_are_never_modified(model, channels):
+    """Other nodes still hold the IMAGE / MASK: NaN, out-of-range values and gray frames included,
+    on every path (plain, mask, temporal smoothing, preview)."""
+    torch.manual_seed(channels)
+    x = torch.rand(3, 40, 48, channels) * 1.2 - 0.1
+    x[1, 5, 5] = float("nan")
+    m = torch.rand(40, 48)
+    m[0, 0] = float("nan")
+    keep_x, keep_m = x.clone(), m.clone()
+    for kw in ({}, {"mask": m}, {"temporal_smoothing": 2.0}, {"mask": m, "temporal_smoothing": 1.0},
+               {"fast_preview": True}):
+        out, light = enh.enhance_batch(model, x, **kw)
+        assert out.shape == x.shape and light.shape == (3, 40, 48) and torch.isfinite(out).all()
+        assert torch.equal(x.nan_to_num(-7), keep_x.nan_to_num(-7)), kw
+        assert torch.equal(m.nan_to_num(-7), keep_m.nan_to_num(-7)), kw
+
+
 def test_wrong_inputs_give_node_errors(model, crop):
     with pytest.raises(CLIPLITNodeError, match="Load CLIP-LIT"):
         node().enhance("not a model", crop)
     with pytest.raises(CLIPLITNodeError, match="precision"):
         node().enhance(model, crop, precision="fp8")
+    with pytest.raises(CLIPLITNodeError, match="channels"):
+        node().enhance(model, torch.rand(1, 8, 8, 5))
+    with pytest.raises(CLIPLITNodeError, match="empty"):
+        node().enhance(model, torch.rand(0, 8, 8, 3))
 
 
 # ----------------------------------------------------------------------------- tiling and memory
