@@ -55,7 +55,8 @@ def main() -> None:
     scales = sorted({float(s) for s in args.scales.split(",")})
     net = load_network(args.weights)
     photos = sorted(p for p in Path(args.photos).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    print(f"# preview vs exact, CPU ({torch.get_num_threads()} threads), torch {torch.__version__}; "
+    print(f"# preview vs exact (float32), CPU ({torch.get_num_threads()} threads), torch {torch.__version__}; "
+          f"preview dtype {preview.resolve_preview_dtype(None, 'cpu')} (automatic); "
           f"calibration cores {preview.CAL_CORE} px on {preview.CAL_FRAC:.0%} of the image; uncalibrated: guided "
           f"filter radius {preview.DEFAULT_RADIUS}, eps {preview.DEFAULT_EPS:g}; default scale "
           f"1/{preview.DEFAULT_SCALE:g}")
@@ -72,6 +73,7 @@ def speed(net, path: Path, scales: list[float], rounds: int) -> None:
     fns = {"exact": lambda: enhance(net, x, tile=None)}
     for s in scales:
         fns[f"preview 1/{s:g}"] = lambda s=s: preview.enhance_preview(net, x, scale=s)
+    fns[f"preview 1/{d:g} float32"] = lambda: preview.enhance_preview(net, x, scale=d, dtype=torch.float32)
     fns[f"preview 1/{d:g} uncalibrated"] = lambda: preview.enhance_preview(net, x, scale=d, calibrate=False)
     times = {k: [] for k in fns}
     for _ in range(rounds):

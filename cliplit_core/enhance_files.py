@@ -96,7 +96,7 @@ def enhance_files(args) -> int:
         if getattr(args, "fast", False):
             from .preview import enhance_preview
 
-            res = enhance_preview(net, x, strength=args.strength, device=device, dtype=dtype)
+            res = enhance_preview(net, x, strength=args.strength, device=device, dtype=args.dtype)
         else:
             res = enhance_with_backoff(net, x, strength=args.strength, tile=args.tile, device=device, dtype=dtype,
                                        memory_budget=default_budget(device), progress=_tile_progress(bar, src))

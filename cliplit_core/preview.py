@@ -33,8 +33,9 @@ import torch
 import torch.nn.functional as F
 
 from . import fastnet
-from .inference import (LIGHT_FLOOR, EnhanceResult, _backend_flags, choose_tile, compose, enhance, network_input,
-                        predict_light, resolve_dtype, sanitize, split_channels, validate_tile)
+from .inference import (LIGHT_FLOOR, EnhanceResult, _backend_flags, choose_tile, compose, cpu_has_fast_bfloat16,
+                        enhance, network_input, predict_light, resolve_dtype, sanitize, split_channels,
+                        validate_tile)
 from .network import TOTAL_HALO, CLIPLITNet
 from .tiling import Progress, pooling_context
 
@@ -99,6 +100,15 @@ def guided_upsample(guide_lo: torch.Tensor, p_lo: torch.Tensor, guide_hi: torch.
     coef = torch.cat([box_mean(a, radius), box_mean(b, radius)], 1).float()
     coef = F.interpolate(coef, size=guide_hi.shape[-2:], mode="bilinear", align_corners=False)
     return (coef[:, :3] * guide_hi).sum(1, keepdim=True).add_(coef[:, 3:])
+
+
+def resolve_preview_dtype(dtype, device) -> torch.dtype:
+    """The preview's compute dtype: as :func:`resolve_dtype`, except that automatic (None / "auto")
+    on a CPU with native bfloat16 is bfloat16 -- twice as fast, and its rounding is far below the
+    preview's own approximation (PSNR against exact unchanged or +0.1 dB on the backlit photos)."""
+    if (dtype is None or dtype == "auto") and torch.device(device).type == "cpu" and cpu_has_fast_bfloat16():
+        return torch.bfloat16
+    return resolve_dtype(dtype, device)
 
 
 def effective_scale(h: int, w: int, scale: float) -> float:
@@ -219,7 +229,7 @@ def preview_light(net: CLIPLITNet, rgb: torch.Tensor, *, scale: float = DEFAULT_
         log_lo = light_lo.to(low.device).clamp_min(LIGHT_FLOOR).log()
         return guided_upsample(low, log_lo, rgb, radius, eps).exp_()
     device = torch.device(device) if device is not None else rgb.device
-    dtype = resolve_dtype(dtype, device)
+    dtype = resolve_preview_dtype(dtype, device)
     fw = fastnet.weights_for(net, device, dtype)
     blocks = calibration_blocks(size[0], size[1], H, W, cal_core, calibration_fraction(H, W, cal_frac))
     out = []
@@ -260,7 +270,7 @@ def enhance_preview(net: CLIPLITNet, images: torch.Tensor, *, strength: float = 
                        memory_budget=memory_budget, progress=progress)
     rgb = network_input(color)
     dev = torch.device(device) if device is not None else x.device
-    dt = resolve_dtype(dtype, dev)
+    dt = resolve_preview_dtype(dtype, dev)
     low_hw = (max(2, round(H / f)), max(2, round(W / f)))
     validate_tile(tile)
     if tile == "auto":

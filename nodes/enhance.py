@@ -189,8 +189,8 @@ def enhance_batch(model: CLIPLITModel, images: torch.Tensor, *, strength: float 
             if plan.tile is None and preview is None:
                 xb = xb.to(plan.device, non_blocking=True)  # also divide on the device, not the CPU
             if preview is not None:
-                res = preview.enhance_preview(net, xb, strength=strength if simple else 1.0,
-                                              device=plan.device, dtype=dtype)
+                res = preview.enhance_preview(net, xb, strength=strength if simple else 1.0, device=plan.device,
+                                              dtype=None if precision == "auto" else dtype)
                 tracker(1, 1)
                 tracker.chunk_finished(1)
             else:

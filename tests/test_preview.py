@@ -146,8 +146,8 @@ def test_uncalibrated_preview_still_available(net, no_size_floors):
 
 def test_tiled_preview_equals_whole_preview(net, no_size_floors):
     x = torch.rand(1, 3, 200, 260)
-    a = preview.enhance_preview(net, x, tile=None).image
-    b = preview.enhance_preview(net, x, tile=24).image
+    a = preview.enhance_preview(net, x, tile=None, dtype=torch.float32).image  # tiling is exact in float32
+    b = preview.enhance_preview(net, x, tile=24, dtype=torch.float32).image
     assert (a - b).abs().max().item() < 1e-5
 
 
@@ -165,6 +165,21 @@ def test_preview_is_close_to_exact_on_a_photo(net):
     assert _psnr(preview.enhance_preview(net, x, scale=2).image, exact) > 40
     assert _psnr(preview.enhance_preview(net, x).image, exact) > 40
     assert _psnr(preview.enhance_preview(net, x, calibrate=False).image, exact) > 30
+    # bfloat16 (the automatic choice on CPUs that have it): its rounding is far below the preview's error
+    fp32 = _psnr(preview.enhance_preview(net, x, dtype=torch.float32).image, exact)
+    bf16 = _psnr(preview.enhance_preview(net, x, dtype=torch.bfloat16).image, exact)
+    assert bf16 > 40 and abs(bf16 - fp32) < 0.5
+
+
+def test_preview_auto_dtype_is_bfloat16_on_cpus_that_have_it(monkeypatch):
+    monkeypatch.setattr(preview, "cpu_has_fast_bfloat16", lambda: True)
+    assert preview.resolve_preview_dtype(None, "cpu") == torch.bfloat16
+    assert preview.resolve_preview_dtype("auto", "cpu") == torch.bfloat16
+    assert preview.resolve_preview_dtype(torch.float32, "cpu") == torch.float32  # explicit stays
+    assert preview.resolve_preview_dtype("fp32", "cpu") == torch.float32
+    assert preview.resolve_preview_dtype(None, "cuda") == torch.float16
+    monkeypatch.setattr(preview, "cpu_has_fast_bfloat16", lambda: False)
+    assert preview.resolve_preview_dtype(None, "cpu") == torch.float32
 
 
 def test_cli_fast_writes_results(tmp_path, net, monkeypatch, no_size_floors):
