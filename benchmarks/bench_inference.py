@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from authors_formulation import authors_enhance, load_authors_net  # noqa: E402
+from procmem import rss_kib  # noqa: E402
 
 from cliplit_core import fastnet  # noqa: E402
 from cliplit_core.checkpoint import load_network  # noqa: E402
@@ -120,12 +121,6 @@ def print_table(rows: list[dict], title: str) -> None:
 
 
 # =========================================================================== CPU mode
-def _rss_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 CPU_METHODS = {
@@ -159,13 +154,13 @@ def cpu_child(args) -> None:
         else:
             run = lambda: (lambda r: (r.image, r.light))(  # noqa: E731
                 enhance(net, x, tile=spec["tile"], device="cpu", dtype=spec.get("dtype", torch.float32)))
-    base = _rss_kib("VmRSS")
+    base = rss_kib("VmRSS")
     times = []
     for _ in range(args.inner):
         t = time.perf_counter()
         E, L = run()
         times.append(time.perf_counter() - t)
-    peak = _rss_kib("VmHWM")
+    peak = rss_kib("VmHWM")
     if args.out:
         np.save(args.out + "_E.npy", E.float().numpy())
         np.save(args.out + "_L.npy", L.float().numpy())

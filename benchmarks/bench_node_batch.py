@@ -19,15 +19,11 @@ import sys
 import time
 from pathlib import Path
 
+from procmem import rss_kib
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _rss_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 def child(args) -> None:
@@ -43,11 +39,11 @@ def child(args) -> None:
     model = CLIPLITModel(net=net, source="random")
     frames = torch.rand(args.frames, args.height, args.width, 3)
     enh.enhance_batch(model, frames[:1, :64, :64], tile_size=args.tile)  # warm-up: allocator, kernels
-    base = _rss_kib("VmRSS")
+    base = rss_kib("VmRSS")
     t = time.perf_counter()
     out, light = enh.enhance_batch(model, frames, tile_size=args.tile, temporal_smoothing=args.temporal)
     dt = time.perf_counter() - t
-    print("RESULT " + json.dumps({"peak_above_input_kib": _rss_kib("VmHWM") - base, "seconds": dt,
+    print("RESULT " + json.dumps({"peak_above_input_kib": rss_kib("VmHWM") - base, "seconds": dt,
                                   "input_kib": frames.numel() * 4 // 1024}))
 
 
