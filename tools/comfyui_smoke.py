@@ -647,21 +647,33 @@ def enhance_only(workflow: dict, image_name: str, prefix: str, **enhance_inputs)
     return prompt
 
 
+def submit_photo(http, res, label, workflow, comfyui, data, name, tag, prefix, **enhance_inputs):
+    """Copy backlit/<name>.jpg into ComfyUI's input folder and queue the enhance-only workflow on it:
+    (prompt, prompt id), or None after reporting a missing photo / rejected prompt as ``label``."""
+    src = data / "backlit" / f"{name}.jpg"
+    if not src.is_file():
+        res.add(label, False, f"missing {src}")
+        return None
+    input_name = f"cliplit_smoke_{tag}_{name}.jpg"
+    shutil.copyfile(src, comfyui / "input" / input_name)
+    prompt = enhance_only(workflow, input_name, prefix, **enhance_inputs)
+    prompt_id, err = submit(http, prompt)
+    if prompt_id is None:
+        res.add(label, False, f"POST /prompt rejected:\n    {err}")
+        return None
+    return prompt, prompt_id
+
+
 def run_full_tiled(http, server, res, workflow, comfyui, data, timeout):
     """One full-size photo vs reference_full; on CPU the automatic plan tiles it (1024-pixel tiles)."""
     name = "110_51093502029_o"
-    src = data / "backlit" / f"{name}.jpg"
-    if not src.is_file():
-        res.add("full-size tiled image", False, f"missing {src}")
-        return
-    shutil.copyfile(src, comfyui / "input" / f"cliplit_smoke_full_{name}.jpg")
     prefix = f"cliplit_smoke/{time.strftime('%Y%m%d_%H%M%S')}_full_{name}"
-    prompt = enhance_only(workflow, f"cliplit_smoke_full_{name}.jpg", prefix, tile_size=0)
     t0 = time.monotonic()
-    prompt_id, err = submit(http, prompt)
-    if prompt_id is None:
-        res.add("full-size tiled image", False, f"POST /prompt rejected:\n    {err}")
+    queued = submit_photo(http, res, "full-size tiled image", workflow, comfyui, data, name, "full", prefix,
+                          tile_size=0)
+    if queued is None:
         return
+    prompt, prompt_id = queued
     entry = wait_history(http, server, prompt_id, timeout)
     dt = time.monotonic() - t0
     if entry is None or (entry.get("status") or {}).get("status_str") != "success":
@@ -677,18 +689,11 @@ def run_full_tiled(http, server, res, workflow, comfyui, data, timeout):
 
 def run_interrupt(http, server, res, workflow, comfyui, data, timeout):
     """Cancel a long tiled run: ComfyUI must report it interrupted within about one tile."""
-    name = "111_51093504404_o"
-    src = data / "backlit" / f"{name}.jpg"
-    if not src.is_file():
-        res.add("interrupt", False, f"missing {src}")
+    queued = submit_photo(http, res, "interrupt", workflow, comfyui, data, "111_51093504404_o", "interrupt",
+                          "cliplit_smoke/interrupt", tile_size=256, strength=0.95)  # strength: not a cached result
+    if queued is None:
         return
-    shutil.copyfile(src, comfyui / "input" / f"cliplit_smoke_interrupt_{name}.jpg")
-    prompt = enhance_only(workflow, f"cliplit_smoke_interrupt_{name}.jpg", "cliplit_smoke/interrupt",
-                          tile_size=256, strength=0.95)  # strength: not a cached result
-    prompt_id, err = submit(http, prompt)
-    if prompt_id is None:
-        res.add("interrupt", False, f"POST /prompt rejected:\n    {err}")
-        return
+    prompt_id = queued[1]
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         status, q = http.get("/queue")
@@ -869,7 +874,7 @@ def main(argv=None) -> int:
         res.add("interrupted", False, str(e))
     except (urllib.error.URLError, OSError) as e:
         res.add("connection", False, f"{e}\n--- log tail ---\n{tail(log_path)}")
-    except Exception as e:  # noqa: BLE001 - report any bug here as a failure, still stop the server
+    except Exception:  # noqa: BLE001 - report any bug here as a failure, still stop the server
         import traceback
         res.add("smoke script error", False, traceback.format_exc())
     finally:
