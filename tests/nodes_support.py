@@ -45,6 +45,19 @@ def read_photo(name: str, folder: str = "backlit_small") -> torch.Tensor:
     return torch.from_numpy(arr)[None].contiguous()
 
 
+def backlit_crop() -> torch.Tensor:
+    """A 96 x 128 crop of a real backlit photo (IMAGE [1, 96, 128, 3]): quick, with a dark subject."""
+    return read_photo("110_51093502029_o.png")[:, 150:246, 200:328].contiguous()
+
+
+@pytest.fixture(scope="module")
+def official_model():
+    """The authors' released model as Load CLIP-LIT hands it on (skipped without the test data)."""
+    from nodes.loader import load_cliplit_model
+
+    return load_cliplit_model(str(require(OFFICIAL_WEIGHTS)))
+
+
 def write_tiny_clip(folder: Path, name: str = "tiny_clip.json") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name

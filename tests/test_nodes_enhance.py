@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from nodes_support import OFFICIAL_WEIGHTS, SHARED_DATA, read_photo, require, to_uint8_round, to_uint8_truncate
+from nodes_support import SHARED_DATA, backlit_crop, official_model, read_photo, to_uint8_round, to_uint8_truncate  # noqa: F401,E501
 
 import nodes
 from nodes import comfy_env
 from nodes import enhance as enh
 from nodes.errors import CLIPLITNodeError
-from nodes.loader import load_cliplit_model
 
 # Runs of the node compared with each other are bit-exact on CPU; on a GPU, cuDNN picks other
 # algorithms for other batch shapes / precisions, so allow float noise far below one 8-bit level.
@@ -21,14 +20,13 @@ TOL5 = 1e-5 if ON_CPU else 5e-4
 
 
 @pytest.fixture(scope="module")
-def model():
-    return load_cliplit_model(str(require(OFFICIAL_WEIGHTS)))
+def model(official_model):
+    return official_model
 
 
 @pytest.fixture(scope="module")
 def crop():
-    """A 96 x 128 crop of a real backlit photo (IMAGE [1, 96, 128, 3])."""
-    return read_photo("110_51093502029_o.png")[:, 150:246, 200:328].contiguous()
+    return backlit_crop()
 
 
 @pytest.fixture(scope="module")

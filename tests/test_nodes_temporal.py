@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from nodes_support import OFFICIAL_WEIGHTS, read_photo, require
+from nodes_support import backlit_crop, official_model, read_photo  # noqa: F401
 
 from nodes import enhance as enh
 from nodes import temporal
-from nodes.loader import load_cliplit_model
 
 FRAMES = 16
 # Stated requirement: with temporal_smoothing = 2 frames the flicker of the output's mean
@@ -16,14 +15,14 @@ REQUIRED_FLICKER_DROP = 5.0
 
 
 @pytest.fixture(scope="module")
-def model():
-    return load_cliplit_model(str(require(OFFICIAL_WEIGHTS)))
+def model(official_model):
+    return official_model
 
 
 @pytest.fixture(scope="module")
 def scene():
     """A real backlit scene, 96 x 128 (IMAGE [1, H, W, 3])."""
-    return read_photo("110_51093502029_o.png")[:, 150:246, 200:328].contiguous()
+    return backlit_crop()
 
 
 def flickering_sequence(scene: torch.Tensor, seed: int = 0) -> torch.Tensor:
