@@ -30,18 +30,20 @@ FP32_LIGHT_BAR = 1e-5  # max |dL| for float32 tiles
 BASELINE = "authors fp32 whole (PyTorch defaults: TF32 convs)"
 
 
+def _number(pattern: str, text: str, default=0):
+    found = re.search(pattern, text)
+    return int(found.group(1)) if found else default
+
+
 def settings_of(method: str) -> dict:
     """What a variant name says about its settings (dtype, layout, padding, autotuning, tile)."""
     m = method
     dtype = "float16" if "fp16" in m else "bfloat16" if "bf16" in m else "float32" if "fp32" in m else "auto"
-    tile = re.search(r"tiled (\d+)", m)
-    pad = re.search(r"pad (\d+)/(\d+)", m)
-    pad_in = int(pad.group(1)) if pad else int(re.search(r"pad_in (\d+)", m).group(1)) if "pad_in" in m else 0
-    pad_out = int(pad.group(2)) if pad else int(re.search(r"pad_out (\d+)", m).group(1)) if "pad_out" in m else 0
     return {"dtype": dtype, "channels_last": bool(re.search(r"\bCL\b|channels_last", m)),
-            "pad_in": pad_in, "pad_out": pad_out, "fold_padding": "no folding" not in m,
-            "cudnn_benchmark": "cudnn.benchmark on" in m, "tile": int(tile.group(1)) if tile else None,
-            "default": "DEFAULT" in m}
+            "pad_in": _number(r"pad (\d+)/", m) or _number(r"pad_in (\d+)", m),
+            "pad_out": _number(r"pad \d+/(\d+)", m) or _number(r"pad_out (\d+)", m),
+            "fold_padding": "no folding" not in m, "cudnn_benchmark": "cudnn.benchmark on" in m,
+            "tile": _number(r"tiled (\d+)", m, None), "default": "DEFAULT" in m}
 
 
 def meets_bar(row: dict) -> bool:

@@ -83,7 +83,7 @@ def _run_convert(args) -> int:
 def _run_enhance(args) -> int:
     from .enhance_files import enhance_files
 
-    if args.bits == "16" and not OUTPUT_FORMATS[args.format][3]:
+    if args.bits == "16" and not OUTPUT_FORMATS[args.format].sixteen_bit:
         raise CLIPLITError(f"--bits 16 needs --format png (not {args.format})")
     if not 1 <= args.quality <= 100:
         raise CLIPLITError(f"--quality must be 1..100, got {args.quality}")

@@ -77,8 +77,8 @@ def enhance_files(args) -> int:
     outdir = Path(args.output)
     outdir.mkdir(parents=True, exist_ok=True)
     fmt = getattr(args, "format", "png")
-    ext, _, keeps_alpha, has_16 = OUTPUT_FORMATS[fmt]
-    plan, clashes = plan_outputs(paths, outdir, ext)
+    spec = OUTPUT_FORMATS[fmt]
+    plan, clashes = plan_outputs(paths, outdir, spec.ext)
     for msg in clashes:
         print(f"warning: {msg}", file=sys.stderr)
     failures, enhanced = len(problems), 0
@@ -101,8 +101,8 @@ def enhance_files(args) -> int:
             res = enhance_with_backoff(net, x, strength=args.strength, tile=args.tile, device=device, dtype=dtype,
                                        memory_budget=default_budget(device), progress=_tile_progress(bar, src))
         bits = getattr(args, "bits", "8")
-        bits = (16 if info.bits == 16 and has_16 else 8) if bits == "auto" else int(bits)
-        if arr.shape[2] in (2, 4) and not keeps_alpha:
+        bits = (16 if info.bits == 16 and spec.sixteen_bit else 8) if bits == "auto" else int(bits)
+        if arr.shape[2] in (2, 4) and not spec.alpha:
             _say(bar, f"warning: {src.name}: {fmt} has no alpha channel; the result drops it")
         write_image(dst, res.image[0].permute(1, 2, 0).cpu().numpy(), bits=bits,
                     quality=getattr(args, "quality", 95), info=None if getattr(args, "strip_metadata", False) else info)

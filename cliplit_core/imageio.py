@@ -13,7 +13,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -92,16 +92,14 @@ _WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
 
 def _info(im: Image.Image, wide: bool) -> ImageInfo:
+    """The file's ImageInfo. Sets the orientation in ``im``'s (cached) EXIF to 1: read it first."""
     exif = None
     try:
         ex = im.getexif()
         if len(ex):
-            orientation = ex.get(ORIENTATION_TAG)
-            if orientation is not None:
-                ex[ORIENTATION_TAG] = 1  # Pillow caches this object: restored below
+            if ORIENTATION_TAG in ex:
+                ex[ORIENTATION_TAG] = 1
             exif = ex.tobytes()
-            if orientation is not None:
-                ex[ORIENTATION_TAG] = orientation
     except Exception:  # noqa: BLE001 - a broken EXIF block only loses the metadata, never the image
         exif = None
     return ImageInfo(bits=16 if wide or im.mode in _WIDE_MODES else 8,
@@ -157,9 +155,16 @@ def to_uint16(arr: np.ndarray) -> np.ndarray:
     return np.clip(np.floor(np.nan_to_num(arr) * 65535.0 + 0.5), 0, 65535).astype(np.uint16)
 
 
-# output formats: extension, Pillow format name, alpha possible, 16 bits possible
-OUTPUT_FORMATS = {"png": (".png", "PNG", True, True), "jpg": (".jpg", "JPEG", False, False),
-                  "webp": (".webp", "WEBP", True, False), "tiff": (".tif", "TIFF", True, False)}
+class OutputFormat(NamedTuple):
+    ext: str
+    pillow_name: str
+    alpha: bool        # can hold an alpha channel
+    sixteen_bit: bool  # we write it with 16 bits per channel
+
+
+OUTPUT_FORMATS = {"png": OutputFormat(".png", "PNG", True, True), "jpg": OutputFormat(".jpg", "JPEG", False, False),
+                  "webp": OutputFormat(".webp", "WEBP", True, False),
+                  "tiff": OutputFormat(".tif", "TIFF", True, False)}
 _FORMAT_OF_SUFFIX = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".webp": "webp", ".tif": "tiff", ".tiff": "tiff"}
 
 
@@ -200,19 +205,19 @@ def write_image(path: str | os.PathLike, arr: np.ndarray, *, bits: int = 8, qual
     alpha channel is dropped (the caller warns). ``fmt`` overrides the suffix (a key of OUTPUT_FORMATS)."""
     path = Path(path)
     fmt = fmt or format_of(path)
-    ext, pil_format, has_alpha, has_16 = OUTPUT_FORMATS[fmt]
+    spec = OUTPUT_FORMATS[fmt]
     if bits not in (8, 16):
         raise ValueError(f"bits must be 8 or 16, got {bits}")
-    if bits == 16 and not has_16:
+    if bits == 16 and not spec.sixteen_bit:
         raise ValueError(f"{path}: 16-bit output needs PNG, not {fmt}")
     if not 1 <= int(quality) <= 100:
         raise ValueError(f"quality must be 1..100, got {quality}")
     if arr.ndim == 2:
         arr = arr[..., None]
-    if not has_alpha and arr.shape[2] in (2, 4):
+    if not spec.alpha and arr.shape[2] in (2, 4):
         arr = arr[..., :-1]
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{ext}")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{spec.ext}")
     try:
         if bits == 16:
             tmp.write_bytes(encode_png16(to_uint16(arr), info))
@@ -229,12 +234,12 @@ def write_image(path: str | os.PathLike, arr: np.ndarray, *, bits: int = 8, qual
             if fmt == "jpg" and quality >= 90:
                 opts["subsampling"] = 0  # 4:4:4: no colour bleeding at the quality photographers pick
             try:
-                im.save(tmp, format=pil_format, **opts)
+                im.save(tmp, format=spec.pillow_name, **opts)
             except (ValueError, TypeError, KeyError, struct.error):
                 if "exif" not in opts:
                     raise
                 del opts["exif"]  # an EXIF block this format's writer rejects: keep the pixels and the profile
-                im.save(tmp, format=pil_format, **opts)
+                im.save(tmp, format=spec.pillow_name, **opts)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
