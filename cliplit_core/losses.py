@@ -243,3 +243,13 @@ def prompt_loss_2(s_backlit: torch.Tensor, s_welllit: torch.Tensor, s_result: to
                     + margin_hinge(s_previous, s_backlit, m0)
                     + margin_hinge(s_welllit, s_result, m1)
                     + margin_hinge(s_result, s_previous, m2))
+
+
+def ranking_loss(scores: dict[str, torch.Tensor], terms) -> torch.Tensor:
+    """Sum of ``max(0, S(lower) - S(higher) + margin)`` over ``(higher, lower, margin)`` terms:
+    the general form of the refinement losses above, for any ranking order and margins."""
+    total = None
+    for higher, lower, margin in terms:
+        t = margin_hinge(scores[lower], scores[higher], float(margin))
+        total = t if total is None else total + t
+    return total

@@ -1,6 +1,7 @@
-"""The weights source ``official``: the authors' released enhancement model.
+"""Named weights sources: ``official`` (the authors' released enhancement model) and
+``authors-init`` (the network their training starts from).
 
-Downloaded once from the authors' repository, checked against its sha256 and
+Each is downloaded once from the authors' repository, checked against its sha256 and
 cached (``$CLIPLIT_CACHE`` or ``~/.cache/cliplit``). Offline, the error says
 where to put the file by hand. The weights are the authors' (S-Lab license,
 non-commercial use); we download them for the user, we never redistribute them.
@@ -15,9 +16,32 @@ from typing import Callable
 
 from .errors import WeightsDownloadError
 
-OFFICIAL_URL = "https://github.com/ZhexinLiang/CLIP-LIT/raw/main/pretrained_models/enhancement_model.pth"
-OFFICIAL_SHA256 = "67aa1bdbac345842670e494b02953f299e5088bcb3f98a18bd60b06fef48b5c9"
-OFFICIAL_FILENAME = "enhancement_model.pth"
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    name: str  # what the user types: --weights official, --init-enhancer authors-init
+    url: str
+    sha256: str
+    filename: str
+    what: str  # for messages
+
+
+_RELEASE = "https://github.com/ZhexinLiang/CLIP-LIT/raw/main/pretrained_models/"
+SOURCES = {
+    "official": WeightsSource(
+        "official", _RELEASE + "enhancement_model.pth",
+        "67aa1bdbac345842670e494b02953f299e5088bcb3f98a18bd60b06fef48b5c9", "enhancement_model.pth",
+        "the official CLIP-LIT weights"),
+    "authors-init": WeightsSource(
+        "authors-init", _RELEASE + "init_pretrained_models/init_enhancement_model.pth",
+        "14c32e3163e7e10734b48b9641ba44222daaf2feb0f3ba76cbb15b4080be25ab", "init_enhancement_model.pth",
+        "the authors' training starting point"),
+}
+OFFICIAL_URL = SOURCES["official"].url
+OFFICIAL_SHA256 = SOURCES["official"].sha256
+OFFICIAL_FILENAME = SOURCES["official"].filename
 LICENSE_NOTE = ("CLIP-LIT weights by Liang et al. (ICCV 2023), S-Lab License 1.0: "
                 "non-commercial use only; see https://github.com/ZhexinLiang/CLIP-LIT")
 
@@ -45,33 +69,34 @@ def _download(url: str, dest: Path, progress: Callable[[int, int], None] | None)
                 progress(done, total)
 
 
-def official_weights(dest_dir: str | os.PathLike | None = None, *,
-                     progress: Callable[[int, int], None] | None = None,
-                     downloader: Callable = _download) -> Path:
-    """Path of the verified official weights, downloading them into ``dest_dir`` if needed."""
+def named_weights(name: str, dest_dir: str | os.PathLike | None = None, *,
+                  progress: Callable[[int, int], None] | None = None, downloader: Callable = _download) -> Path:
+    """Path of the verified weights ``name`` (a key of :data:`SOURCES`), downloading them into
+    ``dest_dir`` (default: the cache) if needed."""
+    src = SOURCES[name]
     folder = Path(dest_dir) if dest_dir is not None else cache_dir()
-    target = folder / OFFICIAL_FILENAME
+    target = folder / src.filename
     if target.is_file():
-        if sha256_of(target) == OFFICIAL_SHA256:
+        if sha256_of(target) == src.sha256:
             return target
         raise WeightsDownloadError(
-            f"{target}: exists but its sha256 is not the official one ({OFFICIAL_SHA256}); "
+            f"{target}: exists but its sha256 is not the expected one ({src.sha256}); "
             f"delete it to download again, or pass the file explicitly as your own weights"
         )
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{OFFICIAL_FILENAME}.part-{os.getpid()}"
+    tmp = folder / f".{src.filename}.part-{os.getpid()}"
     try:
         try:
-            downloader(OFFICIAL_URL, tmp, progress)
+            downloader(src.url, tmp, progress)
         except (OSError, ValueError) as e:  # URLError, timeouts and HTTP errors are OSErrors
             raise WeightsDownloadError(
-                f"could not download the official CLIP-LIT weights ({e}). Download\n  {OFFICIAL_URL}\n"
-                f"by hand and put it at\n  {target}\n(or pass the file with --weights FILE)"
+                f"could not download {src.what} ({e}). Download\n  {src.url}\n"
+                f"by hand and put it at\n  {target}\n(or pass the file itself instead of '{name}')"
             ) from None
         digest = sha256_of(tmp)
-        if digest != OFFICIAL_SHA256:
+        if digest != src.sha256:
             raise WeightsDownloadError(
-                f"downloaded file from {OFFICIAL_URL} has sha256 {digest}, expected {OFFICIAL_SHA256}; "
+                f"downloaded file from {src.url} has sha256 {digest}, expected {src.sha256}; "
                 f"not using it (nothing was kept)"
             )
         os.replace(tmp, target)
@@ -81,8 +106,14 @@ def official_weights(dest_dir: str | os.PathLike | None = None, *,
     return target
 
 
+def official_weights(dest_dir: str | os.PathLike | None = None, **kwargs) -> Path:
+    """Path of the verified official weights, downloading them into ``dest_dir`` if needed."""
+    return named_weights("official", dest_dir, **kwargs)
+
+
 def resolve_weights(spec: str, dest_dir: str | os.PathLike | None = None, **kwargs) -> Path:
-    """``official`` -> the verified cached file; anything else is taken as a file path."""
-    if spec == "official":
-        return official_weights(dest_dir, **kwargs)
+    """A name of :data:`SOURCES` (``official``, ``authors-init``) -> the verified cached file;
+    anything else is taken as a file path."""
+    if spec in SOURCES:
+        return named_weights(spec, dest_dir, **kwargs)
     return Path(spec)

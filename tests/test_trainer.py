@@ -70,6 +70,7 @@ def tiny_args(out, backlit, welllit, configs, **over) -> list[str]:
         "prompt-length": 6, "prompt-init-iters": 6, "reconstruction-iters": 4, "enhance-iters": 4,
         "prompt-iters": 4, "rounds": 2, "lr": 3e-4, "prompt-lr": 1e-4, "init-scheme": "identity",
         "log-every": 1, "save-every": 3, "workers": 0, "device": "cpu", "seed": 0, "progress": "off",
+        "recipe": "paper",
     }
     opts.update({k.replace("_", "-"): v for k, v in over.items()})
     args = []
@@ -102,12 +103,22 @@ def losses(out: Path) -> dict[int, float]:
 # --------------------------------------------------------------------------- options
 def test_defaults_are_the_authors():
     from trainer.config import TrainConfig
+    from trainer.recipe import resolve
 
-    c = TrainConfig()
+    c = resolve(TrainConfig())
+    assert c.recipe == "authors" and (c.epochs, c.rounds) == (3000, None)
     assert (c.prompt_init_iters, c.reconstruction_iters, c.enhance_iters, c.prompt_iters) == (8000, 1000, 2100, 1000)
+    assert (c.thre_train, c.thre_prompt, c.max_extensions, c.max_reinits) == (90, 60, None, None)
+    assert (c.ranking, c.handoff, c.psnr_channel, c.best_every, c.margin_no_results) == \
+        ("authors", "final", "y", 20, 1.0)
     assert (c.batch_size, c.prompt_batch_size, c.image_size, c.prompt_image_size) == (8, 16, 512, 256)
     assert (c.lr, c.prompt_lr, c.weight_decay) == (2e-5, 5e-6, 1e-3)
-    assert list(c.margins) == [0.9, 0.2, 0.2] and c.prompt_length == 16
+    assert list(c.margins) == [0.9, 0.2, 0.1] and c.prompt_length == 16
+    init = resolve(TrainConfig(init_enhancer="authors-init", init_prompt="p.pth"))
+    assert (init.epochs, init.prompt_init_iters, init.reconstruction_iters) == (2000, 0, 0)
+    paper = resolve(TrainConfig(recipe="paper"))
+    assert (paper.rounds, paper.epochs, list(paper.margins), paper.handoff, paper.max_reinits) == \
+        (3, None, [0.9, 0.2, 0.2], "best", 5)
     assert (c.clip_model, c.clip_pretrained, c.identity_model, c.identity_pretrained) == \
         ("ViT-B-32", "openai", "RN101", "openai")
     assert (c.reinit_psnr, c.reinit_after) == (8.0, 100)
@@ -123,7 +134,9 @@ def test_help_names_every_flag():
                  "--prompt-image-size", "--batch-size", "--prompt-batch-size", "--lr", "--prompt-lr",
                  "--weight-decay", "--prompt-init-iters", "--reconstruction-iters", "--enhance-iters",
                  "--prompt-iters", "--rounds", "--margins", "--device", "--amp", "--workers", "--seed", "--resume",
-                 "--log-every", "--save-every"):
+                 "--log-every", "--save-every", "--recipe", "--plan", "--epochs", "--thre-train", "--thre-prompt",
+                 "--max-extensions", "--ranking", "--handoff", "--margin-no-results", "--psnr-channel",
+                 "--best-every"):
         assert flag in text
     ns = build_parser().parse_args(["--out", "x", "--amp", "--margins", "1", "0.1", "0.1"])
     assert ns.amp == "bf16" and ns.margins == [1.0, 0.1, 0.1]
@@ -470,7 +483,8 @@ def test_initial_weights_skip_their_stages(tmp_path, synthetic_data, configs, un
     out = tmp_path / "run"
     init = uninterrupted / "cliplit.safetensors"
     rc = run_trainer(tiny_args(out, synthetic_data / "backlit", synthetic_data / "welllit", configs,
-                               init_enhancer=init, init_prompt=init, enhance_iters=2, prompt_iters=2, rounds=1))
+                               init_enhancer=init, init_prompt=init, enhance_iters=2, prompt_iters=2, rounds=1,
+                               prompt_init_iters=None, reconstruction_iters=None))
     assert rc == 0
     recs = read_log(out / "log.jsonl")
     assert recs[0]["plan"] == ["enhance r1", "prompt refine r1"]

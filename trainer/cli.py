@@ -7,22 +7,27 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import sys
 
 from cliplit_core.errors import CLIPLITError
 
+from . import recipe
 from .config import RUNTIME_FIELDS, TrainConfig, TrainerError, config_fields, training_differences
 
 DESCRIPTION = """\
 Train a CLIP-LIT enhancement network and prompt pair (Liang et al., ICCV 2023) on
-unpaired backlit and well-lit photos. Schedule (authors' defaults): prompt
-initialisation -> reconstruction -> ROUNDS x (enhancement -> enhance the backlit
-set -> prompt refinement). The result, OUT/cliplit.safetensors, loads in the
-Load CLIP-LIT node and in `python -m cliplit_core enhance/score --weights ...`.
+unpaired backlit and well-lit photos: prompt initialisation -> reconstruction ->
+rounds of (enhancement -> enhance the backlit set -> prompt refinement).
+--recipe authors (default) runs what the authors' train.py runs (an epoch budget,
+phases that grow while their loss is high); --recipe paper runs fixed rounds.
+--plan prints the schedule and exits. The result, OUT/cliplit.safetensors, loads in
+the Load CLIP-LIT node and in `python -m cliplit_core enhance/score --weights ...`.
 Multi-GPU: torchrun --nproc_per_node=N -m trainer ... (same options)."""
 
 EPILOG = """\
 examples:
+  python -m trainer --backlit data/backlit --welllit data/welllit --out runs/mine --plan
   python -m trainer --backlit data/backlit --welllit data/welllit --out runs/mine
   python -m trainer --out runs/mine --resume
   torchrun --nproc_per_node=4 -m trainer --backlit ... --welllit ... --out runs/mine --amp
@@ -34,11 +39,25 @@ _GROUPS = {
     "starting points": ("init_enhancer", "init_scheme", "init_prompt", "prompt_length", "padding"),
     "sizes and batches": ("image_size", "prompt_image_size", "batch_size", "prompt_batch_size"),
     "optimisation": ("lr", "prompt_lr", "weight_decay"),
-    "schedule": ("prompt_init_iters", "reconstruction_iters", "enhance_iters", "prompt_iters", "rounds",
-                 "margins", "reinit_psnr", "reinit_after", "max_reinits", "best_window"),
+    "schedule": ("recipe", "plan", "epochs", "rounds", "prompt_init_iters", "reconstruction_iters",
+                 "enhance_iters", "prompt_iters", "thre_train", "thre_prompt", "train_extension", "prompt_extension",
+                 "max_extensions", "ranking",
+                 "margins", "margin_no_results", "handoff", "reinit_psnr", "reinit_after", "reinit_extension", "max_reinits",
+                 "psnr_channel", "best_window", "best_every"),
     "runtime": ("device", "amp", "channels_last", "workers", "seed", "resume", "log_every", "save_every",
                 "progress"),
 }
+
+
+def _field_type(f, default):
+    if isinstance(default, (int, float)) and not isinstance(default, bool):
+        return type(default)
+    ann = str(f.type)
+    if ann.startswith("int"):
+        return int
+    if ann.startswith("float"):
+        return float
+    return str
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,8 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
                 default = f.default if f.default is not dataclasses.MISSING else None
                 typ = meta.pop("type", None)
                 if typ is None:
-                    typ = type(default) if isinstance(default, (int, float)) and not isinstance(default, bool) \
-                        else str
+                    typ = _field_type(f, default)
                 kwargs["type"] = typ
                 kwargs.update(meta)
             group.add_argument("--" + name.replace("_", "-"), **kwargs)
@@ -74,6 +92,10 @@ def resolve_config(given: dict, warn=None) -> tuple[TrainConfig, dict | None]:
     out = given.get("out")
     if not out:
         raise TrainerError("--out is required")
+    from pathlib import Path
+
+    if Path(out).exists() and not Path(out).is_dir():
+        raise TrainerError(f"--out {out} is a file, not a folder; choose a folder for the run")
     resume = bool(given.get("resume"))
     ck = state.load_checkpoint(out, warn=lambda m: warn(m.removeprefix("warning: "))) if resume else None
     if ck is not None:
@@ -97,6 +119,28 @@ def resolve_config(given: dict, warn=None) -> tuple[TrainConfig, dict | None]:
     return cfg, None
 
 
+def print_plan(given: dict) -> int:
+    """``--plan``: the schedule these options give, as JSON lines (no model, no image is read)."""
+    from .data import list_folder
+    from .schedule import plan_phases
+
+    cfg = TrainConfig(**{k: v for k, v in given.items() if k not in ("resume",)})
+    if not cfg.backlit or not cfg.welllit:
+        raise TrainerError("--plan needs --backlit and --welllit (it counts their images)")
+    cfg = recipe.resolve(cfg, set(given))
+    cfg.out = cfg.out or "-"
+    cfg.validate()
+    nb, nw = len(list_folder(cfg.backlit, "backlit")), len(list_folder(cfg.welllit, "well-lit"))
+    phases, summary = plan_phases(recipe.make_schedule(cfg, nb, nw))
+    for p in phases:
+        print(json.dumps(p))
+    summary.update(recipe=cfg.recipe, epochs=cfg.epochs, backlit_images=nb, welllit_images=nw,
+                   overrides=recipe.overrides(cfg),
+                   assumes="no phase extensions and no re-initialisations (both can only add iterations)")
+    print(json.dumps(summary))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from . import distributed
 
@@ -104,7 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     given = vars(args)
     info = None
     try:
+        if given.get("plan"):
+            return print_plan(given)
         cfg, ck = resolve_config(given)
+        cfg = recipe.resolve(cfg, set(given))
         cfg.validate()
         info = distributed.init(cfg.device)
         if info.enabled and min(cfg.batch_size, cfg.prompt_batch_size) < info.world:

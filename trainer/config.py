@@ -1,4 +1,7 @@
-"""Every trainer option in one dataclass, with the authors' defaults (SPEC section 4).
+"""Every trainer option in one dataclass.
+
+Options whose default depends on ``--recipe`` default to ``None`` here and are filled in
+by :func:`trainer.recipe.resolve`.
 
 The command line (:mod:`trainer.cli`) is generated from the fields below: each
 field's ``metadata`` holds its help text, and ``flag`` / ``nargs`` / ``choices``
@@ -9,6 +12,7 @@ configuration from the output folder alone.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from cliplit_core.errors import CLIPLITError
@@ -17,8 +21,8 @@ from cliplit_core.errors import CLIPLITError
 # (device and precision change the numerics slightly; --rounds extends or
 # shortens the schedule; the output and data folders may have moved -- the trainer
 # warns if the image listing changed).
-RUNTIME_FIELDS = frozenset({"device", "amp", "workers", "log_every", "save_every", "rounds", "resume",
-                            "channels_last", "progress", "out", "backlit", "welllit"})
+RUNTIME_FIELDS = frozenset({"device", "amp", "workers", "log_every", "save_every", "rounds", "epochs", "resume",
+                            "channels_last", "progress", "out", "backlit", "welllit", "plan"})
 
 
 class TrainerError(CLIPLITError):
@@ -50,9 +54,10 @@ class TrainConfig:
     identity_pretrained: str = _opt("openai", "weights of --identity-model: tag, file or 'none' (default openai)",
                                     metavar="TAG|FILE|none")
     # ------------------------------------------------------------------ starting points
-    init_enhancer: str = _opt("none", "start the enhancement network from this file (.pth or .safetensors) or "
+    init_enhancer: str = _opt("none", "start the enhancement network from this file (.pth or .safetensors), "
+                              "'authors-init' (the authors' training starting point, downloaded and cached) or "
                               "'official' (the released model); skips reconstruction. 'none' = from scratch "
-                              "(default)", metavar="FILE|official|none")
+                              "(default)", metavar="FILE|authors-init|official|none")
     init_prompt: str = _opt("none", "start the prompt pair from this file (authors' .pth or our .safetensors); "
                             "skips prompt initialisation. 'none' = learn it from scratch (default)",
                             metavar="FILE|none")
@@ -78,26 +83,58 @@ class TrainConfig:
     prompt_lr: float = _opt(5e-6, "Adam learning rate of the prompt pair (default 5e-6)", metavar="LR")
     weight_decay: float = _opt(1e-3, "Adam weight decay of both optimisers (default 1e-3)", metavar="WD")
     # ------------------------------------------------------------------ schedule
-    prompt_init_iters: int = _opt(8000, "prompt initialisation iterations (cross-entropy; default 8000)",
-                                  metavar="N")
-    reconstruction_iters: int = _opt(1000, "reconstruction iterations (identity loss only; default 1000)",
-                                     metavar="N")
+    recipe: str = _opt("authors", "the schedule: 'authors' (what the authors' train.py runs: an epoch budget, "
+                       "phases that grow while their loss is high, their ranking and hand-off) or 'paper' (fixed "
+                       "rounds as the paper describes them); sets the defaults of the options below "
+                       "(default authors)", choices=("authors", "paper"))
+    plan: bool = _opt(False, "print the schedule these options give, one JSON line per phase, and exit "
+                      "(loads no model and no image)", flag_type="store_true")
+    epochs: int | None = _opt(None, "authors: budget in their epochs (one pass of the current phase's loader); "
+                              "default 2000 with both --init-enhancer and --init-prompt, else 3000", metavar="N")
+    rounds: int | None = _opt(None, "budget in complete rounds of (enhancement -> results -> refinement) instead "
+                              "of epochs (paper: default 3)", metavar="R")
+    prompt_init_iters: int | None = _opt(None, "prompt initialisation iterations (cross-entropy; default 8000, "
+                                         "0 with --init-prompt)", metavar="N")
+    reconstruction_iters: int | None = _opt(None, "reconstruction iterations (identity loss only; default "
+                                            "1000, 0 with --init-enhancer)", metavar="N")
     enhance_iters: int = _opt(2100, "enhancement iterations per round (L_clip + identity; default 2100)",
                               metavar="N")
     prompt_iters: int = _opt(1000, "prompt refinement iterations per round (margin ranking; default 1000)",
                              metavar="N")
-    rounds: int = _opt(3, "rounds of (enhancement -> results -> prompt refinement); the authors alternate "
-                       "until their budget is spent, 3 rounds is about their budget (default 3)", metavar="R")
-    margins: list = _opt((0.9, 0.2, 0.2), "margins m0 m1 m2 of the ranking losses (default 0.9 0.2 0.2)",
-                         nargs=3, type=float, metavar=("M0", "M1", "M2"))
-    reinit_psnr: float = _opt(8.0, "reconstruction re-initialisation rule: restart from a new random network "
-                              "while the mean PSNR(output, input) of the last 30 steps is below this (dB) "
-                              "(default 8)", metavar="DB")
+    thre_train: float = _opt(90.0, "authors: an enhancement phase grows by 60 iterations while its last loss "
+                             "is above this (default 90)", metavar="LOSS")
+    thre_prompt: float = _opt(60.0, "authors: a prompt phase grows by 100 iterations while its last loss is "
+                              "above this (default 60)", metavar="LOSS")
+    train_extension: int = _opt(60, "authors: iterations an enhancement extension adds (default 60)", metavar="N")
+    prompt_extension: int = _opt(100, "authors: iterations a prompt extension adds (default 100)", metavar="N")
+    max_extensions: int | None = _opt(None, "authors: at most this many extensions per phase (default: no "
+                                      "limit, as theirs)", metavar="N")
+    ranking: str | None = _opt(None, "refinement ranking: 'authors' (backlit > I_t > I_t-1 > well-lit) or "
+                               "'paper' (backlit > I_t-1 > I_t > well-lit) (default: the recipe's)",
+                               choices=("authors", "paper"))
+    margins: list | None = _opt(None, "ranking margins M0 M1 M2. authors: large margin, small margin with one "
+                                "result set, small margin with two (default 0.9 0.2 0.1); paper: m0 m1 m2 "
+                                "(default 0.9 0.2 0.2)", nargs=3, type=float, metavar=("M0", "M1", "M2"))
+    margin_no_results: float | None = _opt(None, "margin of a refinement that has no result set yet "
+                                           "(authors 1.0, paper M0)", metavar="M")
+    handoff: str | None = _opt(None, "what a phase hands on: 'final' (its last state; authors) or 'best' (its "
+                               "best state; paper). The ranked results always come from the best state",
+                               choices=("final", "best"))
+    reinit_psnr: float = _opt(8.0, "reconstruction re-initialisation: a new random network while the mean "
+                              "PSNR(output, input) of the last 30 steps is below this (dB) (default 8)",
+                              metavar="DB")
     reinit_after: int = _opt(100, "... checked once this many reconstruction iterations are done (default 100)",
                              metavar="N")
-    max_reinits: int = _opt(5, "give up after this many re-initialisations (default 5)", metavar="N")
-    best_window: int = _opt(30, "the best state of a phase is the one with the lowest mean loss over this many "
-                            "recent iterations (default 30)", metavar="N")
+    reinit_extension: int = _opt(100, "authors: reconstruction iterations each re-initialisation adds "
+                                 "(default 100)", metavar="N")
+    max_reinits: int | None = _opt(None, "give up after this many re-initialisations (authors: no limit; "
+                                   "paper: 5)", metavar="N")
+    psnr_channel: str | None = _opt(None, "PSNR of the re-initialisation rule: 'y' (luma, authors) or 'rgb' "
+                                    "(paper)", choices=("y", "rgb"))
+    best_window: int = _opt(30, "the best state of a phase has the best mean loss over this many recent "
+                            "iterations (default 30)", metavar="N")
+    best_every: int = _opt(20, "authors: the best state is checked every N global iterations (default 20)",
+                           metavar="N")
     # ------------------------------------------------------------------ runtime
     device: str | None = _opt(None, "cpu, cuda, cuda:1 ... (default: cuda if available; under torchrun the "
                               "local rank's GPU)", metavar="DEV")
@@ -120,7 +157,8 @@ class TrainConfig:
     # ------------------------------------------------------------------ helpers
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        d["margins"] = [float(m) for m in self.margins]
+        if self.margins is not None:
+            d["margins"] = [float(m) for m in self.margins]
         return d
 
     @classmethod
@@ -134,35 +172,34 @@ class TrainConfig:
             if not getattr(self, name):
                 problems.append(f"--{name} is required")
         positive = ("prompt_length", "image_size", "prompt_image_size", "batch_size", "prompt_batch_size",
-                    "log_every", "save_every", "best_window")
+                    "log_every", "save_every", "best_window", "best_every")
         for name in positive:
             if int(getattr(self, name)) < 1:
                 problems.append(f"--{name.replace('_', '-')} must be at least 1")
         for name in ("prompt_init_iters", "reconstruction_iters", "enhance_iters", "prompt_iters", "rounds",
-                     "workers", "max_reinits", "reinit_after"):
-            if int(getattr(self, name)) < 0:
+                     "epochs", "workers", "max_reinits", "reinit_after", "max_extensions", "train_extension",
+                     "prompt_extension", "reinit_extension"):
+            v = getattr(self, name)
+            if v is not None and int(v) < 0:
                 problems.append(f"--{name.replace('_', '-')} must not be negative")
-        for name in ("lr", "prompt_lr", "weight_decay"):
-            if float(getattr(self, name)) < 0:
+        floats = ["lr", "prompt_lr", "weight_decay", "thre_train", "thre_prompt", "reinit_psnr", "margin_no_results"]
+        for name in floats:
+            v = getattr(self, name)
+            if v is not None and not math.isfinite(float(v)):
+                problems.append(f"--{name.replace('_', '-')} must be a finite number (got {v})")
+            elif v is not None and name in ("lr", "prompt_lr", "weight_decay") and float(v) < 0:
                 problems.append(f"--{name.replace('_', '-')} must not be negative")
-        if len(self.margins) != 3:
-            problems.append("--margins takes three values m0 m1 m2")
+        if self.lr is not None and math.isfinite(float(self.lr)) and float(self.lr) > 1.0:
+            problems.append(f"--lr {self.lr} is far above any useful learning rate (at most 1)")
+        if self.margins is not None:
+            if len(self.margins) != 3:
+                problems.append("--margins takes three values M0 M1 M2")
+            elif not all(math.isfinite(float(m)) and 0 <= float(m) <= 1 for m in self.margins):
+                problems.append("--margins must be between 0 and 1 (they compare probabilities)")
         if self.image_size < 8 or self.prompt_image_size < 8:
             problems.append("--image-size and --prompt-image-size must be at least 8 pixels")
         if problems:
             raise TrainerError("; ".join(problems))
-
-    @property
-    def m0(self) -> float:
-        return float(self.margins[0])
-
-    @property
-    def m1(self) -> float:
-        return float(self.margins[1])
-
-    @property
-    def m2(self) -> float:
-        return float(self.margins[2])
 
 
 def config_fields():
@@ -177,7 +214,7 @@ def training_differences(saved: TrainConfig, given: dict) -> list[str]:
         if name in RUNTIME_FIELDS:
             continue
         old = getattr(saved, name)
-        if name == "margins":
+        if name == "margins" and value is not None and old is not None:
             same = [float(v) for v in value] == [float(v) for v in old]
         elif name in ("backlit", "welllit", "out"):
             from pathlib import Path

@@ -103,6 +103,12 @@ class Progress:
         self.bar.set_postfix_str(post, refresh=False)
         self.bar.update(1)
 
+    def grow(self, by: int) -> None:
+        """The phase got longer (an extension): raise the bar's total."""
+        if self.bar is not None and self.bar.total is not None:
+            self.bar.total += int(by)
+            self.bar.refresh()
+
     def write(self, msg: str) -> None:
         if self.bar is not None:
             self.bar.write(msg, file=sys.stderr)

@@ -1,28 +1,25 @@
-"""The iterative prompt-learning schedule (SPEC section 4) as a resumable stage machine.
+"""One training run: data, models, the step of each phase, checkpoints and outputs.
 
-Plan (phases with zero iterations are left out)::
+Which phase each iteration belongs to, when phases grow or end and what the
+refinement ranks is decided by the schedule (:mod:`trainer.schedule`, chosen by
+``--recipe``); this module runs the steps it asks for:
 
-    prompt_init              (skipped when --init-prompt is given)
-    reconstruction           (skipped when --init-enhancer is given)
-    round 1..R:  enhance  ->  [results I_t at --prompt-image-size]  ->  prompt (refinement)
-
-* Each phase keeps the state with the lowest mean loss over the last
-  ``--best-window`` iterations and hands that state to the next phase.
-* Reconstruction re-initialisation: once ``--reinit-after`` iterations are done,
-  while the mean PSNR(output, input) of the last 30 steps is below
-  ``--reinit-psnr`` dB, the network is re-initialised (seeded) and the stage
-  restarts; after ``--max-reinits`` re-initialisations the run stops with an error.
-* Refinement uses the margin loss that matches the results at hand: none ->
-  first-refinement loss, one round (I_t) -> L_prompt1, two (I_t, I_{t-1}) -> L_prompt2.
-* Every batch is a pure function of (seed, phase, round, iteration) (see
-  :mod:`trainer.data`), the checkpoint holds everything else, so a resumed run
-  reproduces the losses of an uninterrupted one.
+* prompt initialisation (cross-entropy), reconstruction (identity loss), enhancement
+  (CLIP + identity loss) and prompt refinement (margin ranking of backlit, well-lit
+  and enhancement result sets);
+* at the end of an enhancement phase the training backlit images are enhanced with
+  the phase's best state (a result set ``I_t``); what the next phase starts from is
+  the phase's final state (``--handoff final``) or its best state (``best``);
+* every batch is a pure function of (seed, phase, round, iteration) (see
+  :mod:`trainer.data`) and the checkpoint holds everything else (models, optimisers,
+  the schedule's state, RNG states), so a resumed run reproduces the losses of an
+  uninterrupted one.
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -35,45 +32,25 @@ from cliplit_core.network import CLIPLITNet
 
 from . import distributed as distmod
 from . import state as statemod
+from . import recipe as recipemod
 from .config import TrainConfig, TrainerError
 from .data import ENHANCE_ZOOM, PHASE_CODES, PROMPT_ZOOM, ImageSet, PhaseBatches, augment, batch_loader, \
-    scan_folder, seed_for
+    list_folder, scan_folder, seed_for
+from .schedule import Step, plan_phases
 from .logging_utils import LOG_NAME, JsonlLog, Progress, plot_losses, read_log, sample_grid, truncate_log
 
-TRAINER_VERSION = "1"
+TRAINER_VERSION = "2"
 OUTPUT_NAME = "cliplit.safetensors"
 DIVISION_EPS = 1e-9  # the authors' I / (L + 1e-9) in training
 PSNR_WINDOW = 30  # the authors' re-initialisation window
 SAMPLE_COUNT = 4
-HANG_ENV = "_CLIPLIT_TRAINER_TEST_HANG_AT_STEP"  # tests only: stop making progress after this global step
 PHASE_TITLES = {"prompt_init": "prompt init", "reconstruction": "reconstruction", "enhance": "enhance",
                 "prompt": "prompt refine"}
 
 
-@dataclass(frozen=True)
-class Phase:
-    kind: str
-    round: int
-    iters: int
-
-    @property
-    def title(self) -> str:
-        t = PHASE_TITLES[self.kind]
-        return f"{t} r{self.round}" if self.round else t
-
-
-def build_plan(cfg: TrainConfig) -> list[Phase]:
-    plan = []
-    if cfg.init_prompt == "none" and cfg.prompt_init_iters > 0:
-        plan.append(Phase("prompt_init", 0, cfg.prompt_init_iters))
-    if cfg.init_enhancer == "none" and cfg.reconstruction_iters > 0:
-        plan.append(Phase("reconstruction", 0, cfg.reconstruction_iters))
-    for r in range(1, cfg.rounds + 1):
-        if cfg.enhance_iters > 0:
-            plan.append(Phase("enhance", r, cfg.enhance_iters))
-        if cfg.prompt_iters > 0:
-            plan.append(Phase("prompt", r, cfg.prompt_iters))
-    return plan
+def phase_title(kind: str, round_: int) -> str:
+    t = PHASE_TITLES[kind]
+    return f"{t} r{round_}" if round_ else t
 
 
 def init_enhancer_weights(net: CLIPLITNet, seed: int, scheme: str = "authors") -> None:
@@ -122,6 +99,16 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return 10.0 * torch.log10(1.0 / mse)
 
 
+def psnr_y(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB of the BT.601 luma (Y of YCbCr, 16..235 scaled to 0..1) of
+    RGB images in 0..1: ``[B]`` (the measure of the authors' re-initialisation rule)."""
+    w = torch.tensor([65.481, 128.553, 24.966], dtype=torch.float32, device=a.device).view(1, 3, 1, 1) / 255.0
+    ya = (a.float() * w).sum(1) + 16.0 / 255.0
+    yb = (b.float() * w).sum(1) + 16.0 / 255.0
+    mse = (ya - yb).square().flatten(1).mean(1)
+    return 10.0 * torch.log10(1.0 / (mse + 1e-8))
+
+
 def enhancer_forward(net: CLIPLITNet, x: torch.Tensor) -> torch.Tensor:
     """``net(x)`` for training: the pyramid pooling's upsampling of its 1x1 ... 6x6 branches
     is done as two small matrix products (``PPM.context``, the tiling code's exact form of
@@ -153,14 +140,12 @@ class Trainer:
         self._warn = warn or (lambda m: print(f"warning: {m}", file=sys.stderr))
         progress = cfg.progress == "on" or (cfg.progress == "auto" and sys.stderr.isatty())
         self.progress = Progress(progress and self.main)
-        self.plan = build_plan(cfg)
         amp = cfg.amp if self.dev.type == "cuda" else "off"
         if cfg.amp != "off" and self.dev.type != "cuda":
             self.warn(f"--amp {cfg.amp} is for GPUs; training in float32 on {self.dev}")
         self.amp_dtype = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
         cl = cfg.channels_last
         self.channels_last = self.dev.type == "cuda" and (cl == "on" or (cl == "auto" and self.amp_dtype is not None))
-        self.hang_at = int(os.environ.get(HANG_ENV, "0") or 0)
         if self.dev.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -204,7 +189,6 @@ class Trainer:
             self.ident.model.visual.to(memory_format=torch.channels_last)
         # enhancement network
         self.net = CLIPLITNet(cfg.padding)
-        self.reinits = 0
         if cfg.init_enhancer == "none":
             init_enhancer_weights(self.net, seed_for(cfg.seed, PHASE_CODES["reinit"], 0), cfg.init_scheme)
         else:
@@ -252,16 +236,13 @@ class Trainer:
                     px = px.contiguous(memory_format=torch.channels_last)
                 return L.resnet_feature_maps(self.backbone, px)
 
-        self.L = L
+        self.losses = L
         self.recon_loss = _Identity(self.ident, L.RECONSTRUCTION_ALPHAS, scale=L.IDENTITY_LOSS_SCALE)
         self.identity_loss = _Identity(self.ident, L.ENHANCEMENT_ALPHAS, scale=L.IDENTITY_LOSS_SCALE)
         self.clip_loss = L.CLIPLoss(self.clip, self.prompt, scale=L.CLIP_LOSS_SCALE)
 
     # ------------------------------------------------------------------ state
     def _fresh_phase_state(self) -> None:
-        self.window: list[float] = []
-        self.psnr_window: list[float] = []
-        self.best_loss = math.inf
         self.best_iter = 0
         self.best_state = None
 
@@ -297,11 +278,8 @@ class Trainer:
             "opt_enhancer": cpu(self.opt_net.state_dict()),
             "opt_prompt": cpu(self.opt_prompt.state_dict()),
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
-            "phase_state": {
-                "window": list(self.window), "psnr_window": list(self.psnr_window),
-                "best_loss": float(self.best_loss), "best_iter": int(self.best_iter),
-                "best_state": cpu(self.best_state),
-            },
+            "schedule": self.sched.state,
+            "phase_state": {"best_iter": int(self.best_iter), "best_state": cpu(self.best_state)},
             "results_rounds": sorted(self.results),
             "data": {"backlit": self.backlit.names, "welllit": self.welllit.names,
                      "backlit_skipped": len(self.backlit.skipped), "welllit_skipped": len(self.welllit.skipped)},
@@ -316,7 +294,6 @@ class Trainer:
 
     def restore(self, ck: dict) -> None:
         self.pos = dict(ck["position"])
-        self.reinits = int(self.pos.get("reinits", 0))
         self.net.load_state_dict(ck["enhancer"])
         with torch.no_grad():
             emb = ck["prompt"]
@@ -329,9 +306,6 @@ class Trainer:
         if ck.get("scaler") and self.scaler.is_enabled():
             self.scaler.load_state_dict(ck["scaler"])
         ps = ck["phase_state"]
-        self.window = [float(v) for v in ps["window"]]
-        self.psnr_window = [float(v) for v in ps["psnr_window"]]
-        self.best_loss = float(ps["best_loss"])
         self.best_iter = int(ps["best_iter"])
         bs = ps["best_state"]
         if isinstance(bs, dict):
@@ -351,40 +325,36 @@ class Trainer:
     def _to_dev(self, t: torch.Tensor) -> torch.Tensor:
         return t.to(self.dev, non_blocking=True)
 
-    def _results_for(self, round_: int) -> list[int]:
-        """Rounds whose results the refinement of ``round_`` uses: newest last (at most two)."""
-        return sorted(r for r in self.results if r <= round_)[-2:]
-
-    def loader(self, phase: Phase, start: int):
+    def loader(self, step: Step):
+        """Batches of the current phase from ``step.iteration`` up to its planned length."""
         cfg = self.cfg
-        common = dict(seed=cfg.seed, phase_code=PHASE_CODES[phase.kind] * 16 + min(self.reinits, 15),
-                      round_=phase.round, rank=self.info.rank, world=self.info.world, start=start,
-                      stop=phase.iters)
-        if phase.kind in ("reconstruction", "enhance"):
+        restarts = self.sched.reinits if cfg.recipe == "paper" else 0  # a restarted phase draws new batches
+        common = dict(seed=cfg.seed, phase_code=PHASE_CODES[step.kind] * 16 + min(restarts, 15),
+                      round_=step.round, rank=self.info.rank, world=self.info.world, start=step.iteration - 1,
+                      stop=step.length)
+        if step.kind in ("reconstruction", "enhance"):
             ds = PhaseBatches("enhance", batch_size=cfg.batch_size, backlit=self.backlit.images[cfg.image_size],
                               zoom_range=ENHANCE_ZOOM, **common)
-        elif phase.kind == "prompt_init":
+        elif step.kind == "prompt_init":
             ds = PhaseBatches("prompt_init", batch_size=cfg.prompt_batch_size,
                               backlit=self.backlit.images[cfg.prompt_image_size],
                               welllit=self.welllit.images[cfg.prompt_image_size], zoom_range=PROMPT_ZOOM, **common)
         else:
-            used = self._results_for(phase.round)
-            names = ["current", "previous"][:len(used)]
-            results = {n: self.results[r] for n, r in zip(names, reversed(used))}
+            results = {name: self.results[r] for name, r in self.ranking.sets}
             ds = PhaseBatches("prompt", batch_size=cfg.prompt_batch_size,
                               backlit=self.backlit.images[cfg.prompt_image_size],
                               welllit=self.welllit.images[cfg.prompt_image_size], results=results,
                               zoom_range=PROMPT_ZOOM, **common)
         return batch_loader(ds, cfg.workers)
 
-    # ------------------------------------------------------------------ steps
-    def step(self, phase: Phase, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+
+    def step(self, step: Step, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Forward + backward of this process's share; returns (loss contribution, extra stats)
         -- all to be summed over processes."""
         share = batch.local_size / batch.global_size
         aug = batch.aug
-        kind = phase.kind
-        L = self.L
+        kind = step.kind
+        L = self.losses
         extra: dict[str, torch.Tensor] = {}
         if kind in ("reconstruction", "enhance"):
             x = augment(self._to_dev(batch.tensors["backlit"]), aug)
@@ -400,6 +370,7 @@ class Trainer:
                     loss = lc + L.ENHANCEMENT_IDENTITY_WEIGHT * li
                     extra["clip"], extra["identity"] = lc.detach().float(), li.detach().float()
             extra["psnr_sum"] = psnr(y.detach(), x).sum()
+            extra["psnr_y_sum"] = psnr_y(y.detach(), x).sum()
             extra["light_mean_sum"] = light.detach().float().flatten(1).mean(1).sum()
             params, opt = list(self.net.parameters()), self.opt_net
         elif kind == "prompt_init":
@@ -422,13 +393,7 @@ class Trainer:
             with self.autocast():
                 tf = self.prompt.text_features(self.clip).float()
             s = {n: L.backlit_probability_from_features(feats[i * b:(i + 1) * b], tf) for i, n in enumerate(names)}
-            m0, m1, m2 = self.cfg.m0, self.cfg.m1, self.cfg.m2
-            if "previous" in s:
-                raw = L.prompt_loss_2(s["backlit"], s["welllit"], s["current"], s["previous"], m0=m0, m1=m1, m2=m2)
-            elif "current" in s:
-                raw = L.prompt_loss_1(s["backlit"], s["welllit"], s["current"], m0=m0, m1=m1)
-            else:
-                raw = L.first_refinement_loss(s["backlit"], s["welllit"], m0=m0)
+            raw = L.ranking_loss(s, self.ranking.terms)
             loss = raw * (L.PROMPT_LOSS_SCALE * share)
             for n, v in s.items():
                 extra[f"S_{n}_sum"] = v.detach().sum()
@@ -453,139 +418,146 @@ class Trainer:
         self.net.train(net_on)
         self.prompt.embeddings.requires_grad_(not net_on)
 
-    def run_phase(self, index: int, phase: Phase) -> None:
+    def train(self) -> None:
+        """Run the schedule's steps until its budget is spent."""
         cfg = self.cfg
-        start = int(self.pos["iteration"])
-        self._set_trainable(phase.kind)
-        if start == 0:
-            used = self._results_for(phase.round) if phase.kind == "prompt" else []
-            what = {0: "first-refinement loss", 1: "L_prompt1", 2: "L_prompt2"}[len(used)] \
-                if phase.kind == "prompt" else ""
-            self.say(f"== {phase.title}: {phase.iters} iterations" + (f" ({what})" if what else ""))
-        restart = True
-        while restart:
-            restart = False
-            it = int(self.pos["iteration"])
-            self.progress.start(phase.title, phase.iters, it)
-            t_last = time.perf_counter()
-            n_since = 0
-            for batch in self.loader(phase, it):
-                loss_c, extra = self.step(phase, batch)
-                keys = sorted(extra)
-                vec = torch.stack([loss_c] + [extra[k].float().reshape(()) for k in keys])
-                vals = distmod.all_reduce_sum(self.info, vec).tolist()
-                loss = vals[0]
-                stats = dict(zip(keys, vals[1:]))
-                it += 1
-                self.pos["iteration"] = it
-                self.pos["global_step"] += 1
-                n_since += batch.global_size
-                if not math.isfinite(loss):
-                    raise TrainerError(f"{phase.title}: the loss became {loss} at iteration {it}; "
-                                       f"lower the learning rate or check the images")
-                self.window.append(loss)
-                if len(self.window) > cfg.best_window:
-                    self.window.pop(0)
-                win = min(cfg.best_window, phase.iters)
-                if len(self.window) >= win:
-                    avg = sum(self.window[-win:]) / win
-                    if avg < self.best_loss:
-                        self.best_loss, self.best_iter = avg, it
-                        self.best_state = self._model_state(phase.kind)
-                now = time.perf_counter()
-                ips = n_since / max(now - t_last, 1e-9)
-                record = self._record(phase, it, loss, stats, batch.global_size)
-                if phase.kind == "reconstruction":
-                    self.psnr_window.append(record["psnr"])
-                    if len(self.psnr_window) > PSNR_WINDOW:
-                        self.psnr_window.pop(0)
-                if it % cfg.log_every == 0 or it == phase.iters:
-                    record["img_s"] = round(ips, 3)
-                    self.log.write(record)
-                    t_last, n_since = now, 0
-                self.progress.update(loss, ips, f"best {self.best_loss:.4g}" if self.best_state is not None else "")
-                if phase.kind == "reconstruction" and self._needs_reinit(it):
-                    self._reinit(phase)
-                    restart = True
-                    break
-                if it % cfg.save_every == 0 and it < phase.iters:
-                    self.save()
-                if self.hang_at and self.pos["global_step"] == self.hang_at:
-                    self._hang()
-            self.progress.close()
-        self.end_phase(index, phase)
+        sched = self.sched
+        key = None
+        batches = None
+        while (step := sched.next_step()) is not None:
+            if (step.kind, step.round) != key:
+                key = (step.kind, step.round)
+                batches = None
+                self.begin_phase(step)
+            if batches is None:
+                batches = iter(self.loader(step))
+                self.progress.start(phase_title(step.kind, step.round), step.length, step.iteration - 1)
+                t_last, n_since = time.perf_counter(), 0
+            batch = next(batches, None)
+            if batch is None:  # the phase outgrew the loader's range (an extension)
+                batches = None
+                continue
+            loss_c, extra = self.step(step, batch)
+            keys = sorted(extra)
+            vec = torch.stack([loss_c] + [extra[k].float().reshape(()) for k in keys])
+            vals = distmod.all_reduce_sum(self.info, vec).tolist()
+            loss = vals[0]
+            stats = dict(zip(keys, vals[1:]))
+            self.pos["global_step"] += 1
+            n_since += batch.global_size
+            title = phase_title(step.kind, step.round)
+            if not math.isfinite(loss):
+                raise TrainerError(f"{title}: the loss became {loss} at iteration {step.iteration}; "
+                                   f"lower the learning rate or check the images")
+            record = self._record(step, loss, stats, batch.global_size)
+            rule_psnr = record.get("psnr_y" if cfg.psnr_channel == "y" else "psnr")
+            ev = sched.record(loss, rule_psnr)
+            now = time.perf_counter()
+            ips = n_since / max(now - t_last, 1e-9)
+            if step.iteration % cfg.log_every == 0 or ev.phase_end:
+                record["img_s"] = round(ips, 3)
+                self.log.write(record)
+                t_last, n_since = now, 0
+            if ev.snapshot:
+                self.best_iter = step.iteration
+                self.best_state = self._model_state(step.kind)
+            self.progress.update(loss, ips, f"best at {self.best_iter}" if self.best_iter else "")
+            if ev.extended:
+                self._extended(step, loss, ev.extended)
+                self.progress.grow(ev.extended)
+            if ev.reinit:
+                self._reinit(step, ev, rule_psnr)
+                if ev.restart:
+                    self._fresh_phase_state()
+                    batches = None
+                    continue
+            if ev.phase_end:
+                self.progress.close()
+                self.end_phase(step, ev)
+                key = None
+            elif step.iteration % cfg.save_every == 0:
+                self.save()
 
-    def _record(self, phase: Phase, it: int, loss: float, stats: dict, gsize: int) -> dict:
-        rec = {"step": int(self.pos["global_step"]), "phase": phase.kind, "round": phase.round, "iter": it,
-               "loss": loss}
-        if phase.kind in ("reconstruction", "enhance"):
+    def begin_phase(self, step: Step) -> None:
+        self._set_trainable(step.kind)
+        if step.kind == "prompt":
+            self.ranking = self.sched.ranking
+        if step.iteration == 1:
+            what = ""
+            if step.kind == "prompt":
+                what = " (" + ", ".join(self.ranking.describe(step.round)) + ")"
+            self.say(f"== {phase_title(step.kind, step.round)}: {step.length} iterations{what}")
+
+    def _record(self, step: Step, loss: float, stats: dict, gsize: int) -> dict:
+        rec = {"step": int(self.pos["global_step"]), "phase": step.kind, "round": step.round,
+               "iter": step.iteration, "loss": loss}
+        if step.kind in ("reconstruction", "enhance"):
             rec["psnr"] = stats["psnr_sum"] / gsize
+            rec["psnr_y"] = stats["psnr_y_sum"] / gsize
             rec["light_mean"] = stats["light_mean_sum"] / gsize
-            if phase.kind == "enhance":
+            if step.kind == "enhance":
                 rec["clip"], rec["identity"] = stats["clip"], stats["identity"]
-        elif phase.kind == "prompt_init":
+        elif step.kind == "prompt_init":
             rec["accuracy"] = stats["correct"] / gsize
         else:
             for k, v in stats.items():
                 rec[k[:-4]] = v / gsize  # S_backlit, S_welllit, S_current, S_previous (batch means)
-        rec["lr"] = self.cfg.prompt_lr if phase.kind in ("prompt_init", "prompt") else self.cfg.lr
+        rec["lr"] = self.cfg.prompt_lr if step.kind in ("prompt_init", "prompt") else self.cfg.lr
         return rec
 
-    def _needs_reinit(self, it: int) -> bool:
+    def _extended(self, step: Step, loss: float, by: int) -> None:
         cfg = self.cfg
-        if it < max(1, cfg.reinit_after) or not self.psnr_window:
-            return False
-        return sum(self.psnr_window) / len(self.psnr_window) < cfg.reinit_psnr
+        thre = cfg.thre_train if step.kind in ("reconstruction", "enhance") else cfg.thre_prompt
+        n = self.sched.state.get("extensions", 0)
+        self.log.write({"step": int(self.pos["global_step"]), "event": "extend", "phase": step.kind,
+                        "round": step.round, "by": by, "length": step.length + by, "loss": loss, "extension": n})
+        self.say(f"   {phase_title(step.kind, step.round)}: loss {loss:.4g} > {thre:g} at iteration "
+                 f"{step.iteration}; {by} more iterations (extension {n})")
 
-    def _reinit(self, phase: Phase) -> None:
-        mean_psnr = sum(self.psnr_window) / len(self.psnr_window)
-        self.reinits += 1
-        self.pos["reinits"] = self.reinits
+    def _reinit(self, step: Step, ev, rule_psnr: float) -> None:
         self.progress.close()
-        self.log.write({"step": int(self.pos["global_step"]), "phase": phase.kind, "round": 0,
-                        "event": "reinit", "reinits": self.reinits, "psnr": mean_psnr})
-        if self.reinits > self.cfg.max_reinits:
-            raise TrainerError(
-                f"reconstruction failed: the output PSNR stayed below {self.cfg.reinit_psnr} dB "
-                f"({mean_psnr:.2f} dB) after {self.cfg.max_reinits} re-initialisations; try another --seed, "
-                f"more --reconstruction-iters, a different --lr, or --init-enhancer official")
-        self.warn(f"reconstruction: mean PSNR {mean_psnr:.2f} dB < {self.cfg.reinit_psnr} dB after "
-                  f"{self.pos['iteration']} iterations; re-initialising the network "
-                  f"({self.reinits} of at most {self.cfg.max_reinits})")
-        init_enhancer_weights(self.net, seed_for(self.cfg.seed, PHASE_CODES["reinit"], self.reinits),
-                              self.cfg.init_scheme)
+        n = self.sched.reinits
+        self.log.write({"step": int(self.pos["global_step"]), "phase": step.kind, "round": 0,
+                        "event": "reinit", "reinits": n, "psnr": rule_psnr})
+        if ev.error:
+            raise TrainerError(ev.error)
+        for note in ev.notes:
+            self.warn(f"reconstruction: {note}")
+        init_enhancer_weights(self.net, seed_for(self.cfg.seed, PHASE_CODES["reinit"], n), self.cfg.init_scheme)
         distmod.broadcast_tensors(self.info, self.net.parameters())
         self.opt_net = self._new_net_optimizer()
-        self.pos["iteration"] = 0
-        self._fresh_phase_state()
 
-    def _hang(self) -> None:  # tests: simulate a process that stops here and gets killed
-        self.log.flush()
-        print(f"HANGING at step {self.pos['global_step']}", file=sys.stderr, flush=True)
-        while True:
-            time.sleep(3600)
-
-    def end_phase(self, index: int, phase: Phase) -> None:
-        if self.best_state is not None:
-            self._load_model_state(phase.kind, self.best_state)
-            self.say(f"   {phase.title}: carrying the best state (iteration {self.best_iter}, "
-                     f"mean loss {self.best_loss:.5g}) into the next stage")
-        if phase.kind == "enhance":
-            self.results[phase.round] = self.enhance_backlit_set()
-            keep = set(self._results_for(phase.round))
+    def end_phase(self, step: Step, ev) -> None:
+        """Result set, hand-off, per-round outputs and a checkpoint at the end of a phase."""
+        best = self.best_state
+        handoff_best = self.cfg.handoff == "best" and best is not None
+        if step.kind == "enhance" and ev.results_into is not None:
+            final = None
+            if best is not None:
+                if not handoff_best:
+                    final = self._model_state(step.kind)
+                self._load_model_state(step.kind, best)
+            self.results[ev.results_into] = self.enhance_backlit_set()
+            if final is not None:
+                self._load_model_state(step.kind, final)
+            keep = set(self.sched.kept_sets())
             for r in list(self.results):
                 if r not in keep:
                     del self.results[r]
             if self.main:
-                statemod.save_results(self.out, phase.round, self.results[phase.round])
+                statemod.save_results(self.out, ev.results_into, self.results[ev.results_into])
                 statemod.prune_results(self.out, keep)
-        self.pos.update(phase_index=index + 1, iteration=0)
-        nxt = self.plan[index + 1] if index + 1 < len(self.plan) else None
-        self.pos["kind"], self.pos["round"] = (nxt.kind, nxt.round) if nxt else ("done", phase.round)
+        elif handoff_best:
+            self._load_model_state(step.kind, best)
+        if handoff_best:
+            self.say(f"   {phase_title(step.kind, step.round)}: carrying the best state (iteration "
+                     f"{self.best_iter}) into the next phase")
         self._fresh_phase_state()
-        round_done = nxt is None or nxt.round != phase.round
-        if round_done and self.main:
-            self.round_outputs(phase.round)
+        if step.kind == "prompt" and step.iteration >= step.length:
+            self.pos["rounds_completed"] = max(int(self.pos.get("rounds_completed", 0)), step.round)
+        nxt = self.sched.next_step()
+        if (nxt is None or nxt.round != step.round) and self.main:
+            self.round_outputs(step.round)
         self.save()
 
     # ------------------------------------------------------------------ results and outputs
@@ -627,15 +599,17 @@ class Trainer:
             "identity_model": self.ident.metadata_name, "identity_pretrained": self.ident.pretrained,
             "backlit_images": len(self.backlit), "welllit_images": len(self.welllit),
             "backlit_skipped": len(self.backlit.skipped), "welllit_skipped": len(self.welllit.skipped),
-            "prompt_init_iters": cfg.prompt_init_iters if cfg.init_prompt == "none" else 0,
-            "reconstruction_iters": cfg.reconstruction_iters if cfg.init_enhancer == "none" else 0,
+            "recipe": cfg.recipe, "recipe_overrides": json.dumps(recipemod.overrides(cfg), sort_keys=True),
+            "epochs": cfg.epochs, "prompt_init_iters": cfg.prompt_init_iters,
+            "reconstruction_iters": cfg.reconstruction_iters,
             "enhance_iters": cfg.enhance_iters, "prompt_iters": cfg.prompt_iters,
-            "rounds": cfg.rounds, "rounds_completed": rounds_done, "reinitialisations": self.reinits,
+            "rounds": cfg.rounds, "rounds_completed": rounds_done, "reinitialisations": self.sched.reinits,
             "total_iterations": int(self.pos["global_step"]),
             "image_size": cfg.image_size, "prompt_image_size": cfg.prompt_image_size,
             "batch_size": cfg.batch_size, "prompt_batch_size": cfg.prompt_batch_size,
             "lr": cfg.lr, "prompt_lr": cfg.prompt_lr, "weight_decay": cfg.weight_decay,
-            "margins": " ".join(str(m) for m in cfg.margins), "seed": cfg.seed,
+            "margins": " ".join(str(m) for m in cfg.margins), "ranking": cfg.ranking, "handoff": cfg.handoff,
+            "seed": cfg.seed,
             "init_enhancer": cfg.init_enhancer, "init_prompt": cfg.init_prompt,
         }
 
@@ -647,53 +621,49 @@ class Trainer:
 
     # ------------------------------------------------------------------ main loop
     def run(self) -> Path:
-        cfg = self.cfg
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
         self.load_data()  # errors about the data come before any model loads
         self.load_models()
         self.results: dict[int, torch.Tensor] = {}
         self._fresh_phase_state()
+        if self.ck is not None and "schedule" not in self.ck:
+            raise TrainerError(f"{self.ck.get('_path')}: written by an older trainer (version "
+                               f"{self.ck.get('trainer_version')}); start a new run in another --out")
+        state = self.ck.get("schedule") if self.ck is not None else None
+        self.sched = recipemod.make_schedule(self.cfg, len(self.backlit), len(self.welllit), state)
+        self.ranking = None
         if self.ck is not None:
             self.restore(self.ck)
             if self.main:
                 dropped = truncate_log(self.out / LOG_NAME, int(self.pos["global_step"]))
-                self.say(f"resuming from {self.ck.get('_path')} at {self.pos['kind']} round {self.pos['round']}, "
-                         f"iteration {self.pos['iteration']} (step {self.pos['global_step']})"
+                self.say(f"resuming from {self.ck.get('_path')} at step {self.pos['global_step']}"
                          + (f"; dropped {dropped} log records written after it" if dropped else ""))
         else:
-            first = self.plan[0] if self.plan else None
-            self.pos = {"phase_index": 0, "kind": first.kind if first else "done",
-                        "round": first.round if first else 0, "iteration": 0, "global_step": 0, "reinits": 0}
+            self.pos = {"global_step": 0, "rounds_completed": 0}
             if self.main:
                 (self.out / LOG_NAME).unlink(missing_ok=True)
         distmod.barrier(self.info)
         self.log = JsonlLog(self.out / LOG_NAME if self.main else None)
+        cfg = self.cfg
         if self.ck is not None:
             self.log.write({"step": int(self.pos["global_step"]), "event": "resume", "device": str(self.dev),
                             "world_size": self.info.world})
         else:
+            plan, summary = plan_phases(recipemod.make_schedule(cfg, len(self.backlit), len(self.welllit)))
             self.log.write({"step": 0, "event": "start", "config": cfg.to_dict(),
                             "backlit_images": len(self.backlit), "welllit_images": len(self.welllit),
                             "backlit_skipped": len(self.backlit.skipped),
                             "welllit_skipped": len(self.welllit.skipped), "world_size": self.info.world,
-                            "device": str(self.dev), "plan": [p.title for p in self.plan]})
+                            "device": str(self.dev), "plan": [phase_title(p["phase"], p["round"]) for p in plan],
+                            "planned_iters": summary["total_iters"]})
         try:
-            index = int(self.pos["phase_index"])
-            if index < len(self.plan):
-                ph = self.plan[index]
-                if self.ck is not None and self.pos["kind"] != "done" and \
-                        (ph.kind, ph.round) != (self.pos["kind"], self.pos["round"]):
-                    raise TrainerError(f"checkpoint position ({self.pos['kind']} round {self.pos['round']}) does not "
-                                       f"match the schedule ({ph.kind} round {ph.round}); the options changed")
-            while index < len(self.plan):
-                self.run_phase(index, self.plan[index])
-                index += 1
-            if not self.plan or (self.ck is not None and int(self.ck["position"]["phase_index"]) >= len(self.plan)):
+            if self.sched.next_step() is None and self.ck is not None:
                 self.say("nothing left to train")
+            self.train()
             out = self.out / OUTPUT_NAME
             if self.main:
-                rounds_done = max([p.round for p in self.plan] + [0])
+                rounds_done = int(self.pos.get("rounds_completed", 0))
                 if not out.exists():
                     self.round_outputs(rounds_done)
                 else:
@@ -705,4 +675,3 @@ class Trainer:
         finally:
             self.progress.close()
             self.log.close()
-
