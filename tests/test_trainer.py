@@ -392,23 +392,20 @@ def uninterrupted(tmp_path_factory, synthetic_data, configs):
     return out
 
 
-def test_kill_and_resume_reproduces_the_losses(tmp_path, synthetic_data, configs, uninterrupted):
-    """SIGKILL a run in round 2's enhancement (after its checkpoint at iteration 3, having logged
-    iteration 4), resume it, and compare every logged loss with the uninterrupted run."""
-    out = tmp_path / "run"
-    args = tiny_args(out, synthetic_data / "backlit", synthetic_data / "welllit", configs, **RESUME_OPTS)
-    # steps: prompt init 1-6, reconstruction 7-10, enhance r1 11-14, prompt r1 15-18, enhance r2 19-22
-    env = dict(os.environ, _CLIPLIT_TRAINER_TEST_HANG_AT_STEP="22", OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    proc = subprocess.Popen([sys.executable, "-m", "trainer", *map(str, args)], cwd=REPO, env=env,
+def kill_at(step: int, args, out: Path) -> None:
+    """Run the trainer in a subprocess and SIGKILL it right after it logged global ``step``."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    driver = Path(__file__).with_name("trainer_hang_driver.py")
+    proc = subprocess.Popen([sys.executable, str(driver), str(step), *map(str, args)], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.time() + 120
+        deadline = time.time() + 180
         line = ""
         while time.time() < deadline:
             line = proc.stderr.readline()
-            if "HANGING at step 22" in line or (not line and proc.poll() is not None):
+            if f"HANGING at step {step}" in line or (not line and proc.poll() is not None):
                 break
-        assert "HANGING" in line, f"the run did not reach step 22 (exit {proc.poll()})"
+        assert "HANGING" in line, f"the run did not reach step {step} (exit {proc.poll()})"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -416,6 +413,15 @@ def test_kill_and_resume_reproduces_the_losses(tmp_path, synthetic_data, configs
             proc.kill()
         proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
+
+
+def test_kill_and_resume_reproduces_the_losses(tmp_path, synthetic_data, configs, uninterrupted):
+    """SIGKILL a run in round 2's enhancement (after its checkpoint at iteration 3, having logged
+    iteration 4), resume it, and compare every logged loss with the uninterrupted run."""
+    out = tmp_path / "run"
+    args = tiny_args(out, synthetic_data / "backlit", synthetic_data / "welllit", configs, **RESUME_OPTS)
+    # steps: prompt init 1-6, reconstruction 7-10, enhance r1 11-14, prompt r1 15-18, enhance r2 19-22
+    kill_at(22, args, out)
     killed = losses(out)
     assert max(killed) == 22  # logged past its last checkpoint (step 21)
     from trainer import state
@@ -508,3 +514,87 @@ def test_torchrun_two_processes_gloo_match_one_process(tmp_path, synthetic_data,
         assert got[s] == pytest.approx(ref[s], rel=1e-3, abs=1e-5), s
     assert (out / "cliplit.safetensors").is_file()
     assert sorted(p.name for p in out.glob("checkpoint*.pt")) == ["checkpoint.prev.pt", "checkpoint.pt"]
+
+
+# --------------------------------------------------------------------------- --recipe authors, for real
+EXTENDING = dict(recipe="authors", thre_train=0, thre_prompt=0, max_extensions=1, rounds=1, prompt_init_iters=0,
+                 reconstruction_iters=0, enhance_iters=4, prompt_iters=4, save_every=3)
+
+
+@pytest.fixture(scope="module")
+def extended_run(tmp_path_factory, synthetic_data, configs):
+    out = tmp_path_factory.mktemp("extended") / "run"
+    rc = run_trainer(tiny_args(out, synthetic_data / "backlit", synthetic_data / "welllit", configs, **EXTENDING))
+    assert rc == 0
+    return out
+
+
+def _phase_iters(out: Path) -> dict:
+    from trainer.logging_utils import read_log
+
+    counts: dict = {}
+    for r in read_log(out / "log.jsonl"):
+        if "loss" in r:
+            counts[(r["phase"], r["round"])] = counts.get((r["phase"], r["round"]), 0) + 1
+    return counts
+
+
+def test_authors_phases_grow_while_the_loss_is_high(extended_run, tmp_path, synthetic_data, configs):
+    from cliplit_core.checkpoint import read_weights
+    from trainer.logging_utils import read_log
+
+    assert _phase_iters(extended_run) == {("enhance", 1): 4 + 60, ("prompt", 1): 4 + 100}
+    recs = read_log(extended_run / "log.jsonl")
+    ext = [(r["phase"], r["by"], r["length"]) for r in recs if r.get("event") == "extend"]
+    assert ext == [("enhance", 60, 64), ("prompt", 100, 104)]
+    meta = read_weights(extended_run / "cliplit.safetensors").metadata
+    assert meta["recipe"] == "authors" and meta["handoff"] == "final" and meta["ranking"] == "authors"
+    over = json.loads(meta["recipe_overrides"])
+    assert (over["thre_train"], over["thre_prompt"], over["max_extensions"], over["rounds"]) == (0, 0, 1, 1)
+    # the paper's recipe has no extensions: the plain counts
+    out = tmp_path / "paper"
+    paper = dict(EXTENDING, recipe="paper", thre_train=None, thre_prompt=None, max_extensions=None)
+    assert run_trainer(tiny_args(out, synthetic_data / "backlit", synthetic_data / "welllit", configs, **paper)) == 0
+    assert _phase_iters(out) == {("enhance", 1): 4, ("prompt", 1): 4}
+
+
+def test_kill_inside_an_extension_and_resume(tmp_path, synthetic_data, configs):
+    """SIGKILL during the enhancement phase's first extension, resume: every loss is the
+    uninterrupted run's, and so is the final network."""
+    opts = dict(EXTENDING, train_extension=6, prompt_extension=6, max_extensions=2)
+    ref = tmp_path / "reference"
+    assert run_trainer(tiny_args(ref, synthetic_data / "backlit", synthetic_data / "welllit", configs, **opts)) == 0
+    assert _phase_iters(ref) == {("enhance", 1): 4 + 12, ("prompt", 1): 4 + 12}
+    out = tmp_path / "run"
+    kill_at(8, tiny_args(out, synthetic_data / "backlit", synthetic_data / "welllit", configs, **opts), out)
+    from trainer import state
+
+    ck = state.load_checkpoint(out)  # written at iteration 6, inside the extension (5-10)
+    assert ck["position"]["global_step"] == 6 and ck["schedule"]["extensions"] == 1
+    assert run_trainer(["--out", out, "--resume", "--progress", "off"]) == 0
+    resumed, reference = losses(out), losses(ref)
+    assert sorted(resumed) == sorted(reference) == list(range(1, 33))
+    for s in reference:
+        assert resumed[s] == pytest.approx(reference[s], rel=1e-5, abs=1e-7), s
+    a = torch.load(out / "checkpoint.pt", weights_only=True)["enhancer"]
+    b = torch.load(ref / "checkpoint.pt", weights_only=True)["enhancer"]
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_trainer_option_errors_are_one_line(tmp_path, synthetic_data, capsys):
+    b, w = synthetic_data / "backlit", synthetic_data / "welllit"
+    (tmp_path / "afile").write_text("x")
+    cases = [
+        (["--out", tmp_path / "afile"], "is a file, not a folder"),
+        (["--out", tmp_path / "o", "--lr", "nan"], "--lr must be a finite number"),
+        (["--out", tmp_path / "o", "--prompt-lr", "inf"], "--prompt-lr must be a finite number"),
+        (["--out", tmp_path / "o", "--margins", "0.9", "nan", "0.1"], "--margins must be between 0 and 1"),
+        (["--out", tmp_path / "o", "--epochs", "-1"], "--epochs must not be negative"),
+        (["--out", tmp_path / "o", "--recipe", "paper", "--thre-train", "5"], "applies to --recipe authors"),
+    ]
+    for extra, msg in cases:
+        rc = run_trainer(["--backlit", b, "--welllit", w, *extra])
+        err = capsys.readouterr().err
+        assert rc == 2 and msg in err and "Traceback" not in err, (extra, err)
+        assert len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()  # refused before anything was written

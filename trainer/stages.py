@@ -510,7 +510,7 @@ class Trainer:
         thre = cfg.thre_train if step.kind in ("reconstruction", "enhance") else cfg.thre_prompt
         n = self.sched.state.get("extensions", 0)
         self.log.write({"step": int(self.pos["global_step"]), "event": "extend", "phase": step.kind,
-                        "round": step.round, "by": by, "length": step.length + by, "loss": loss, "extension": n})
+                        "round": step.round, "by": by, "length": step.length + by, "last_loss": loss, "extension": n})
         self.say(f"   {phase_title(step.kind, step.round)}: loss {loss:.4g} > {thre:g} at iteration "
                  f"{step.iteration}; {by} more iterations (extension {n})")
 
