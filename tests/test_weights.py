@@ -1,4 +1,5 @@
-"""The `official` weights source: checksum, caching and offline errors (network mocked)."""
+"""The named weights sources (`official`, `authors-init`): checksum, caching and offline errors
+(network mocked)."""
 import hashlib
 
 import pytest
@@ -19,7 +20,10 @@ def _fake_downloader(payload: bytes, calls: list):
 
 def test_download_verifies_and_caches(tmp_path, monkeypatch):
     payload = b"pretend these are the weights"
-    monkeypatch.setattr(weights, "OFFICIAL_SHA256", hashlib.sha256(payload).hexdigest())
+    import dataclasses
+
+    monkeypatch.setitem(weights.SOURCES, "official", dataclasses.replace(
+        weights.SOURCES["official"], sha256=hashlib.sha256(payload).hexdigest()))
     calls = []
     p = weights.official_weights(tmp_path, downloader=_fake_downloader(payload, calls))
     assert p == tmp_path / "enhancement_model.pth" and p.read_bytes() == payload
@@ -64,3 +68,31 @@ def test_the_real_official_file_passes_the_checksum(official_weights_path, tmp_p
 def test_cache_dir_honours_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("CLIPLIT_CACHE", str(tmp_path / "c"))
     assert weights.cache_dir() == tmp_path / "c"
+
+
+def test_authors_init_resolves_from_the_cache_and_loads(tmp_path, monkeypatch):
+    from conftest import SHARED_DATA
+
+    src = SHARED_DATA / "official_weights" / "init_enhancement_model.pth"
+    if not src.is_file():
+        pytest.skip(f"{src} not found (clone the project with ../shared beside it)")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "init_enhancement_model.pth").write_bytes(src.read_bytes())
+    monkeypatch.setenv("CLIPLIT_CACHE", str(cache))
+
+    def no_network(url, dest, progress):
+        raise AssertionError("must not download a cached file")
+
+    monkeypatch.setattr(weights, "_download", no_network)
+    p = weights.resolve_weights("authors-init")
+    assert p == cache / "init_enhancement_model.pth"
+    from cliplit_core.checkpoint import read_weights
+
+    assert read_weights(p).enhancer is not None
+    # offline and not cached: the message names the file and where to put it
+    (cache / "init_enhancement_model.pth").unlink()
+    with pytest.raises(WeightsDownloadError) as e:
+        weights.named_weights("authors-init", downloader=lambda u, d, p: (_ for _ in ()).throw(OSError("offline")))
+    msg = str(e.value)
+    assert "init_pretrained_models/init_enhancement_model.pth" in msg and str(cache) in msg
