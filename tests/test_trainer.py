@@ -598,3 +598,27 @@ def test_trainer_option_errors_are_one_line(tmp_path, synthetic_data, capsys):
         assert rc == 2 and msg in err and "Traceback" not in err, (extra, err)
         assert len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "o").exists()  # refused before anything was written
+
+
+def test_authors_reinitialisation_adds_iterations(tmp_path, synthetic_data, configs, capsys):
+    """Their rule: a new network and --reinit-extension more reconstruction iterations, the
+    iteration count going on (the paper recipe restarts the stage instead)."""
+    from trainer.logging_utils import read_log
+
+    opts = dict(recipe="authors", prompt_init_iters=0, reconstruction_iters=4, rounds=0, init_scheme="authors",
+                reinit_psnr=200, reinit_after=2, reinit_extension=2)
+    out = tmp_path / "run"
+    assert run_trainer(tiny_args(out, synthetic_data / "backlit", synthetic_data / "welllit", configs, **opts)) == 0
+    recs = read_log(out / "log.jsonl")
+    # checked after more than 2 iterations since the last (re-)initialisation: steps 3 and 6;
+    # each adds 2 iterations, so the 4-iteration reconstruction ends at 8, before a third check
+    assert [(e["reinits"], e["step"]) for e in recs if e.get("event") == "reinit"] == [(1, 3), (2, 6)]
+    assert [r["iter"] for r in recs if "loss" in r] == list(range(1, 9))
+    assert all(r["psnr_y"] < 200 for r in recs if "loss" in r)
+    capsys.readouterr()
+    out = tmp_path / "capped"
+    assert run_trainer(tiny_args(out, synthetic_data / "backlit", synthetic_data / "welllit", configs,
+                                 max_reinits=1, **opts)) == 2
+    err = capsys.readouterr().err
+    assert "after 1 re-initialisations" in err and "Y-channel PSNR" in err
+    assert [r["iter"] for r in read_log(out / "log.jsonl") if "loss" in r] == list(range(1, 7))

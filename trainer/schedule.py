@@ -211,10 +211,9 @@ class AuthorsSchedule:
     def next_step(self) -> Step | None:
         s = self.s
         while s["loop"] is None:
-            if s.get("done") or (self.p.epochs is not None and s["epoch"] >= self.p.epochs):
+            if self.p.epochs is not None and s["epoch"] >= self.p.epochs:
                 return None
-            if self._start_epoch() == "done":
-                s["done"] = True
+            if self._start_epoch() == "done":  # changes nothing: a larger --rounds can resume from here
                 return None
         kind = self._kind()
         rnd = s["round"] if kind in ("enhance", "prompt") else 0
@@ -441,12 +440,15 @@ class PaperSchedule:
         return ev
 
 
-def plan_phases(schedule) -> tuple[list[dict], dict]:
+def plan_phases(schedule, limit: int | None = None) -> tuple[list[dict], dict]:
     """Run ``schedule`` with a loss trace that never extends a phase or re-initialises the
-    network; return one record per phase and a summary. Needs no model and no image."""
+    network; return one record per phase and a summary (``limit``: stop after that many
+    iterations, with ``"truncated": true`` in the summary). Needs no model and no image."""
     phases: list[dict] = []
     total = 0
     while (step := schedule.next_step()) is not None:
+        if limit is not None and total >= limit:
+            return phases, {"total_iters": total, "truncated": True}
         if not phases or (phases[-1]["phase"], phases[-1]["round"]) != (step.kind, step.round):
             rec = {"phase": step.kind, "round": step.round, "iters": 0, "first_step": total + 1}
             if step.kind == "prompt":

@@ -44,6 +44,7 @@ OUTPUT_NAME = "cliplit.safetensors"
 DIVISION_EPS = 1e-9  # the authors' I / (L + 1e-9) in training
 PSNR_WINDOW = 30  # the authors' re-initialisation window
 SAMPLE_COUNT = 4
+PLAN_LOG_LIMIT = 300_000  # iterations: longer schedules are not listed in the start record
 PHASE_TITLES = {"prompt_init": "prompt init", "reconstruction": "reconstruction", "enhance": "enhance",
                 "prompt": "prompt refine"}
 
@@ -467,6 +468,8 @@ class Trainer:
                 self.progress.grow(ev.extended)
             if ev.reinit:
                 self._reinit(step, ev, rule_psnr)
+                if not ev.restart:
+                    self.progress.grow(cfg.reinit_extension)
                 if ev.restart:
                     self._fresh_phase_state()
                     batches = None
@@ -515,7 +518,6 @@ class Trainer:
                  f"{step.iteration}; {by} more iterations (extension {n})")
 
     def _reinit(self, step: Step, ev, rule_psnr: float) -> None:
-        self.progress.close()
         n = self.sched.reinits
         self.log.write({"step": int(self.pos["global_step"]), "phase": step.kind, "round": 0,
                         "event": "reinit", "reinits": n, "psnr": rule_psnr})
@@ -650,13 +652,14 @@ class Trainer:
             self.log.write({"step": int(self.pos["global_step"]), "event": "resume", "device": str(self.dev),
                             "world_size": self.info.world})
         else:
-            plan, summary = plan_phases(recipemod.make_schedule(cfg, len(self.backlit), len(self.welllit)))
+            plan, summary = plan_phases(recipemod.make_schedule(cfg, len(self.backlit), len(self.welllit)),
+                                        limit=PLAN_LOG_LIMIT)
             self.log.write({"step": 0, "event": "start", "config": cfg.to_dict(),
                             "backlit_images": len(self.backlit), "welllit_images": len(self.welllit),
                             "backlit_skipped": len(self.backlit.skipped),
                             "welllit_skipped": len(self.welllit.skipped), "world_size": self.info.world,
                             "device": str(self.dev), "plan": [phase_title(p["phase"], p["round"]) for p in plan],
-                            "planned_iters": summary["total_iters"]})
+                            "planned_iters": None if summary.get("truncated") else summary["total_iters"]})
         try:
             if self.sched.next_step() is None and self.ck is not None:
                 self.say("nothing left to train")
