@@ -39,7 +39,8 @@ from cliplit_core.losses import CLIP_LOSS_SCALE, ENHANCEMENT_ALPHAS, ENHANCEMENT
 from trainer.config import TrainConfig  # noqa: E402
 from trainer.data import Batch, generator_for, sample_aug, ENHANCE_ZOOM  # noqa: E402
 from trainer.distributed import DistInfo  # noqa: E402
-from trainer.stages import Phase, Trainer, apply_training_light, enhancer_forward  # noqa: E402
+from trainer.schedule import Step  # noqa: E402
+from trainer.stages import Trainer, apply_training_light, enhancer_forward  # noqa: E402
 
 
 # --------------------------------------------------------------------------- the authors' formulation
@@ -167,7 +168,7 @@ def main(argv=None):
         t._set_trainable("enhance")
         return t
 
-    phase = Phase("enhance", 1, 1)
+    phase = Step("enhance", 1, 1, 1)
     x = images.to(dev)
     # float32 trainer first: its backbones are still NCHW for the authors' baseline
     t0 = make_trainer("off")

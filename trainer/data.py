@@ -330,10 +330,6 @@ class PhaseBatches(torch.utils.data.Dataset):
         return self.make(self.start + int(i))
 
 
-def _collate_one(items):
-    return items[0] if isinstance(items, list) else items
-
-
 def _worker_init(worker_id: int) -> None:
     info = torch.utils.data.get_worker_info()
     ds = info.dataset
