@@ -35,7 +35,7 @@ from . import state as statemod
 from . import recipe as recipemod
 from .config import TrainConfig, TrainerError
 from .data import ENHANCE_ZOOM, PHASE_CODES, PROMPT_ZOOM, ImageSet, PhaseBatches, augment, batch_loader, \
-    list_folder, scan_folder, seed_for
+    scan_folder, seed_for
 from .schedule import Step, plan_phases
 from .logging_utils import LOG_NAME, JsonlLog, Progress, plot_losses, read_log, sample_grid, truncate_log
 
