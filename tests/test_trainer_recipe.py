@@ -201,7 +201,7 @@ class _FakeSet:
         return len(self.names)
 
 
-def stub_trainer(cfg, trace, monkeypatch):
+def stub_trainer(cfg, trace, monkeypatch, n_backlit=380):
     """A Trainer whose models are two counters (the network's and the prompt's version) and
     whose steps emit ``trace``; everything else (schedule, hand-off, result sets,
     checkpoints, log) is the real code."""
@@ -213,7 +213,7 @@ def stub_trainer(cfg, trace, monkeypatch):
 
     class Stub(stages.Trainer):
         def load_data(self):
-            self.backlit, self.welllit = _FakeSet(380), _FakeSet(384)
+            self.backlit, self.welllit = _FakeSet(n_backlit), _FakeSet(384)
 
         def load_models(self):
             self.net = torch.nn.Linear(1, 1, bias=False)
@@ -294,3 +294,35 @@ def test_the_trainer_replay_fails_when_handoff_ranking_or_margins_switch(tmp_pat
     trainer.run()
     assert _runs(got) == _runs(want)  # same phases ...
     assert got != want  # ... but not the same run
+
+
+def test_rounds_count_refinements_that_a_reset_closes_early(tmp_path, monkeypatch):
+    """With 432 backlit images a refinement epoch has 27 batches and 999 = 37 x 27: their reset
+    epoch closes every refinement one iteration early. Those rounds are complete all the same."""
+    from trainer.schedule import plan_phases
+
+    kw = dict(num_epochs=200)
+    want, _ = replay(quiet, n_backlit=432, **kw)
+    trainer, got = stub_trainer(_trainer_config(tmp_path, kw), quiet, monkeypatch, n_backlit=432)
+    trainer.run()
+    assert got == want
+    assert [n for k, n in _runs(got) if k == "prompt"] == [999, 999, 189]  # the third: cut by the budget
+    assert trainer.pos["rounds_completed"] == 2
+    sched = schedule_for(kw)
+    from trainer.schedule import AuthorsSchedule, LoaderSizes
+
+    assert plan_phases(AuthorsSchedule(sched.p, LoaderSizes.of(432, 384, 8, 16)))[1]["rounds"] == 2
+
+
+def test_a_schedule_that_cannot_progress_ends(tmp_path, capsys):
+    """--prompt-init-iters 1: their epoch head closes the phase before its first step, every
+    epoch (0 steps, as their code). With a budget in rounds this must not loop forever."""
+    from trainer.cli import main
+
+    b, w = _empty_folders(tmp_path, 5, 4)
+    rc = main(["--backlit", str(b), "--welllit", str(w), "--plan", "--prompt-init-iters", "1", "--rounds", "2"])
+    assert rc == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["total_iters"] == 0
+    steps, _ = replay(quiet, n_backlit=5, n_welllit=4, train_batch_size=2, prompt_batch_size=4, num_epochs=50,
+                      num_clip_pretrained_iters=1)
+    assert steps == []

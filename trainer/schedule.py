@@ -74,6 +74,7 @@ class Events:
     reinit: bool = False  # start a new random network (and a new optimiser)
     restart: bool = False  # ... and run the phase again from its first iteration
     phase_end: bool = False  # this was the phase's last iteration
+    completed: bool = False  # ... and the phase ran to its own end (not cut short by the budget)
     results_into: int | None = None  # at an enhancement phase's end: make result set I_<round> from the snapshot
     error: str | None = None  # the run cannot go on (the re-initialisation limit was reached)
     notes: list[str] = field(default_factory=list)
@@ -180,9 +181,11 @@ class AuthorsSchedule:
         if s["cur"] + 1 <= s["train_thre"]:
             s["loop"] = "train"
         elif s["cur"] + 1 >= s["total_thre"]:
+            stalled = s["cur"] == 0  # a reset with nothing to reset: every later epoch is the same
             s.update(cur=0, train_thre=0, total_thre=0, max_score=-10000.0, ring=[0.0] * p.best_window)
             s["epoch"] += 1
-            return "reset"
+            s["resets"] = s.get("resets", 0) + 1
+            return "stalled" if stalled else "reset"
         elif s["total"] < P:
             s["loop"] = "init"
         else:
@@ -213,7 +216,12 @@ class AuthorsSchedule:
         while s["loop"] is None:
             if self.p.epochs is not None and s["epoch"] >= self.p.epochs:
                 return None
-            if self._start_epoch() == "done":  # changes nothing: a larger --rounds can resume from here
+            head = self._start_epoch()
+            if head == "done":  # changes nothing: a larger --rounds can resume from here
+                return None
+            if head == "stalled":  # their loop would spend the rest of its epochs on empty resets
+                if self.p.epochs is not None:
+                    s["epoch"] = self.p.epochs
                 return None
         kind = self._kind()
         rnd = s["round"] if kind in ("enhance", "prompt") else 0
@@ -294,7 +302,8 @@ class AuthorsSchedule:
             s["epoch"] += 1
         # does the phase end here? (the next step is of another phase, or there is none)
         if s["loop"] is None or self._kind() != kind:
-            ev.phase_end = self._phase_ends_after(kind)
+            ev.phase_end, closed = self._phase_ends_after(kind)
+            ev.completed = ev.phase_end and (broke or closed)
         if ev.phase_end and kind == "enhance" and s["snapshot"]:
             ev.results_into = s["round"]
         return ev
@@ -302,13 +311,15 @@ class AuthorsSchedule:
     def _may_extend(self) -> bool:
         return self.p.max_extensions is None or self.s["extensions"] < self.p.max_extensions
 
-    def _phase_ends_after(self, kind: str) -> bool:
+    def _phase_ends_after(self, kind: str) -> tuple[bool, bool]:
+        """(the phase ends after this step, a reset epoch closes it before the next step)."""
         probe = object.__new__(AuthorsSchedule)  # next_step only rebinds keys: a shallow copy is enough
         probe.p, probe.sizes, probe.s = self.p, self.sizes, dict(self.s)
         nxt = probe.next_step()
+        closed = probe.s.get("resets", 0) > self.s.get("resets", 0)
         if nxt is None:
-            return True
-        return (nxt.kind, nxt.round) != (kind, self.s["phase"][1])
+            return True, closed
+        return (nxt.kind, nxt.round) != (kind, self.s["phase"][1]), closed
 
 
 @dataclass(frozen=True)
@@ -432,7 +443,7 @@ class PaperSchedule:
                 s.update(iteration=0, window=[], psnr_window=[], best=math.inf)
                 return ev
         if it >= n:
-            ev.phase_end = True
+            ev.phase_end = ev.completed = True
             if kind == "enhance":
                 ev.results_into = rnd
                 s["sets"] = (s["sets"] + [rnd])[-2:]
@@ -446,6 +457,7 @@ def plan_phases(schedule, limit: int | None = None) -> tuple[list[dict], dict]:
     iterations, with ``"truncated": true`` in the summary). Needs no model and no image."""
     phases: list[dict] = []
     total = 0
+    completed_rounds = set()
     while (step := schedule.next_step()) is not None:
         if limit is not None and total >= limit:
             return phases, {"total_iters": total, "truncated": True}
@@ -459,10 +471,11 @@ def plan_phases(schedule, limit: int | None = None) -> tuple[list[dict], dict]:
             phases.append(rec)
         phases[-1]["iters"] += 1
         total += 1
-        schedule.record(-math.inf, math.inf)
+        ev = schedule.record(-math.inf, math.inf)
+        if step.kind == "prompt" and step.round >= 1 and ev.completed:
+            completed_rounds.add(step.round)
     enhanced = {p["round"] for p in phases if p["phase"] == "enhance"}
-    refined = {p["round"] for p in phases if p["phase"] == "prompt"}
-    summary = {"total_iters": total, "rounds": len(enhanced & refined)}
+    summary = {"total_iters": total, "rounds": len(enhanced & completed_rounds)}
     if hasattr(schedule.s, "get") and "epoch" in schedule.s:
         summary["epochs_used"] = int(schedule.s["epoch"])
     return phases, summary

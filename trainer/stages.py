@@ -555,7 +555,7 @@ class Trainer:
             self.say(f"   {phase_title(step.kind, step.round)}: carrying the best state (iteration "
                      f"{self.best_iter}) into the next phase")
         self._fresh_phase_state()
-        if step.kind == "prompt" and step.iteration >= step.length:
+        if step.kind == "prompt" and ev.completed:
             self.pos["rounds_completed"] = max(int(self.pos.get("rounds_completed", 0)), step.round)
         nxt = self.sched.next_step()
         if (nxt is None or nxt.round != step.round) and self.main:
