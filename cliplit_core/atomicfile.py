@@ -1,0 +1,43 @@
+"""Atomic file writes: each file is written under a hidden temporary name beside it
+(``.NAME.tmp-PID.EXT``) and renamed into place only when complete, so a crash, an
+interruption or a full disk never leaves a partial result under the real name."""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Callable, Iterable
+
+_TEMP_NAME = re.compile(r"^\..+\.tmp-\d+(\.[A-Za-z0-9]+)?$")
+
+
+def temp_path_for(path: str | os.PathLike) -> Path:
+    """The temporary name ``path`` is written under (same folder, same suffix, hidden)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
+
+
+def is_temp_name(name: str) -> bool:
+    """True for names :func:`temp_path_for` makes (left behind only when a process was killed)."""
+    return bool(_TEMP_NAME.match(name))
+
+
+def write_together(writes: Iterable[tuple[Path, Callable[[Path], None]]]) -> None:
+    """Write a group of files all or none: each ``write(tmp)`` fills a temporary file, and only when
+    every one succeeded are they renamed into place. On any error (or interrupt) the temporary
+    files are removed and the destinations are left as they were."""
+    writes = [(Path(dst), fn) for dst, fn in writes]
+    temps: list[Path] = []
+    try:
+        for dst, fn in writes:
+            tmp = temp_path_for(dst)
+            temps.append(tmp)
+            fn(tmp)
+        for (dst, _), tmp in zip(writes, temps):
+            os.replace(tmp, dst)
+    finally:
+        for tmp in temps:
+            try:
+                tmp.unlink()
+            except FileNotFoundError:
+                pass
