@@ -36,7 +36,7 @@ TEMPORAL_SMOOTHING = NumberRange("temporal_smoothing", 0.0, 16.0, meaning="frame
 TILE_SIZE = NumberRange("tile_size", 0, 16384, integer=True, meaning="pixels, 0 = automatic")
 TILE = NumberRange("tile", 1, 1 << 20, integer=True, meaning="pixels")
 BATCH_SIZE = NumberRange("batch-size", 1, 1 << 16, integer=True)
-PROMPT_LENGTH = NumberRange("prompt-length", 1, 77, integer=True, meaning="CLIP's context holds 77 tokens")
+PROMPT_LENGTH = NumberRange("prompt-length", 1, 1024, integer=True, meaning="tokens")
 
 
 def check_number(rule: NumberRange, value) -> float | int:
