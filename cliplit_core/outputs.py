@@ -158,7 +158,7 @@ def plan_outputs(inputs: Sequence[Path], outdir: Path, suffixes: Sequence[str], 
     for src in inputs:
         stem = src.stem
         plain = [outdir / f"{stem}{s}" for s in suffixes]
-        reasons = [r for r in map(obstacle, plain) if r]
+        reasons = [(f, r) for f in plain if (r := obstacle(f))]
         files = plain
         if reasons:
             hits_input = in_place_tag and any(_key(f) in input_keys for f in plain)
@@ -168,8 +168,9 @@ def plan_outputs(inputs: Sequence[Path], outdir: Path, suffixes: Sequence[str], 
                 files = [outdir / f"{base}{s}" for s in suffixes]
                 if not any(map(obstacle, files)):
                     break
-            notes.append(f"{src}: {plain[0].name if len(plain) == 1 else ', '.join(f.name for f in plain)} "
-                         f"would overwrite {reasons[0]}; writing {', '.join(f.name for f in files)} instead")
+            clash, reason = reasons[0]
+            notes.append(f"{src}: {clash.name} would overwrite {reason}; "
+                         f"writing {', '.join(f.name for f in files)} instead")
         for f in files:
             planned[_key(f)] = src
         plan.append(PlannedOutput(src, files))
