@@ -24,12 +24,12 @@ from .atomicfile import write_together
 from .errors import ImageReadError
 
 # The one list of file types we read: folders are listed by these extensions, and any file is
-# decoded only by these Pillow decoders. MPO (JPEGs that carry extra pictures: previews, depth
-# maps) is read as its primary picture.
+# decoded only by these Pillow decoders. Pillow's JPEG decoder opens JPEGs that carry extra
+# pictures (previews, depth maps) as MPO; those are read as their primary picture.
 READ_FORMATS = {"PNG": (".png",), "JPEG": (".jpg", ".jpeg"), "WEBP": (".webp",), "BMP": (".bmp",),
                 "TIFF": (".tif", ".tiff"), "GIF": (".gif",)}
 IMAGE_EXTENSIONS = tuple(ext for exts in READ_FORMATS.values() for ext in exts)
-_DECODERS = (*READ_FORMATS, "MPO")
+_DECODERS = tuple(READ_FORMATS)
 _PRIMARY_PICTURE_FORMATS = ("MPO",)
 
 # Files named by the user may hold this many pixels (the command line's --max-pixels). Pillow's own
@@ -157,9 +157,10 @@ def check_pixels(path: Path, width: int, height: int, channels: int, file_bytes:
     if px == 0:
         raise ImageReadError(f"{path}: image has no pixels ({width}x{height})")
     if px > max_pixels:
-        gib = memory_needed(width, height, channels) / 2 ** 30
-        raise ImageReadError(f"{path}: {width}x{height} is {px / 1e6:.1f} megapixels, above the limit of "
-                             f"{max_pixels / 1e6:g}; it would need about {gib:.1f} GiB of memory "
+        need = memory_needed(width, height, channels)
+        amount = f"{need / 2 ** 30:.1f} GiB" if need >= 2 ** 30 else f"{max(1, round(need / 2 ** 20))} MiB"
+        raise ImageReadError(f"{path}: {width}x{height} is {px / 1e6:.4g} megapixels, above the limit of "
+                             f"{max_pixels / 1e6:g}; it would need about {amount} of memory "
                              f"(raise the limit with --max-pixels MEGAPIXELS)")
     if px > PILLOW_DEFAULT_MAX_PIXELS and px > file_bytes * BOMB_PIXELS_PER_BYTE:
         raise ImageReadError(f"{path}: declares {width}x{height} ({px / 1e6:.0f} megapixels) in a file of only "
