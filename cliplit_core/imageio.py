@@ -8,6 +8,7 @@ and EXIF of an input can be carried over to its result (``ImageInfo``).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import threading
@@ -143,6 +144,15 @@ def _open(path: Path) -> Image.Image:
             Image.MAX_IMAGE_PIXELS = old
 
 
+@contextlib.contextmanager
+def _quiet_pillow():
+    """Pillow warns on stderr about damaged metadata and short files; the image is either read
+    completely or refused with our own message, so its warnings would only be noise."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
 def memory_needed(width: int, height: int, channels: int) -> int:
     """Bytes to read and enhance an image: the decoded file, its float32 copy, the float32 result
     and the light map (the network itself works in tiles of bounded size)."""
@@ -184,7 +194,7 @@ def read_image_info(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PI
     if not path.is_file():
         raise ImageReadError(f"{path}: no such file")
     try:
-        with _open(path) as im:
+        with _quiet_pillow(), _open(path) as im:
             check_pixels(path, im.width, im.height, len(im.getbands()), path.stat().st_size, max_pixels)
             frames = _frames(im)
             if frames > 1:
