@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Callable, Iterable
 
-_TEMP_NAME = re.compile(r"^\..+\.tmp-\d+(\.[A-Za-z0-9]+)?$")
+_TEMP_NAME = re.compile(r"^\..+\.tmp-(\d+)(\.[A-Za-z0-9]+)?$")
 
 
 def temp_path_for(path: str | os.PathLike) -> Path:
@@ -20,6 +20,37 @@ def temp_path_for(path: str | os.PathLike) -> Path:
 def is_temp_name(name: str) -> bool:
     """True for names :func:`temp_path_for` makes (left behind only when a process was killed)."""
     return bool(_TEMP_NAME.match(name))
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process: it exists
+        return True
+    return True
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files that killed runs (SIGKILL, power loss) left in ``folder``: those
+    whose process no longer exists. Only on POSIX systems, where that can be asked safely."""
+    if os.name != "posix":
+        return []
+    removed = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return []
+    for p in entries:
+        m = _TEMP_NAME.match(p.name)
+        if m and int(m.group(1)) != os.getpid() and not _process_exists(int(m.group(1))):
+            try:
+                p.unlink()
+                removed.append(p)
+            except OSError:
+                pass
+    return removed
 
 
 def write_together(writes: Iterable[tuple[Path, Callable[[Path], None]]]) -> None:

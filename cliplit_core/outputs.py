@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .atomicfile import write_together
+from .atomicfile import remove_stale_temps, write_together
 from .errors import CLIPLITError
 from .validation import OptionError
 
@@ -101,7 +101,8 @@ def check_output_option(path: str | os.PathLike, option: str = "-o") -> Path:
 
 
 def prepare_output_dir(path: str | os.PathLike, option: str = "-o") -> Path:
-    """Create the output folder and make sure files can be created in it, before any work."""
+    """Create the output folder and make sure files can be created in it, before any work; remove
+    the unfinished files of killed earlier runs from it."""
     p = check_output_option(path, option)
     try:
         p.mkdir(parents=True, exist_ok=True)
@@ -113,6 +114,7 @@ def prepare_output_dir(path: str | os.PathLike, option: str = "-o") -> Path:
         os.unlink(probe)
     except OSError as e:
         raise OutputError(f"{option} {p}: cannot write into the folder ({e.strerror or e})") from None
+    remove_stale_temps(p)
     return p
 
 

@@ -125,6 +125,36 @@ def test_leftover_temp_files_are_not_inputs(tmp_path, official_weights_path, cap
     assert "enhanced 1 of 1" in capsys.readouterr().err
 
 
+KILLED_MID_WRITE = """
+import os, signal, sys
+from cliplit_core import enhance_files
+from cliplit_core.cli import main
+
+def save(path, *args, **kwargs):
+    path.write_bytes(b"\\x89PNG\\r\\n\\x1a\\n half a file")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+enhance_files.save_image = save
+main(sys.argv[1:])
+"""
+
+
+def test_a_run_killed_mid_write_leaves_only_a_hidden_temp_file_that_the_next_run_removes(
+        tmp_path, official_weights_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    _photo(src / "a.png")
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-c", KILLED_MID_WRITE, "enhance", str(src), "-o", str(out), "--weights",
+                        str(official_weights_path), "--device", "cpu"], cwd=REPO, capture_output=True, timeout=300)
+    assert r.returncode == -signal.SIGKILL
+    left = [p.name for p in out.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".a.png.tmp-")  # no partial a.png
+    assert _enhance(official_weights_path, src, "-o", out) == 0
+    assert "enhanced 1 of 1" in capsys.readouterr().err
+    assert _visible(out) == ["a.png"] and not any(".tmp-" in p.name for p in out.iterdir())
+
+
 def _failing_save(monkeypatch, fail_on, exc):
     """Make cliplit_core's image writer write half a file, then fail, on its ``fail_on``-th call."""
     from cliplit_core import enhance_files, imageio
@@ -160,6 +190,47 @@ def test_disk_full_mid_run_stops_and_leaves_nothing_partial(tmp_path, official_w
     assert "Traceback" not in err
     assert sorted(p.name for p in out.iterdir()) == [".cliplit-outputs.jsonl", "a.png", "a_light.png"]
     assert Image.open(out / "a.png").size == (16, 12)
+
+
+def _fast_network(monkeypatch):
+    """For tests about files only: the network is replaced by a quick stand-in."""
+    from cliplit_core import enhance_files
+    from cliplit_core.inference import EnhanceResult
+
+    monkeypatch.setattr(enhance_files, "enhance_with_backoff",
+                        lambda net, x, **kw: EnhanceResult(x.clone(), torch.full_like(x[:, :1], 0.5)))
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 96 KiB tmpfs (needs the right to mount, e.g. root in a container); skipped elsewhere."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mnt)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (the injected-ENOSPC test covers the logic)")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def test_a_really_full_disk_stops_the_run_with_complete_files_only(tmp_path, tiny_disk, official_weights_path,
+                                                                   monkeypatch, capsys):
+    _fast_network(monkeypatch)
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(12):  # noise does not compress: about 12 KiB per PNG
+        write_png(src / f"n{i:02d}.png", rng.random((64, 64, 3)).astype(np.float32))
+    rc = _enhance(official_weights_path, src, "-o", tiny_disk)
+    err = capsys.readouterr().err
+    assert rc == 1 and "No space left on device" in err and "stopped" in err and "Traceback" not in err
+    written = _visible(tiny_disk)
+    assert 0 < len(written) < 12
+    assert not any(".tmp-" in p.name for p in tiny_disk.iterdir())
+    for name in written:  # every file there is complete
+        assert np.asarray(Image.open(tiny_disk / name)).shape == (64, 64, 3)
 
 
 @pytest.mark.parametrize("how", ["sigterm", "ctrl-c"])
