@@ -106,7 +106,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m cliplit_core",
-                                     description="CLIP-LIT backlit image enhancement (core command line).")
+                     description="CLIP-LIT backlit image enhancement (core command line).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{enhance,convert,score}")
     _add_enhance(sub)
     _add_convert(sub)

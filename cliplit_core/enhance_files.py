@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno
 import sys
+from pathlib import Path
 
 import torch
 
