@@ -54,9 +54,9 @@ def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
 
 
 def write_together(writes: Iterable[tuple[Path, Callable[[Path], None]]]) -> None:
-    """Write a group of files all or none: each ``write(tmp)`` fills a temporary file, and only when
-    every one succeeded are they renamed into place. On any error (or interrupt) the temporary
-    files are removed and the destinations are left as they were."""
+    """Write a group of files all or none: each ``write(tmp)`` fills a temporary file, which is
+    flushed to disk, and only when every one succeeded are they renamed into place. On any error
+    (or interrupt) the temporary files are removed and the destinations are left as they were."""
     writes = [(Path(dst), fn) for dst, fn in writes]
     temps: list[Path] = []
     try:
@@ -64,6 +64,8 @@ def write_together(writes: Iterable[tuple[Path, Callable[[Path], None]]]) -> Non
             tmp = temp_path_for(dst)
             temps.append(tmp)
             fn(tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
         for (dst, _), tmp in zip(writes, temps):
             os.replace(tmp, dst)
     finally:
