@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from .atomicfile import write_together
 from .errors import CheckpointError
 from .network import PADDING_VARIANTS, CLIPLITNet
 
@@ -198,18 +199,11 @@ def load_network(path: str | os.PathLike, padding: str | None = None) -> CLIPLIT
 
 # --------------------------------------------------------------------------- writing
 def atomic_write(path: str | os.PathLike, write) -> None:
-    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a partial file."""
+    """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a partial file
+    (see atomicfile.write_together)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(str(tmp))
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    write_together([(path, lambda tmp: write(str(tmp)))])
 
 
 def save_weights(path: str | os.PathLike, *, enhancer: dict[str, torch.Tensor] | None = None,

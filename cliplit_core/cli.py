@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
 
 from .errors import CLIPLITError
-from .imageio import OUTPUT_FORMATS
+from .imageio import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, OUTPUT_FORMATS
+from .validation import MAX_MEGAPIXELS, QUALITY, STRENGTH, TILE, OptionError, argparse_type, check_number
 
 DTYPES = {"auto": "auto", "float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
           "bfloat16": "bfloat16", "bf16": "bfloat16"}
@@ -18,12 +21,9 @@ def parse_tile(text: str) -> int | str | None:
     if t in ("none", "0", "whole"):
         return None
     try:
-        v = int(t)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--tile must be 'auto', 'none' or a positive integer, got {text!r}")
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"--tile must be positive, got {v}")
-    return v
+        return check_number(TILE, int(t))
+    except (ValueError, OptionError):
+        raise argparse.ArgumentTypeError(f"must be 'auto', 'none' or {TILE.describe()}, got {text!r}") from None
 
 
 def _add_enhance(sub) -> None:
@@ -31,13 +31,17 @@ def _add_enhance(sub) -> None:
                        description="Enhance backlit photos with a CLIP-LIT model; writes OUTDIR/<stem>.<format> "
                                    "(PNG by default, 16-bit when the input is), keeping the input's colour "
                                    "profile and EXIF.")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (png, jpg, webp, bmp, tiff)")
-    p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for the results")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help=f"image files or folders ({', '.join(e[1:] for e in IMAGE_EXTENSIONS)}; single images only, "
+                        "animations and multi-page files are refused)")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR",
+                   help="folder for the results; never overwrites an input or a file this program did not write "
+                        "(such clashes get <stem>_enhanced / <stem>_2 ... instead, with a warning)")
     p.add_argument("--weights", default="official",
                    help="'official' (the authors' released model, downloaded and cached once) "
                         "or a .pth / .safetensors file (default: official)")
-    p.add_argument("--strength", type=float, default=1.0,
-                   help="1 = the authors' result, 0 = unchanged, in between or a little beyond (default 1)")
+    p.add_argument("--strength", type=argparse_type(STRENGTH), default=1.0,
+                   help="1 = the authors' result, 0 = unchanged, 0..2 (default 1)")
     p.add_argument("--tile", type=parse_tile, default="auto",
                    help="tile edge in pixels, 'auto' (whole image if it fits in memory) or 'none' (default auto); "
                         "tiling is exact")
@@ -52,7 +56,11 @@ def _add_enhance(sub) -> None:
     p.add_argument("--bits", default="auto", choices=("auto", "8", "16"),
                    help="bits per channel of the results: auto (default) = 16 for 16-bit inputs written as PNG, "
                         "else 8; 16 needs --format png")
-    p.add_argument("--quality", type=int, default=95, help="JPEG / WebP quality 1..100 (default 95)")
+    p.add_argument("--quality", type=argparse_type(QUALITY), default=95, help="JPEG / WebP quality 1..100 (default 95)")
+    p.add_argument("--max-pixels", type=argparse_type(MAX_MEGAPIXELS), default=DEFAULT_MAX_PIXELS / 1e6,
+                   metavar="MEGAPIXELS",
+                   help=f"refuse images larger than this (default {DEFAULT_MAX_PIXELS / 1e6:g}, i.e. 1 gigapixel; "
+                        "the message says how much memory a larger one needs)")
     p.add_argument("--strip-metadata", action="store_true",
                    help="do not copy the input's colour profile (ICC) and EXIF into the result")
     p.add_argument("--save-light", action="store_true", help="also write <stem>_light.png (the light map)")
@@ -85,15 +93,20 @@ def _run_enhance(args) -> int:
 
     if args.bits == "16" and not OUTPUT_FORMATS[args.format].sixteen_bit:
         raise CLIPLITError(f"--bits 16 needs --format png (not {args.format})")
-    if not 1 <= args.quality <= 100:
-        raise CLIPLITError(f"--quality must be 1..100, got {args.quality}")
 
     return enhance_files(args)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error for a bad option (no usage block; --help has it)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m cliplit_core",
-                                     description="CLIP-LIT backlit image enhancement (core command line).")
+    parser = _Parser(prog="python -m cliplit_core",
+                     description="CLIP-LIT backlit image enhancement (core command line).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{enhance,convert,score}")
     _add_enhance(sub)
     _add_convert(sub)
@@ -106,13 +119,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+class Terminated(BaseException):
+    """SIGTERM arrived: unwinds like Ctrl-C, so unfinished files are removed on the way out."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds():
     try:
-        return int(args.func(args) or 0)
+        old = signal.signal(signal.SIGTERM, _raise_terminated)
+    except (ValueError, OSError, AttributeError):  # not the main thread, or no SIGTERM here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Exit status: 0 done, 1 some inputs failed or the run stopped (e.g. disk full), 2 a bad option
+    or nothing could be done, 130 / 143 interrupted / terminated (no partial file is left)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # a bad option (2) or --help (0): returned, so that callers in Python get the status
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    try:
+        with _sigterm_unwinds():
+            return int(args.func(args) or 0)
     except CLIPLITError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 143

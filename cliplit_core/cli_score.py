@@ -22,6 +22,10 @@ import numpy as np
 import torch
 
 from .errors import CLIPLITError, ImageReadError
+from .imageio import list_images, write_png
+from .memory import resolve_device
+from .validation import BATCH_SIZE, PROMPT_LENGTH, argparse_type, check_number
+from .outputs import OurFiles, check_output_option, plan_outputs, prepare_output_dir
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -38,12 +42,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--clip-pretrained", default=None, metavar="TAG|FILE|none",
                    help="open_clip pretrained tag, local weights file, or 'none' for random weights "
                         "(default: from the file's metadata, else openai)")
-    p.add_argument("--prompt-length", type=int, default=None, metavar="N",
+    p.add_argument("--prompt-length", type=argparse_type(PROMPT_LENGTH), default=None, metavar="N",
                    help="number of prompt tokens (default: from the file's metadata, else 16)")
     p.add_argument("--heatmap", default=None, metavar="DIR",
                    help="also write DIR/<stem>_light.png, a spatial light-score map of the image's size")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
-    p.add_argument("--batch-size", type=int, default=16, metavar="N", help="images per CLIP batch (default 16)")
+    p.add_argument("--batch-size", type=argparse_type(BATCH_SIZE), default=16, metavar="N", help="images per CLIP batch (default 16)")
     p.set_defaults(func=run)
     return p
 
@@ -73,45 +77,8 @@ def _read_image_pillow(path) -> np.ndarray:
         raise ImageReadError(f"{path}: cannot read image ({e})") from None
 
 
-def _write_gray_png(path: Path, gray: np.ndarray) -> None:
-    try:
-        from .imageio import write_png
-    except ImportError:  # pragma: no cover
-        from PIL import Image
-
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(np.clip(np.floor(gray * 255 + 0.5), 0, 255).astype(np.uint8)).save(path)
-        return
-    write_png(path, gray[..., None])
-
-
-def _list_inputs(inputs) -> tuple[list[Path], list[str]]:
-    try:
-        from .imageio import list_images
-    except ImportError:  # pragma: no cover
-        paths, problems = [], []
-        for item in inputs:
-            p = Path(item)
-            if p.is_dir():
-                paths.extend(sorted(c for c in p.iterdir() if c.is_file()))
-            elif p.is_file():
-                paths.append(p)
-            else:
-                problems.append(f"{p}: no such file or folder")
-        return paths, problems
-    return list_images(inputs)
-
-
 def _device(name: str | None) -> torch.device:
-    if name:
-        try:
-            dev = torch.device(name)
-        except RuntimeError as e:
-            raise CLIPLITError(f"--device {name!r}: {e}") from None
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise CLIPLITError(f"--device {name}: CUDA is not available on this machine")
-        return dev
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return resolve_device(name)
 
 
 def load_scorer(model_file, clip_model=None, clip_pretrained=None, prompt_length=None, device="cpu"):
@@ -131,16 +98,24 @@ def run(args) -> int:
     """Score the inputs; returns the exit status (raises CLIPLITError for fatal problems)."""
     from .scores import backlit_probability_from_features, light_score_heatmap
 
-    if args.batch_size < 1:
-        raise CLIPLITError("--batch-size must be at least 1")
-    if args.prompt_length is not None and args.prompt_length < 1:
-        raise CLIPLITError("--prompt-length must be at least 1")
-    paths, problems = _list_inputs(args.inputs)
+    check_number(BATCH_SIZE, args.batch_size)
+    if args.prompt_length is not None:
+        check_number(PROMPT_LENGTH, args.prompt_length)
+    heat_dir = check_output_option(args.heatmap, "--heatmap") if args.heatmap else None
+    ours = OurFiles(heat_dir) if heat_dir is not None else None
+    paths, problems = list_images(args.inputs, skip=ours.owns if ours else None)
     for msg in problems:
         print(f"error: {msg}", file=sys.stderr)
     if not paths:
         raise CLIPLITError("no input images")
     device = _device(args.device)
+    heat_files: dict[Path, Path] = {}
+    if heat_dir is not None:
+        prepare_output_dir(heat_dir, "--heatmap")
+        plan, clashes = plan_outputs(paths, heat_dir, ["_light.png"], ours=ours)
+        for msg in clashes:
+            print(f"warning: {msg}", file=sys.stderr)
+        heat_files = {planned.src: planned.main for planned in plan}
     model_path = Path(args.model)
     if not model_path.exists():
         raise CLIPLITError(f"{model_path}: model file not found")
@@ -156,7 +131,6 @@ def run(args) -> int:
     except (RuntimeError, ValueError, OSError) as e:  # anything open_clip / torch raise unexpectedly
         first = (str(e).splitlines() or [type(e).__name__])[0]
         raise CLIPLITError(f"cannot set up the CLIP scorer: {type(e).__name__}: {first}") from None
-    heat_dir = Path(args.heatmap) if args.heatmap else None
     failed = len(problems)
     with torch.no_grad():
         text = pair.text_features(backbone)
@@ -174,7 +148,6 @@ def run(args) -> int:
     # one full-size image in memory at a time: each is reduced to the model's input size
     # (and its heatmap written) as soon as it is read; the model then runs batch by batch
     batch: list[tuple[Path, torch.Tensor, str | None]] = []
-    used_names: set[str] = set()
     for path in paths:
         try:
             im = _read_rgb(path).to(backbone.device)
@@ -187,14 +160,14 @@ def run(args) -> int:
             pix = backbone.preprocess(im[None])
             if heat_dir is not None:
                 heat = light_score_heatmap(im, pair, backbone, batch_size=args.batch_size)
-                name = f"{path.stem}_light.png"
-                n = 1
-                while name in used_names:  # same stem in two folders: keep both maps
-                    n += 1
-                    name = f"{path.stem}_{n}_light.png"
-                used_names.add(name)
-                out = heat_dir / name
-                _write_gray_png(out, heat[0].float().cpu().numpy())
+                out = heat_files[path]
+                try:
+                    write_png(out, heat[0].float().cpu().numpy()[..., None])
+                    ours.record([out])
+                except OSError as e:
+                    print(f"error: cannot write {out}: {e.strerror or e}; stopped", file=sys.stderr)
+                    failed += 1
+                    break
                 heat_file = str(out)
         del im
         batch.append((path, pix, heat_file))

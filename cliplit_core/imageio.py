@@ -8,26 +8,48 @@ and EXIF of an input can be carried over to its result (``ImageInfo``).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
+import threading
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, NamedTuple
+from typing import Callable, Iterable, NamedTuple
 
 import numpy as np
 from PIL import Image
 
+from .atomicfile import write_together
 from .errors import ImageReadError
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+# The one list of file types we read: folders are listed by these extensions, and any file is
+# decoded only by these Pillow decoders. Pillow's JPEG decoder opens JPEGs that carry extra
+# pictures (previews, depth maps) as MPO; those are read as their primary picture.
+READ_FORMATS = {"PNG": (".png",), "JPEG": (".jpg", ".jpeg"), "WEBP": (".webp",), "BMP": (".bmp",),
+                "TIFF": (".tif", ".tiff"), "GIF": (".gif",)}
+IMAGE_EXTENSIONS = tuple(ext for exts in READ_FORMATS.values() for ext in exts)
+_DECODERS = tuple(READ_FORMATS)
+_PRIMARY_PICTURE_FORMATS = ("MPO",)
+
+# Files named by the user may hold this many pixels (the command line's --max-pixels). Pillow's own
+# limit (89.5 MP warns, 179 MP refuses) would turn away real panoramas; beyond it we refuse only
+# files that declare more pixels per byte of file than any photograph compresses to.
+DEFAULT_MAX_PIXELS = 1_000_000_000
+PILLOW_DEFAULT_MAX_PIXELS = 89_478_485
+BOMB_PIXELS_PER_BYTE = 100
 
 _SIXTEEN_BIT_RAWMODES = {"RGB;16B": ("RGB;16B", "RGB;16L"), "RGBA;16B": ("RGBA;16B", "RGBA;16L")}
 
 
-def list_images(inputs: Iterable[str | os.PathLike]) -> tuple[list[Path], list[str]]:
+def list_images(inputs: Iterable[str | os.PathLike],
+                skip: Callable[[Path], bool] | None = None) -> tuple[list[Path], list[str]]:
     """Expand files and folders (not recursive) into image paths, sorted per folder.
 
+    In folders, hidden files (names starting with '.': other programs' side files and our own
+    unfinished writes) and files for which ``skip(path)`` is true (e.g. results of an earlier
+    run into the same folder) are left out; files named directly are always taken.
     Returns (paths, problems) where problems are messages for inputs that do not exist
     or folders without images.
     """
@@ -36,7 +58,8 @@ def list_images(inputs: Iterable[str | os.PathLike]) -> tuple[list[Path], list[s
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted(c for c in p.iterdir() if c.is_file() and c.suffix.lower() in IMAGE_EXTENSIONS)
+            found = sorted(c for c in p.iterdir() if c.suffix.lower() in IMAGE_EXTENSIONS
+                           and not c.name.startswith(".") and c.is_file() and not (skip and skip(c)))
             if not found:
                 problems.append(f"{p}: folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
             paths.extend(found)
@@ -53,7 +76,7 @@ def _sixteen_bit_rgb(path: Path, im: Image.Image) -> np.ndarray | None:
         return None
     halves = []
     for raw in _SIXTEEN_BIT_RAWMODES[tile.args]:
-        with Image.open(path) as again:
+        with _open(path) as again:
             again.tile = [again.tile[0]._replace(args=raw)]
             halves.append(np.asarray(again, dtype=np.uint16))
     return (halves[0] * 256 + halves[1]).astype(np.float32) / 65535.0
@@ -106,13 +129,77 @@ def _info(im: Image.Image, wide: bool) -> ImageInfo:
                      icc_profile=im.info.get("icc_profile") or None, exif=exif)
 
 
-def read_image_info(path: str | os.PathLike) -> tuple[np.ndarray, ImageInfo]:
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+def _open(path: Path) -> Image.Image:
+    """Image.open with our decoders only and without Pillow's pixel limit (we check the size
+    ourselves, see check_pixels). Opening reads the header only; nothing is decoded yet."""
+    with _PILLOW_LIMIT_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            return Image.open(path, formats=_DECODERS)
+        finally:
+            Image.MAX_IMAGE_PIXELS = old
+
+
+@contextlib.contextmanager
+def _quiet_pillow():
+    """Pillow warns on stderr about damaged metadata and short files; the image is either read
+    completely or refused with our own message, so its warnings would only be noise."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def memory_needed(width: int, height: int, channels: int) -> int:
+    """Bytes to read and enhance an image: the decoded file, its float32 copy, the float32 result
+    and the light map (the network itself works in tiles of bounded size)."""
+    return width * height * (channels * (1 + 4 + 4) + 4)
+
+
+def check_pixels(path: Path, width: int, height: int, channels: int, file_bytes: int,
+                 max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """Refuse (ImageReadError) an image above ``max_pixels``, saying how much memory it would need,
+    and, beyond Pillow's own limit, a file that declares far more pixels than its size can hold."""
+    px = width * height
+    if px == 0:
+        raise ImageReadError(f"{path}: image has no pixels ({width}x{height})")
+    if px > max_pixels:
+        need = memory_needed(width, height, channels)
+        amount = f"{need / 2 ** 30:.1f} GiB" if need >= 2 ** 30 else f"{max(1, round(need / 2 ** 20))} MiB"
+        raise ImageReadError(f"{path}: {width}x{height} is {px / 1e6:.4g} megapixels, above the limit of "
+                             f"{max_pixels / 1e6:g}; it would need about {amount} of memory "
+                             f"(raise the limit with --max-pixels MEGAPIXELS)")
+    if px > PILLOW_DEFAULT_MAX_PIXELS and px > file_bytes * BOMB_PIXELS_PER_BYTE:
+        raise ImageReadError(f"{path}: declares {width}x{height} ({px / 1e6:.0f} megapixels) in a file of only "
+                             f"{file_bytes} bytes; refused as a likely decompression bomb")
+
+
+def _frames(im: Image.Image) -> int:
+    if im.format in _PRIMARY_PICTURE_FORMATS:
+        return 1
+    return int(getattr(im, "n_frames", 1) or 1)
+
+
+# what Pillow's decoders raise on damaged or hostile files
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, ZeroDivisionError,
+                  struct.error, Image.DecompressionBombError)
+
+
+def read_image_info(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, ImageInfo]:
     """:func:`read_image` plus the file's bit depth, ICC profile and EXIF (see ImageInfo)."""
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: no such file")
     try:
-        with Image.open(path) as im:
+        with _quiet_pillow(), _open(path) as im:
+            check_pixels(path, im.width, im.height, len(im.getbands()), path.stat().st_size, max_pixels)
+            frames = _frames(im)
+            if frames > 1:
+                raise ImageReadError(f"{path}: {im.format} with {frames} frames; only single images are read "
+                                     f"(no frame is dropped silently): save the frames as separate files first")
             wide = _sixteen_bit_rgb(path, im)
             orientation = im.getexif().get(ORIENTATION_TAG, 1)
             info = _info(im, wide is not None)
@@ -122,7 +209,11 @@ def read_image_info(path: str | os.PathLike) -> tuple[np.ndarray, ImageInfo]:
                 arr = _to_float(im)
     except ImageReadError:
         raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except MemoryError:
+        raise ImageReadError(f"{path}: not enough memory to read it") from None
+    except Image.UnidentifiedImageError:
+        raise ImageReadError(f"{path}: cannot read image (not a {', '.join(READ_FORMATS)} file)") from None
+    except _DECODE_ERRORS as e:
         raise ImageReadError(f"{path}: cannot read image ({e})") from None
     if orientation != 1:
         arr = _apply_orientation(arr, orientation)
@@ -131,12 +222,13 @@ def read_image_info(path: str | os.PathLike) -> tuple[np.ndarray, ImageInfo]:
     return np.ascontiguousarray(arr, dtype=np.float32), info
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
+def read_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read an image file to float32 H x W x C (C = 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA) in 0..1.
 
-    EXIF orientation is applied. Raises ImageReadError naming the file and the problem.
+    EXIF orientation is applied. Raises ImageReadError naming the file and the problem: unreadable,
+    more than one frame (animations, multi-page TIFF), more than ``max_pixels`` pixels.
     """
-    return read_image_info(path)[0]
+    return read_image_info(path, max_pixels=max_pixels)[0]
 
 
 def _apply_orientation(a: np.ndarray, o: int) -> np.ndarray:
@@ -205,6 +297,16 @@ def write_image(path: str | os.PathLike, arr: np.ndarray, *, bits: int = 8, qual
     alpha channel is dropped (the caller warns). ``fmt`` overrides the suffix (a key of OUTPUT_FORMATS)."""
     path = Path(path)
     fmt = fmt or format_of(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_together([(path, lambda tmp: save_image(tmp, arr, bits=bits, quality=quality, info=info, fmt=fmt))])
+
+
+def save_image(path: str | os.PathLike, arr: np.ndarray, *, bits: int = 8, quality: int = 95,
+               info: ImageInfo | None = None, fmt: str | None = None) -> None:
+    """What :func:`write_image` does, but writing ``path`` directly (not atomic: for callers that
+    write to a temporary file themselves, see atomicfile.write_together)."""
+    path = Path(path)
+    fmt = fmt or format_of(path)
     spec = OUTPUT_FORMATS[fmt]
     if bits not in (8, 16):
         raise ValueError(f"bits must be 8 or 16, got {bits}")
@@ -216,34 +318,27 @@ def write_image(path: str | os.PathLike, arr: np.ndarray, *, bits: int = 8, qual
         arr = arr[..., None]
     if not spec.alpha and arr.shape[2] in (2, 4):
         arr = arr[..., :-1]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{spec.ext}")
+    if bits == 16:
+        path.write_bytes(encode_png16(to_uint16(arr), info))
+        return
+    a = to_uint8(arr)
+    im = Image.fromarray(a[..., 0] if a.shape[2] == 1 else a)
+    opts: dict = {}
+    if info is not None and info.icc_profile:
+        opts["icc_profile"] = info.icc_profile
+    if info is not None and info.exif:
+        opts["exif"] = info.exif
+    if fmt in ("jpg", "webp"):
+        opts["quality"] = int(quality)
+    if fmt == "jpg" and quality >= 90:
+        opts["subsampling"] = 0  # 4:4:4: no colour bleeding at the quality photographers pick
     try:
-        if bits == 16:
-            tmp.write_bytes(encode_png16(to_uint16(arr), info))
-        else:
-            a = to_uint8(arr)
-            im = Image.fromarray(a[..., 0] if a.shape[2] == 1 else a)
-            opts: dict = {}
-            if info is not None and info.icc_profile:
-                opts["icc_profile"] = info.icc_profile
-            if info is not None and info.exif:
-                opts["exif"] = info.exif
-            if fmt in ("jpg", "webp"):
-                opts["quality"] = int(quality)
-            if fmt == "jpg" and quality >= 90:
-                opts["subsampling"] = 0  # 4:4:4: no colour bleeding at the quality photographers pick
-            try:
-                im.save(tmp, format=spec.pillow_name, **opts)
-            except (ValueError, TypeError, KeyError, struct.error):
-                if "exif" not in opts:
-                    raise
-                del opts["exif"]  # an EXIF block this format's writer rejects: keep the pixels and the profile
-                im.save(tmp, format=spec.pillow_name, **opts)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        im.save(path, format=spec.pillow_name, **opts)
+    except (ValueError, TypeError, KeyError, struct.error):
+        if "exif" not in opts:
+            raise
+        del opts["exif"]  # an EXIF block this format's writer rejects: keep the pixels and the profile
+        im.save(path, format=spec.pillow_name, **opts)
 
 
 def write_png(path: str | os.PathLike, arr: np.ndarray) -> None:

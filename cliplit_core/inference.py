@@ -3,8 +3,8 @@
 Images are tensors [B, C, H, W] in 0..1 with C = 1 (gray), 2 (gray + alpha),
 3 (RGB) or 4 (RGBA); alpha is passed through untouched. ``strength`` scales
 the correction in exposure (log) space: the result is ``I / L**strength``, so
-1 is the authors' result, 0 returns the input, and values in between or a
-little beyond move monotonically along the same path.
+1 is the authors' result, 0 returns the input, and values in between or up to 2
+(validation.STRENGTH) move monotonically along the same path.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import torch
 from . import fastnet
 from .network import TOTAL_HALO, CLIPLITNet
 from .tiling import Progress, predict_light_tiled
+from .validation import STRENGTH, check_number
 
 AUTO_CUDA_DTYPE = torch.float16  # see resolve_dtype
 LIGHT_FLOOR = 1e-5  # the authors divide by L, which can be exactly 0 (ReLU)
@@ -176,7 +177,9 @@ def enhance(net: CLIPLITNet, images: torch.Tensor, *, strength: float = 1.0, til
     None (always whole image) or an int (tile edge in pixels). Results are float32
     on the input's device; the network runs on ``device`` (default: the input's)
     in ``dtype`` (None = automatic: float16 on CUDA, float32 elsewhere; see resolve_dtype).
+    ``strength`` outside 0..2 (or NaN) raises validation.OptionError before any work.
     """
+    strength = check_number(STRENGTH, strength)
     x = sanitize(images)
     color, alpha = split_channels(x)
     rgb = network_input(color)

@@ -43,3 +43,32 @@ def default_device() -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """The device a user named (``None``: :func:`default_device`); OptionError when the name is
+    not a device or this machine does not have it (checked before any model is loaded)."""
+    from .validation import OptionError
+
+    if not name:
+        return default_device()
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise OptionError(f"device {name!r} is not a device name (cpu, cuda, cuda:1, mps ...)") from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise OptionError(f"device {name}: CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise OptionError(f"device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        return dev
+    if dev.type == "mps":
+        if getattr(torch.backends, "mps", None) is None or not torch.backends.mps.is_available():
+            raise OptionError(f"device {name}: MPS is not available on this machine")
+        return dev
+    backend = getattr(torch, dev.type, None)
+    if backend is not None and callable(getattr(backend, "is_available", None)) and backend.is_available():
+        return dev
+    raise OptionError(f"device {name}: not available on this machine (cpu, cuda, mps ...)")

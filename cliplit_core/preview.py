@@ -38,6 +38,7 @@ from .inference import (LIGHT_FLOOR, EnhanceResult, _backend_flags, choose_tile,
                         validate_tile)
 from .network import TOTAL_HALO, CLIPLITNet
 from .tiling import Progress, pooling_context
+from .validation import STRENGTH, check_number
 
 DEFAULT_SCALE = 4.0   # downsampling factor per side (measured trade-off: README.md, Performance)
 DEFAULT_RADIUS = 4    # guided-filter radius, in low-resolution pixels
@@ -259,6 +260,7 @@ def enhance_preview(net: CLIPLITNet, images: torch.Tensor, *, strength: float = 
     strength handling) but with the light map from :func:`preview_light`. ``scale`` <= 1 gives
     the exact result; ``calibrate=False`` skips the exact calibration windows (faster, less
     faithful: guided-filter upsampling of the raw low-resolution light map)."""
+    strength = check_number(STRENGTH, strength)
     if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
         raise ValueError(f"scale must be a positive number, got {scale!r}")
     x = sanitize(images)

@@ -15,9 +15,9 @@ from __future__ import annotations
 import importlib
 
 if __name__.count(".") >= 2:  # "<pack>.nodes._core"
-    from ..cliplit_core import checkpoint, errors, inference, memory, network, tiling, weights
+    from ..cliplit_core import checkpoint, errors, inference, memory, network, tiling, validation, weights
 else:  # "nodes._core"
-    from cliplit_core import checkpoint, errors, inference, memory, network, tiling, weights
+    from cliplit_core import checkpoint, errors, inference, memory, network, tiling, validation, weights
 
 CORE_PACKAGE = checkpoint.__name__.rpartition(".")[0]
 
@@ -27,5 +27,5 @@ def core_module(name: str):
     return importlib.import_module(f"{CORE_PACKAGE}.{name}")
 
 
-__all__ = ["checkpoint", "errors", "inference", "memory", "network", "tiling", "weights", "core_module",
+__all__ = ["checkpoint", "errors", "inference", "memory", "network", "tiling", "validation", "weights", "core_module",
            "CORE_PACKAGE"]

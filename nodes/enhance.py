@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from . import comfy_env, temporal
-from ._core import core_module, inference, tiling
+from ._core import core_module, inference, tiling, validation
 from .errors import node_errors
 from .model import CLIPLITModel
 
@@ -157,6 +157,10 @@ def enhance_batch(model: CLIPLITModel, images: torch.Tensor, *, strength: float 
         raise ValueError(f"IMAGE must have shape [B, H, W, C], got {tuple(images.shape)}")
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    strength = validation.check_number(validation.STRENGTH, strength)
+    mask_feather = validation.check_number(validation.MASK_FEATHER, mask_feather)
+    temporal_smoothing = validation.check_number(validation.TEMPORAL_SMOOTHING, temporal_smoothing)
+    tile_size = validation.check_number(validation.TILE_SIZE, tile_size)
     b, h, w, c = images.shape
     inference.split_channels(images[:1, :1, :1].movedim(-1, 1))  # channel count / empty batch: clear errors
     dtype = PRECISIONS[precision]
@@ -226,6 +230,12 @@ def enhance_batch(model: CLIPLITModel, images: torch.Tensor, *, strength: float 
     return out.to(dev), light[:, 0].clamp_(0, 1).to(dev)
 
 
+def _limits(rule) -> dict:
+    """A widget's min / max: the range the core checks (validation.py)."""
+    cast = int if rule.integer else float
+    return {"min": cast(rule.low), "max": cast(rule.high)}
+
+
 class CLIPLITBacklitEnhance:
     """Backlit Enhance: brightens the dark subject of backlit photos (CLIP-LIT, ICCV 2023)."""
 
@@ -246,7 +256,7 @@ class CLIPLITBacklitEnhance:
                 "cliplit_model": ("CLIPLIT_MODEL", {"tooltip": "The model from Load CLIP-LIT."}),
                 "image": ("IMAGE", {"tooltip": "Backlit image(s) or video frames to enhance."}),
                 "strength": ("FLOAT", {
-                    "default": 1.0, "min": 0.0, "max": 2.0, "step": 0.05,
+                    "default": 1.0, **_limits(validation.STRENGTH), "step": 0.05,
                     "tooltip": ("How strongly to lift the shadows, in exposure space (result = I / L^strength): "
                                 "1 = the authors' result, 0 = unchanged, above 1 stronger."),
                 }),
@@ -254,11 +264,11 @@ class CLIPLITBacklitEnhance:
             "optional": {
                 "mask": ("MASK", {"tooltip": "Enhance only where the mask is white (soft masks blend smoothly)."}),
                 "mask_feather": ("FLOAT", {
-                    "default": 8.0, "min": 0.0, "max": 256.0, "step": 1.0,
+                    "default": 8.0, **_limits(validation.MASK_FEATHER), "step": 1.0,
                     "tooltip": "Softens the mask edges (Gaussian blur sigma in pixels); only used with a mask.",
                 }),
                 "temporal_smoothing": ("FLOAT", {
-                    "default": 0.0, "min": 0.0, "max": 16.0, "step": 0.5,
+                    "default": 0.0, **_limits(validation.TEMPORAL_SMOOTHING), "step": 0.5,
                     "tooltip": ("For video frames (the batch is a sequence): smooths the light correction "
                                 "over time to remove flicker (Gaussian sigma in frames; 0 = off, 2 is a good "
                                 "start). Never blends across scene cuts."),
@@ -277,7 +287,7 @@ class CLIPLITBacklitEnhance:
                                 "of pixels)."),
                 }),
                 "tile_size": ("INT", {
-                    "default": 0, "min": 0, "max": 16384, "step": 64,
+                    "default": 0, **_limits(validation.TILE_SIZE), "step": 64,
                     "tooltip": ("0 = automatic from free memory (whole image when it fits, halved on out-of-"
                                 "memory). Otherwise the tile edge in pixels; tiling is exact (no seams)."),
                 }),

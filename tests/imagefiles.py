@@ -19,3 +19,14 @@ def write_png16(path, arr16: np.ndarray) -> None:
     with open(path, "wb") as f:
         f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0))
                 + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def png_chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+
+def png_declaring(width: int, height: int, idat: bytes = b"", depth: int = 8, color_type: int = 2) -> bytes:
+    """A PNG whose header declares ``width`` x ``height`` but that carries only ``idat`` (compressed) data:
+    what a decompression bomb or a damaged file looks like to the reader."""
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, color_type, 0, 0, 0))
+            + png_chunk(b"IDAT", idat or zlib.compress(b"\x00" * 64)) + png_chunk(b"IEND", b""))

@@ -164,3 +164,20 @@ def test_python_dash_m_subprocess(setup):
     assert "Traceback" not in proc.stderr and "missing.png: no such file" in proc.stderr
     rec = json.loads(proc.stdout)
     assert rec["light_score"] == pytest.approx(_expected(setup, [setup["imgs"] / "b.jpg"])[0], abs=2e-6)
+
+
+def test_heatmaps_into_the_input_folder_keep_user_files_and_are_not_scored_next_time(setup, capsys, tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    for name in ("a.png", "b.jpg"):
+        (d / name).write_bytes((setup["imgs"] / name).read_bytes())
+    Image.fromarray(np.full((10, 10), 7, dtype=np.uint8)).save(d / "b_light.png")  # the user's own file
+    user_file = (d / "b_light.png").read_bytes()
+    for _ in range(2):
+        rc, recs, err = _run([d, "--model", setup["dir"] / "model.safetensors", "--heatmap", d], capsys)
+        assert rc == 0, err
+        assert [os.path.basename(r["file"]) for r in recs] == ["a.png", "b.jpg", "b_light.png"]  # not our maps
+        assert [os.path.basename(r["heatmap"]) for r in recs] == ["a_light.png", "b_2_light.png",
+                                                                  "b_light_light.png"]
+        assert (d / "b_light.png").read_bytes() == user_file
+        assert "writing b_2_light.png instead" in err
