@@ -9,8 +9,8 @@ import torch
 from .checkpoint import load_network
 from .errors import ImageReadError
 from .imageio import OUTPUT_FORMATS, list_images, read_image_info, write_image, write_png
-from .inference import enhance_with_backoff, resolve_dtype
 from .memory import default_budget, default_device
+from .photo import enhance_photo
 from .weights import resolve_weights
 
 
@@ -71,7 +71,6 @@ def enhance_files(args) -> int:
         print("error: no input images", file=sys.stderr)
         return 1
     device = torch.device(args.device) if args.device else default_device()
-    dtype = resolve_dtype(args.dtype, device)
     weights = resolve_weights(args.weights, progress=None)
     net = load_network(weights)
     outdir = Path(args.output)
@@ -85,29 +84,25 @@ def enhance_files(args) -> int:
     bar = _progress_bar(len(plan))
     for src, dst in plan:
         try:
-            arr, info = read_image_info(src)
+            arr, info = read_image_info(src, native=True)
         except ImageReadError as e:
             failures += 1
             _say(bar, f"error: {e} -- skipped")
             if bar:
                 bar.update(1)
             continue
-        x = torch.from_numpy(arr).permute(2, 0, 1)[None]
-        if getattr(args, "fast", False):
-            from .preview import enhance_preview
-
-            res = enhance_preview(net, x, strength=args.strength, device=device, dtype=args.dtype)
-        else:
-            res = enhance_with_backoff(net, x, strength=args.strength, tile=args.tile, device=device, dtype=dtype,
-                                       memory_budget=default_budget(device), progress=_tile_progress(bar, src))
         bits = getattr(args, "bits", "8")
         bits = (16 if info.bits == 16 and spec.sixteen_bit else 8) if bits == "auto" else int(bits)
+        image, light = enhance_photo(net, arr, strength=args.strength, tile=args.tile, device=device,
+                                     dtype=args.dtype, memory_budget=default_budget(device), bits=bits,
+                                     with_light=args.save_light, fast=getattr(args, "fast", False),
+                                     progress=_tile_progress(bar, src))
         if arr.shape[2] in (2, 4) and not spec.alpha:
             _say(bar, f"warning: {src.name}: {fmt} has no alpha channel; the result drops it")
-        write_image(dst, res.image[0].permute(1, 2, 0).cpu().numpy(), bits=bits,
+        write_image(dst, image, bits=bits,
                     quality=getattr(args, "quality", 95), info=None if getattr(args, "strip_metadata", False) else info)
-        if args.save_light:
-            write_png(dst.with_name(dst.stem + "_light.png"), res.light[0, 0].clamp(0, 1).cpu().numpy())
+        if light is not None:
+            write_png(dst.with_name(dst.stem + "_light.png"), light)
         enhanced += 1
         if bar:
             bar.set_postfix_str(src.name[-30:])

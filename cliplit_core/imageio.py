@@ -56,26 +56,36 @@ def _sixteen_bit_rgb(path: Path, im: Image.Image) -> np.ndarray | None:
         with Image.open(path) as again:
             again.tile = [again.tile[0]._replace(args=raw)]
             halves.append(np.asarray(again, dtype=np.uint16))
-    return (halves[0] * 256 + halves[1]).astype(np.float32) / 65535.0
+    return halves[0] * 256 + halves[1]
 
 
-def _to_float(im: Image.Image) -> np.ndarray:
+def _pixels(im: Image.Image) -> np.ndarray:
+    """H x W x C in the file's own form: uint8, uint16, or float32 in 0..1 (float files)."""
     mode = im.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-        return np.asarray(im, dtype=np.uint16).astype(np.float32)[..., None] / 65535.0
+        return np.asarray(im, dtype=np.uint16)[..., None]
     if mode == "I":
         a = np.asarray(im, dtype=np.int64)
-        scale = 65535.0 if a.max(initial=0) > 255 else 255.0
-        return (np.clip(a, 0, scale).astype(np.float32) / scale)[..., None]
+        wide = a.max(initial=0) > 255
+        return np.clip(a, 0, 65535 if wide else 255).astype(np.uint16 if wide else np.uint8)[..., None]
     if mode == "F":
         return np.clip(np.nan_to_num(np.asarray(im, dtype=np.float32)), 0, 1)[..., None]
     if mode in ("1", "L"):
-        return np.asarray(im.convert("L"), dtype=np.float32)[..., None] / 255.0
+        return np.asarray(im.convert("L"))[..., None]
     if mode == "LA":
-        return np.asarray(im, dtype=np.float32) / 255.0
+        return np.asarray(im)
     if mode == "RGBA" or "A" in im.getbands() or "transparency" in im.info:
-        return np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0
-    return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+        return np.asarray(im.convert("RGBA"))
+    return np.asarray(im if mode == "RGB" else im.convert("RGB"))
+
+
+def to_float32(pixels: np.ndarray) -> np.ndarray:
+    """uint8 / uint16 / float pixels as float32 in 0..1 (what :func:`read_image` returns)."""
+    if pixels.dtype == np.uint8 or pixels.dtype == np.uint16:
+        out = pixels.astype(np.float32)
+        out /= 255.0 if pixels.dtype == np.uint8 else 65535.0
+        return out
+    return np.asarray(pixels, dtype=np.float32)
 
 
 @dataclass
@@ -106,8 +116,9 @@ def _info(im: Image.Image, wide: bool) -> ImageInfo:
                      icc_profile=im.info.get("icc_profile") or None, exif=exif)
 
 
-def read_image_info(path: str | os.PathLike) -> tuple[np.ndarray, ImageInfo]:
-    """:func:`read_image` plus the file's bit depth, ICC profile and EXIF (see ImageInfo)."""
+def read_image_info(path: str | os.PathLike, native: bool = False) -> tuple[np.ndarray, ImageInfo]:
+    """:func:`read_image` plus the file's bit depth, ICC profile and EXIF (see ImageInfo).
+    ``native``: the pixels in the file's own form (see ``_pixels``; :func:`to_float32` converts)."""
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: no such file")
@@ -116,10 +127,7 @@ def read_image_info(path: str | os.PathLike) -> tuple[np.ndarray, ImageInfo]:
             wide = _sixteen_bit_rgb(path, im)
             orientation = im.getexif().get(ORIENTATION_TAG, 1)
             info = _info(im, wide is not None)
-            if wide is not None:
-                arr = wide
-            else:
-                arr = _to_float(im)
+            arr = wide if wide is not None else _pixels(im)
     except ImageReadError:
         raise
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
@@ -128,7 +136,8 @@ def read_image_info(path: str | os.PathLike) -> tuple[np.ndarray, ImageInfo]:
         arr = _apply_orientation(arr, orientation)
     if arr.ndim != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ImageReadError(f"{path}: image has no pixels")
-    return np.ascontiguousarray(arr, dtype=np.float32), info
+    arr = np.ascontiguousarray(arr)
+    return (arr if native else to_float32(arr)), info
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -179,13 +188,26 @@ def _png_chunk(tag: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
 
 
+def _png16_idat(a16: np.ndarray, rows_per_chunk: int = 256) -> bytes:
+    """zlib stream (level 6) of the filter-0 scanlines, built a band of rows at a time
+    (the same bytes as compressing all scanlines at once, without a copy of the whole image)."""
+    h, w, c = a16.shape
+    z = zlib.compressobj(6)
+    parts = []
+    for y in range(0, h, rows_per_chunk):
+        band = a16[y:y + rows_per_chunk]
+        rows = np.empty((band.shape[0], 1 + w * c * 2), dtype=np.uint8)
+        rows[:, 0] = 0
+        rows[:, 1:] = np.ascontiguousarray(band, dtype=">u2").view(np.uint8).reshape(band.shape[0], -1)
+        parts.append(z.compress(rows))
+    parts.append(z.flush())
+    return b"".join(parts)
+
+
 def encode_png16(a16: np.ndarray, info: ImageInfo | None = None) -> bytes:
     """uint16 H x W x C (C 1..4) as a 16-bit PNG (filter 0, zlib level 6), with the ICC profile (iCCP)
     and EXIF (eXIf) of ``info`` when given."""
     h, w, c = a16.shape
-    rows = np.empty((h, 1 + w * c * 2), dtype=np.uint8)
-    rows[:, 0] = 0
-    rows[:, 1:] = np.ascontiguousarray(a16, dtype=">u2").view(np.uint8).reshape(h, -1)
     out = [b"\x89PNG\r\n\x1a\n",
            _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, {1: 0, 2: 4, 3: 2, 4: 6}[c], 0, 0, 0))]
     if info is not None and info.icc_profile:
@@ -193,13 +215,14 @@ def encode_png16(a16: np.ndarray, info: ImageInfo | None = None) -> bytes:
     if info is not None and info.exif:
         exif = info.exif[6:] if info.exif.startswith(b"Exif\x00\x00") else info.exif
         out.append(_png_chunk(b"eXIf", exif))
-    out += [_png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)), _png_chunk(b"IEND", b"")]
+    out += [_png_chunk(b"IDAT", _png16_idat(a16)), _png_chunk(b"IEND", b"")]
     return b"".join(out)
 
 
 def write_image(path: str | os.PathLike, arr: np.ndarray, *, bits: int = 8, quality: int = 95,
                 info: ImageInfo | None = None, fmt: str | None = None) -> None:
-    """Write float H x W x C (C 1..4) in 0..1, atomically, as the file type its suffix names
+    """Write float H x W x C (C 1..4) in 0..1 (or pixels already rounded: uint8 for ``bits`` 8,
+    uint16 for 16), atomically, as the file type its suffix names
     (.png, .jpg/.jpeg, .webp, .tif/.tiff). ``bits`` 16 is for PNG only; ``quality`` (1..100) for
     JPEG / WebP; ``info`` carries the input's ICC profile and EXIF over. JPEG has no alpha: an
     alpha channel is dropped (the caller warns). ``fmt`` overrides the suffix (a key of OUTPUT_FORMATS)."""
@@ -212,6 +235,8 @@ def write_image(path: str | os.PathLike, arr: np.ndarray, *, bits: int = 8, qual
         raise ValueError(f"{path}: 16-bit output needs PNG, not {fmt}")
     if not 1 <= int(quality) <= 100:
         raise ValueError(f"quality must be 1..100, got {quality}")
+    if arr.dtype in (np.uint8, np.uint16) and arr.dtype != (np.uint8 if bits == 8 else np.uint16):
+        raise ValueError(f"{arr.dtype} pixels cannot be written with {bits} bits")
     if arr.ndim == 2:
         arr = arr[..., None]
     if not spec.alpha and arr.shape[2] in (2, 4):
@@ -220,9 +245,9 @@ def write_image(path: str | os.PathLike, arr: np.ndarray, *, bits: int = 8, qual
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{spec.ext}")
     try:
         if bits == 16:
-            tmp.write_bytes(encode_png16(to_uint16(arr), info))
+            tmp.write_bytes(encode_png16(arr if arr.dtype == np.uint16 else to_uint16(arr), info))
         else:
-            a = to_uint8(arr)
+            a = arr if arr.dtype == np.uint8 else to_uint8(arr)
             im = Image.fromarray(a[..., 0] if a.shape[2] == 1 else a)
             opts: dict = {}
             if info is not None and info.icc_profile:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, TypeVar
 
 import torch
 
@@ -18,9 +18,15 @@ from . import fastnet
 from .network import TOTAL_HALO, CLIPLITNet
 from .tiling import Progress, predict_light_tiled
 
+T = TypeVar("T")
 AUTO_CUDA_DTYPE = torch.float16  # see resolve_dtype
 LIGHT_FLOOR = 1e-5  # the authors divide by L, which can be exactly 0 (ReLU)
 MIN_TILE = 64
+# Largest tile picked automatically. Bigger tiles only cost memory: 1024 (about 0.7 GB of
+# activations on a CPU, float32) ran within 15 % of the whole-image speed on a 3 MP photo
+# (benchmarks/bench_huge_photo.py), while a tile sized to half the free RAM made a 100 MP run
+# peak at 9.9 GB.
+AUTO_MAX_TILE = 1024
 # Peak memory of a whole-image enhance() call, bytes per pixel per byte of element size:
 # measured 231 (2.71 GiB above the process's resident size for a 3.1 MP photo, float32,
 # CPU; benchmarks/bench_inference.py --device cpu). The live activations alone are 192
@@ -105,10 +111,10 @@ def tile_for_budget(budget_bytes: int, batch: int = 1, dtype: torch.dtype = torc
 
 
 def choose_tile(h: int, w: int, batch: int, dtype: torch.dtype, budget_bytes: int | None) -> int | None:
-    """None (whole image) when it fits the budget, else a tile size that does."""
+    """None (whole image) when it fits the budget, else a tile size that does (at most AUTO_MAX_TILE)."""
     if budget_bytes is None or whole_image_bytes(h, w, batch, dtype) <= budget_bytes:
         return None
-    return tile_for_budget(budget_bytes, batch, dtype)
+    return min(AUTO_MAX_TILE, tile_for_budget(budget_bytes, batch, dtype))
 
 
 @torch.inference_mode()
@@ -195,6 +201,24 @@ def is_oom(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
+def with_tile_backoff(run: Callable[[int | None], T], tile: int | None, h: int, w: int,
+                      on_oom: Callable[[int | None], None] | None = None) -> T:
+    """``run(tile)``, halving the tile size after each out-of-memory error (whole image (None) ->
+    half the longer side -> ... -> MIN_TILE, then re-raise). ``on_oom(next_tile)`` is called
+    before each retry (free caches there)."""
+    while True:
+        try:
+            return run(tile)
+        except Exception as exc:  # noqa: BLE001 - only OOM is handled, others re-raised
+            if not is_oom(exc):
+                raise
+            if tile is not None and tile <= MIN_TILE:
+                raise
+            tile = max(MIN_TILE, (tile or max(h, w)) // 2)
+            if on_oom is not None:
+                on_oom(tile)
+
+
 def enhance_with_backoff(net: CLIPLITNet, images: torch.Tensor, *, tile: int | str | None = "auto",
                          memory_budget: int | None = None, on_oom: Callable[[int | None], None] | None = None,
                          **kwargs) -> EnhanceResult:
@@ -204,15 +228,5 @@ def enhance_with_backoff(net: CLIPLITNet, images: torch.Tensor, *, tile: int | s
     dtype = resolve_dtype(kwargs.get("dtype"), kwargs.get("device") or images.device)
     if tile == "auto":
         tile = choose_tile(images.shape[-2], images.shape[-1], images.shape[0], dtype, memory_budget)
-    while True:
-        try:
-            return enhance(net, images, tile=tile, memory_budget=memory_budget, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - only OOM is handled, others re-raised
-            if not is_oom(exc):
-                raise
-            if tile is not None and tile <= MIN_TILE:
-                raise
-            h, w = images.shape[-2:]
-            tile = max(MIN_TILE, (tile or max(h, w)) // 2)
-            if on_oom is not None:
-                on_oom(tile)
+    return with_tile_backoff(lambda t: enhance(net, images, tile=t, memory_budget=memory_budget, **kwargs),
+                             tile, images.shape[-2], images.shape[-1], on_oom)
