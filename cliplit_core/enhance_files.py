@@ -8,9 +8,11 @@ import torch
 
 from .checkpoint import load_network
 from .errors import ImageReadError
-from .imageio import OUTPUT_FORMATS, list_images, read_image_info, write_image, write_png
+from .enhance_videos import enhance_video_files, plan_video_outputs
+from .imageio import IMAGE_EXTENSIONS, OUTPUT_FORMATS, list_images, read_image_info, write_image, write_png
 from .memory import default_budget, default_device
 from .photo import enhance_photo
+from .video import VIDEO_EXTENSIONS, is_video
 from .weights import resolve_weights
 
 
@@ -64,10 +66,12 @@ def _tile_progress(bar, src: Path):
 
 
 def enhance_files(args) -> int:
-    paths, problems = list_images(args.inputs)
+    paths, problems = list_images(args.inputs, IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)
+    videos = [p for p in paths if is_video(p)]
+    paths = [p for p in paths if not is_video(p)]
     for msg in problems:
         print(f"error: {msg}", file=sys.stderr)
-    if not paths:
+    if not paths and not videos:
         print("error: no input images", file=sys.stderr)
         return 1
     device = torch.device(args.device) if args.device else default_device()
@@ -78,10 +82,12 @@ def enhance_files(args) -> int:
     fmt = getattr(args, "format", "png")
     spec = OUTPUT_FORMATS[fmt]
     plan, clashes = plan_outputs(paths, outdir, spec.ext)
+    video_plan, video_clashes = plan_video_outputs(videos, outdir, getattr(args, "video_codec", "h264"), plan_outputs)
+    clashes += video_clashes
     for msg in clashes:
         print(f"warning: {msg}", file=sys.stderr)
     failures, enhanced = len(problems), 0
-    bar = _progress_bar(len(plan))
+    bar = _progress_bar(len(plan)) if plan else None
     for src, dst in plan:
         try:
             arr, info = read_image_info(src, native=True)
@@ -109,7 +115,10 @@ def enhance_files(args) -> int:
             bar.update(1)
     if bar:
         bar.close()
-    print(f"enhanced {enhanced} of {len(plan)} images into {outdir}"
+    if video_plan:
+        done, failed = enhance_video_files(net, video_plan, args, device, default_budget(device))
+        enhanced, failures = enhanced + done, failures + failed
+    print(f"enhanced {enhanced} of {len(plan) + len(video_plan)} {'inputs' if video_plan else 'images'} into {outdir}"
           + (f"; {failures} inputs failed" if failures else ""),
           file=sys.stderr)
     return 1 if failures else 0

@@ -25,8 +25,10 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 _SIXTEEN_BIT_RAWMODES = {"RGB;16B": ("RGB;16B", "RGB;16L"), "RGBA;16B": ("RGBA;16B", "RGBA;16L")}
 
 
-def list_images(inputs: Iterable[str | os.PathLike]) -> tuple[list[Path], list[str]]:
-    """Expand files and folders (not recursive) into image paths, sorted per folder.
+def list_images(inputs: Iterable[str | os.PathLike],
+                extensions: tuple[str, ...] = IMAGE_EXTENSIONS) -> tuple[list[Path], list[str]]:
+    """Expand files and folders (not recursive) into image paths (files named ``extensions``
+    in folders), sorted per folder.
 
     Returns (paths, problems) where problems are messages for inputs that do not exist
     or folders without images.
@@ -36,9 +38,9 @@ def list_images(inputs: Iterable[str | os.PathLike]) -> tuple[list[Path], list[s
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted(c for c in p.iterdir() if c.is_file() and c.suffix.lower() in IMAGE_EXTENSIONS)
+            found = sorted(c for c in p.iterdir() if c.is_file() and c.suffix.lower() in extensions)
             if not found:
-                problems.append(f"{p}: folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+                problems.append(f"{p}: folder holds no images ({', '.join(extensions)})")
             paths.extend(found)
         elif p.is_file():
             paths.append(p)
