@@ -4,14 +4,13 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import torch
-
 from .checkpoint import load_network
 from .errors import ImageReadError
 from .enhance_videos import enhance_video_files, plan_video_outputs
 from .imageio import IMAGE_EXTENSIONS, OUTPUT_FORMATS, list_images, read_image_info, write_image, write_png
 from .memory import default_budget, default_device
 from .photo import enhance_photo
+from .sharding import Ranks, start
 from .video import VIDEO_EXTENSIONS, is_video
 from .weights import resolve_weights
 
@@ -66,15 +65,23 @@ def _tile_progress(bar, src: Path):
 
 
 def enhance_files(args) -> int:
+    ranks = start(args.device, default_device())  # torchrun: this process's share of the inputs
+    try:
+        return _enhance_files(args, ranks)
+    finally:
+        ranks.finish()
+
+
+def _enhance_files(args, ranks: Ranks) -> int:
     paths, problems = list_images(args.inputs, IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)
     videos = [p for p in paths if is_video(p)]
     paths = [p for p in paths if not is_video(p)]
-    for msg in problems:
+    for msg in problems if ranks.is_main else ():
         print(f"error: {msg}", file=sys.stderr)
     if not paths and not videos:
         print("error: no input images", file=sys.stderr)
         return 1
-    device = torch.device(args.device) if args.device else default_device()
+    device = ranks.device
     weights = resolve_weights(args.weights, progress=None)
     net = load_network(weights)
     outdir = Path(args.output)
@@ -84,10 +91,13 @@ def enhance_files(args) -> int:
     plan, clashes = plan_outputs(paths, outdir, spec.ext)
     video_plan, video_clashes = plan_video_outputs(videos, outdir, getattr(args, "video_codec", "h264"), plan_outputs)
     clashes += video_clashes
-    for msg in clashes:
+    for msg in clashes if ranks.is_main else ():
         print(f"warning: {msg}", file=sys.stderr)
-    failures, enhanced = len(problems), 0
-    bar = _progress_bar(len(plan)) if plan else None
+    failures, enhanced = len(problems) if ranks.is_main else 0, 0
+    planned = len(plan) + len(video_plan)
+    ranks.wait_for_all()  # every rank has named all outputs before any is written
+    plan, video_plan = ranks.share(plan), ranks.share(video_plan)
+    bar = _progress_bar(len(plan)) if plan and ranks.is_main else None
     for src, dst in plan:
         try:
             arr, info = read_image_info(src, native=True)
@@ -118,7 +128,9 @@ def enhance_files(args) -> int:
     if video_plan:
         done, failed = enhance_video_files(net, video_plan, args, device, default_budget(device))
         enhanced, failures = enhanced + done, failures + failed
-    print(f"enhanced {enhanced} of {len(plan) + len(video_plan)} {'inputs' if video_plan else 'images'} into {outdir}"
-          + (f"; {failures} inputs failed" if failures else ""),
-          file=sys.stderr)
+    enhanced, failures = ranks.total(enhanced, failures)
+    if ranks.is_main:
+        print(f"enhanced {enhanced} of {planned} {'inputs' if videos else 'images'} into {outdir}"
+              + (f"; {failures} inputs failed" if failures else "")
+              + (f" ({ranks.world} processes)" if ranks.world > 1 else ""), file=sys.stderr)
     return 1 if failures else 0
