@@ -22,11 +22,6 @@ T = TypeVar("T")
 AUTO_CUDA_DTYPE = torch.float16  # see resolve_dtype
 LIGHT_FLOOR = 1e-5  # the authors divide by L, which can be exactly 0 (ReLU)
 MIN_TILE = 64
-# Largest tile picked automatically. Bigger tiles only cost memory: 1024 (about 0.7 GB of
-# activations on a CPU, float32) ran within 15 % of the whole-image speed on a 3 MP photo
-# (benchmarks/bench_huge_photo.py), while a tile sized to half the free RAM made a 100 MP run
-# peak at 9.9 GB.
-AUTO_MAX_TILE = 1024
 # Peak memory of a whole-image enhance() call, bytes per pixel per byte of element size:
 # measured 231 (2.71 GiB above the process's resident size for a 3.1 MP photo, float32,
 # CPU; benchmarks/bench_inference.py --device cpu). The live activations alone are 192
@@ -111,10 +106,10 @@ def tile_for_budget(budget_bytes: int, batch: int = 1, dtype: torch.dtype = torc
 
 
 def choose_tile(h: int, w: int, batch: int, dtype: torch.dtype, budget_bytes: int | None) -> int | None:
-    """None (whole image) when it fits the budget, else a tile size that does (at most AUTO_MAX_TILE)."""
+    """None (whole image) when it fits the budget, else a tile size that does."""
     if budget_bytes is None or whole_image_bytes(h, w, batch, dtype) <= budget_bytes:
         return None
-    return min(AUTO_MAX_TILE, tile_for_budget(budget_bytes, batch, dtype))
+    return tile_for_budget(budget_bytes, batch, dtype)
 
 
 @torch.inference_mode()

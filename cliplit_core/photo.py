@@ -14,6 +14,12 @@ from .inference import choose_tile, enhance, resolve_dtype, with_tile_backoff
 from .tiling import Progress
 from .tiled_pixels import enhance_pixels
 
+# Largest automatic tile on a CPU. Bigger tiles only cost host memory: tiles of 1024 (about
+# 0.7 GB of float32 activations) ran within 15 % of the whole-image speed of a 3 MP photo,
+# while tiles sized to half the free RAM made a 100 MP photo peak at 9.9 GB
+# (benchmarks/bench_huge_photo.py).
+CPU_AUTO_MAX_TILE = 1024
+
 
 def runs_tiled(h: int, w: int, tile: int | None) -> bool:
     """Whether ``predict_light`` would tile an h x w image with this tile size."""
@@ -46,6 +52,8 @@ def enhance_photo(net, pixels: np.ndarray, *, strength: float = 1.0, tile: int |
     dtype = resolve_dtype(dtype, device)
     if tile == "auto":
         tile = choose_tile(h, w, 1, dtype, memory_budget)
+        if tile is not None and device.type == "cpu":
+            tile = min(tile, CPU_AUTO_MAX_TILE)
 
     def run(t):
         if not runs_tiled(h, w, t):

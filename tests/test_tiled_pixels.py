@@ -72,3 +72,14 @@ def test_native_pixels_convert_to_the_float_read(tmp_path):
         floats, _ = read_image_info(tmp_path / name)
         assert native.dtype == dtype
         assert to_float32(native).dtype == np.float32 and np.array_equal(to_float32(native), floats)
+
+
+def test_automatic_tiles_on_a_cpu_stay_small_whatever_the_free_memory(monkeypatch):
+    """Half of a big machine's free RAM would make tiles of ~2000 pixels (4 GB of activations)."""
+    from cliplit_core import photo
+
+    seen = []
+    monkeypatch.setattr(photo, "enhance_pixels", lambda net, pixels, tile, **kw: seen.append(tile) or (pixels, None))
+    pixels = np.zeros((2000, 3000, 3), np.uint8)
+    photo.enhance_photo(None, pixels, tile="auto", device="cpu", memory_budget=4 << 30)
+    assert seen == [photo.CPU_AUTO_MAX_TILE] == [1024]
