@@ -1,4 +1,5 @@
-"""Reading and writing image files as float32 arrays in 0..1 (H x W x C, C in 1..4).
+"""Reading and writing image files: float32 arrays in 0..1 (H x W x C, C in 1..4), or the pixels in
+the file's own 8/16-bit form for tiled runs of huge photos (``read_image_info(native=True)``).
 
 Pillow decodes 16-bit RGB(A) PNGs to 8 bits; we keep the full precision by
 letting Pillow decode (and un-filter) the same stream twice, once keeping the
