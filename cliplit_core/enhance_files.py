@@ -115,6 +115,7 @@ def _enhance_files(args, ranks: Ranks) -> int:
                                      progress=_tile_progress(bar, src))
         if arr.shape[2] in (2, 4) and not spec.alpha:
             _say(bar, f"warning: {src.name}: {fmt} has no alpha channel; the result drops it")
+        del arr  # a huge photo's pixels are not needed while its result is encoded
         write_image(dst, image, bits=bits,
                     quality=getattr(args, "quality", 95), info=None if getattr(args, "strip_metadata", False) else info)
         if light is not None:

@@ -14,11 +14,11 @@ from .inference import choose_tile, enhance, resolve_dtype, with_tile_backoff
 from .tiling import Progress
 from .tiled_pixels import enhance_pixels
 
-# Largest automatic tile on a CPU. Bigger tiles only cost host memory: tiles of 1024 (about
-# 0.7 GB of float32 activations) ran within 15 % of the whole-image speed of a 3 MP photo,
-# while tiles sized to half the free RAM made a 100 MP photo peak at 9.9 GB
-# (benchmarks/bench_huge_photo.py).
-CPU_AUTO_MAX_TILE = 1024
+# Largest automatic tile on a CPU. Bigger tiles only cost host memory: a 1058-pixel window (tiles
+# of 1024) needs 976 MiB above the process's resident size, an 802-pixel one (768) 567 MiB, for
+# 2 % more halo work on big photos; tiles sized to half the free RAM made a 100 MP photo peak at
+# 9.9 GB (benchmarks/bench_huge_photo.py).
+CPU_AUTO_MAX_TILE = 768
 
 
 def runs_tiled(h: int, w: int, tile: int | None) -> bool:

@@ -82,4 +82,4 @@ def test_automatic_tiles_on_a_cpu_stay_small_whatever_the_free_memory(monkeypatc
     monkeypatch.setattr(photo, "enhance_pixels", lambda net, pixels, tile, **kw: seen.append(tile) or (pixels, None))
     pixels = np.zeros((2000, 3000, 3), np.uint8)
     photo.enhance_photo(None, pixels, tile="auto", device="cpu", memory_budget=4 << 30)
-    assert seen == [photo.CPU_AUTO_MAX_TILE] == [1024]
+    assert seen == [photo.CPU_AUTO_MAX_TILE] == [768]
