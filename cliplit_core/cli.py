@@ -64,6 +64,14 @@ def _add_enhance(sub) -> None:
     p.add_argument("--strip-metadata", action="store_true",
                    help="do not copy the input's colour profile (ICC) and EXIF into the result")
     p.add_argument("--save-light", action="store_true", help="also write <stem>_light.png (the light map)")
+    v = p.add_argument_group("video files (mp4, mov, mkv, avi, webm, m4v; audio is copied unchanged)")
+    v.add_argument("--temporal-smoothing", type=float, default=0.0, metavar="SIGMA",
+                   help="smooth the light maps over SIGMA frames (Gaussian, never across a scene cut; "
+                        "removes flicker); 0 = off (default)")
+    v.add_argument("--video-codec", default="h264", choices=("h264", "h265", "lossless"),
+                   help="h264 (default), h265, or lossless (FFV1 in .mkv)")
+    v.add_argument("--crf", type=int, default=None,
+                   help="h264 / h265 quality, 0..51, lower is better (default 18 for h264, 22 for h265)")
     p.set_defaults(func=_run_enhance)
 
 
@@ -93,6 +101,12 @@ def _run_enhance(args) -> int:
 
     if args.bits == "16" and not OUTPUT_FORMATS[args.format].sixteen_bit:
         raise CLIPLITError(f"--bits 16 needs --format png (not {args.format})")
+    if not args.temporal_smoothing >= 0:
+        raise CLIPLITError(f"--temporal-smoothing must be 0 or more frames, got {args.temporal_smoothing}")
+    if args.crf is not None and args.video_codec == "lossless":
+        raise CLIPLITError("--crf sets the quality of h264 / h265; --video-codec lossless has none")
+    if args.crf is not None and not 0 <= args.crf <= 51:
+        raise CLIPLITError(f"--crf must be 0..51, got {args.crf}")
 
     return enhance_files(args)
 

@@ -5,16 +5,17 @@ import errno
 import sys
 from pathlib import Path
 
-import torch
-
 from .atomicfile import write_together
 from .checkpoint import load_network
+from .enhance_videos import enhance_video_files, plan_video_outputs
 from .errors import ImageReadError
-from .imageio import DEFAULT_MAX_PIXELS, OUTPUT_FORMATS, list_images, read_image_info, save_image
-from .inference import enhance_with_backoff, resolve_dtype
-from .memory import default_budget, resolve_device
+from .imageio import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, OUTPUT_FORMATS, list_images, read_image_info, save_image
+from .memory import default_budget, default_device, resolve_device
 from .outputs import OurFiles, PlannedOutput, check_output_option, plan_outputs, prepare_output_dir
+from .photo import enhance_photo
+from .sharding import Ranks, start
 from .validation import MAX_MEGAPIXELS, QUALITY, STRENGTH, check_number
+from .video import VIDEO_EXTENSIONS, is_video
 from .weights import resolve_weights
 
 
@@ -53,71 +54,89 @@ _FATAL_WRITE_ERRORS = {getattr(errno, n) for n in ("ENOSPC", "EDQUOT", "EROFS", 
 def _write_result(planned: PlannedOutput, image, light, *, fmt: str, bits: int, quality: int, info) -> None:
     """The result and its light map (when planned), all or none."""
     writes = [(planned.main, lambda tmp: save_image(tmp, image, bits=bits, quality=quality, info=info, fmt=fmt))]
-    if len(planned.files) > 1:
+    if len(planned.files) > 1 and light is not None:
         writes.append((planned.files[1], lambda tmp: save_image(tmp, light, fmt="png")))
     write_together(writes)
 
 
 def enhance_files(args) -> int:
     """Run the ``enhance`` command. Every option is checked, the output folder created and tested,
-    and every output file planned before the weights are loaded."""
+    and every output file planned before the weights are loaded. Under torchrun each process
+    plans all outputs alike, then enhances its share of the inputs."""
     strength = check_number(STRENGTH, args.strength)
     quality = check_number(QUALITY, getattr(args, "quality", 95))
     max_pixels = int(check_number(MAX_MEGAPIXELS, getattr(args, "max_pixels", DEFAULT_MAX_PIXELS / 1e6)) * 1e6)
+    outdir = check_output_option(args.output)
+    resolve_device(args.device)  # a device this machine lacks is an error before anything else
+    ranks = start(args.device, default_device())  # torchrun: this process's share of the inputs
+    try:
+        return _enhance_files(args, ranks, strength=strength, quality=quality, max_pixels=max_pixels,
+                              outdir=outdir)
+    finally:
+        ranks.finish()
+
+
+def _enhance_files(args, ranks: Ranks, *, strength: float, quality: int, max_pixels: int, outdir: Path) -> int:
     fmt = getattr(args, "format", "png")
     spec = OUTPUT_FORMATS[fmt]
-    outdir = check_output_option(args.output)
     ours = OurFiles(outdir)
-    paths, problems = list_images(args.inputs, skip=ours.owns)
-    for msg in problems:
+    paths, problems = list_images(args.inputs, IMAGE_EXTENSIONS + VIDEO_EXTENSIONS, skip=ours.owns)
+    videos = [p for p in paths if is_video(p)]
+    paths = [p for p in paths if not is_video(p)]
+    for msg in problems if ranks.is_main else ():
         print(f"error: {msg}", file=sys.stderr)
-    if not paths:
+    if not paths and not videos:
         print("error: no input images", file=sys.stderr)
         return 1
-    device = resolve_device(args.device)
-    dtype = resolve_dtype(args.dtype, device)
+    device = ranks.device
     prepare_output_dir(outdir)
     plan, clashes = plan_outputs(paths, outdir, [spec.ext] + (["_light.png"] if args.save_light else []),
                                  ours=ours, in_place_tag="_enhanced")
-    for msg in clashes:
+
+    def plan_videos(vids, folder, suffix):
+        part, msgs = plan_outputs(vids, folder, [suffix], ours=ours, in_place_tag="_enhanced")
+        return [(p.src, p.main) for p in part], msgs
+
+    video_plan, video_clashes = plan_video_outputs(videos, outdir, getattr(args, "video_codec", "h264"), plan_videos)
+    for msg in clashes + video_clashes if ranks.is_main else ():
         print(f"warning: {msg}", file=sys.stderr)
     weights = resolve_weights(args.weights, progress=None)
     net = load_network(weights)
-    failures, enhanced = len(problems), 0
-    bar = _progress_bar(len(plan))
-    for planned in plan:
-        src = planned.src
+    failures, enhanced = len(problems) if ranks.is_main else 0, 0
+    planned = len(plan) + len(video_plan)
+    ranks.wait_for_all()  # every rank has named all outputs before any is written
+    plan, video_plan = ranks.share(plan), ranks.share(video_plan)
+    bar = _progress_bar(len(plan)) if plan and ranks.is_main else None
+    stopped = False
+    for item in plan:
+        src = item.src
         try:
-            arr, info = read_image_info(src, max_pixels=max_pixels)
+            arr, info = read_image_info(src, native=True, max_pixels=max_pixels)
         except ImageReadError as e:
             failures += 1
             _say(bar, f"error: {e} -- skipped")
             if bar:
                 bar.update(1)
             continue
-        x = torch.from_numpy(arr).permute(2, 0, 1)[None]
-        del arr
-        if getattr(args, "fast", False):
-            from .preview import enhance_preview
-
-            res = enhance_preview(net, x, strength=strength, device=device, dtype=args.dtype)
-        else:
-            res = enhance_with_backoff(net, x, strength=strength, tile=args.tile, device=device, dtype=dtype,
-                                       memory_budget=default_budget(device), progress=_tile_progress(bar, src))
         bits = getattr(args, "bits", "8")
         bits = (16 if info.bits == 16 and spec.sixteen_bit else 8) if bits == "auto" else int(bits)
-        if x.shape[1] in (2, 4) and not spec.alpha:
+        image, light = enhance_photo(net, arr, strength=strength, tile=args.tile, device=device,
+                                     dtype=args.dtype, memory_budget=default_budget(device), bits=bits,
+                                     with_light=args.save_light, fast=getattr(args, "fast", False),
+                                     progress=_tile_progress(bar, src))
+        if arr.shape[2] in (2, 4) and not spec.alpha:
             _say(bar, f"warning: {src.name}: {fmt} has no alpha channel; the result drops it")
+        del arr  # a huge photo's pixels are not needed while its result is encoded
         try:
-            _write_result(planned, res.image[0].permute(1, 2, 0).cpu().numpy(),
-                          res.light[0, 0].clamp(0, 1).cpu().numpy()[..., None], fmt=fmt, bits=bits, quality=quality,
+            _write_result(item, image, light, fmt=fmt, bits=bits, quality=quality,
                           info=None if getattr(args, "strip_metadata", False) else info)
-            ours.record(planned.files)
+            ours.record(item.files)
         except OSError as e:
             failures += 1
-            _say(bar, f"error: cannot write {planned.main}: {e.strerror or e}")
+            _say(bar, f"error: cannot write {item.main}: {e.strerror or e}")
             if e.errno in _FATAL_WRITE_ERRORS:
                 _say(bar, f"error: stopped; {enhanced} of {len(plan)} results were written, nothing partial is left")
+                stopped = True
                 break
             if bar:
                 bar.update(1)
@@ -128,7 +147,12 @@ def enhance_files(args) -> int:
             bar.update(1)
     if bar:
         bar.close()
-    print(f"enhanced {enhanced} of {len(plan)} images into {outdir}"
-          + (f"; {failures} inputs failed" if failures else ""),
-          file=sys.stderr)
+    if video_plan and not stopped:
+        done, failed = enhance_video_files(net, video_plan, args, device, default_budget(device))
+        enhanced, failures = enhanced + done, failures + failed
+    enhanced, failures = ranks.total(enhanced, failures)
+    if ranks.is_main:
+        print(f"enhanced {enhanced} of {planned} {'inputs' if videos else 'images'} into {outdir}"
+              + (f"; {failures} inputs failed" if failures else "")
+              + (f" ({ranks.world} processes)" if ranks.world > 1 else ""), file=sys.stderr)
     return 1 if failures else 0

@@ -1,4 +1,5 @@
-"""Reading and writing image files as float32 arrays in 0..1 (H x W x C, C in 1..4).
+"""Reading and writing image files: float32 arrays in 0..1 (H x W x C, C in 1..4), or the pixels in
+the file's own 8/16-bit form for tiled runs of huge photos (``read_image_info(native=True)``).
 
 Pillow decodes 16-bit RGB(A) PNGs to 8 bits; we keep the full precision by
 letting Pillow decode (and un-filter) the same stream twice, once keeping the
@@ -43,9 +44,10 @@ BOMB_PIXELS_PER_BYTE = 100
 _SIXTEEN_BIT_RAWMODES = {"RGB;16B": ("RGB;16B", "RGB;16L"), "RGBA;16B": ("RGBA;16B", "RGBA;16L")}
 
 
-def list_images(inputs: Iterable[str | os.PathLike],
+def list_images(inputs: Iterable[str | os.PathLike], extensions: tuple[str, ...] = IMAGE_EXTENSIONS,
                 skip: Callable[[Path], bool] | None = None) -> tuple[list[Path], list[str]]:
-    """Expand files and folders (not recursive) into image paths, sorted per folder.
+    """Expand files and folders (not recursive) into input paths (files named ``extensions``
+    in folders), sorted per folder.
 
     In folders, hidden files (names starting with '.': other programs' side files and our own
     unfinished writes) and files for which ``skip(path)`` is true (e.g. results of an earlier
@@ -58,10 +60,10 @@ def list_images(inputs: Iterable[str | os.PathLike],
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found = sorted(c for c in p.iterdir() if c.suffix.lower() in IMAGE_EXTENSIONS
+            found = sorted(c for c in p.iterdir() if c.suffix.lower() in extensions
                            and not c.name.startswith(".") and c.is_file() and not (skip and skip(c)))
             if not found:
-                problems.append(f"{p}: folder holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+                problems.append(f"{p}: folder holds no images ({', '.join(extensions)})")
             paths.extend(found)
         elif p.is_file():
             paths.append(p)
@@ -79,26 +81,36 @@ def _sixteen_bit_rgb(path: Path, im: Image.Image) -> np.ndarray | None:
         with _open(path) as again:
             again.tile = [again.tile[0]._replace(args=raw)]
             halves.append(np.asarray(again, dtype=np.uint16))
-    return (halves[0] * 256 + halves[1]).astype(np.float32) / 65535.0
+    return halves[0] * 256 + halves[1]
 
 
-def _to_float(im: Image.Image) -> np.ndarray:
+def _pixels(im: Image.Image) -> np.ndarray:
+    """H x W x C in the file's own form: uint8, uint16, or float32 in 0..1 (float files)."""
     mode = im.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-        return np.asarray(im, dtype=np.uint16).astype(np.float32)[..., None] / 65535.0
+        return np.asarray(im, dtype=np.uint16)[..., None]
     if mode == "I":
         a = np.asarray(im, dtype=np.int64)
-        scale = 65535.0 if a.max(initial=0) > 255 else 255.0
-        return (np.clip(a, 0, scale).astype(np.float32) / scale)[..., None]
+        wide = a.max(initial=0) > 255
+        return np.clip(a, 0, 65535 if wide else 255).astype(np.uint16 if wide else np.uint8)[..., None]
     if mode == "F":
         return np.clip(np.nan_to_num(np.asarray(im, dtype=np.float32)), 0, 1)[..., None]
     if mode in ("1", "L"):
-        return np.asarray(im.convert("L"), dtype=np.float32)[..., None] / 255.0
+        return np.asarray(im.convert("L"))[..., None]
     if mode == "LA":
-        return np.asarray(im, dtype=np.float32) / 255.0
+        return np.asarray(im)
     if mode == "RGBA" or "A" in im.getbands() or "transparency" in im.info:
-        return np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0
-    return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
+        return np.asarray(im.convert("RGBA"))
+    return np.asarray(im if mode == "RGB" else im.convert("RGB"))
+
+
+def to_float32(pixels: np.ndarray) -> np.ndarray:
+    """uint8 / uint16 / float pixels as float32 in 0..1 (what :func:`read_image` returns)."""
+    if pixels.dtype == np.uint8 or pixels.dtype == np.uint16:
+        out = pixels.astype(np.float32)
+        out /= 255.0 if pixels.dtype == np.uint8 else 65535.0
+        return out
+    return np.asarray(pixels, dtype=np.float32)
 
 
 @dataclass
@@ -188,8 +200,10 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyErr
                   struct.error, Image.DecompressionBombError)
 
 
-def read_image_info(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, ImageInfo]:
-    """:func:`read_image` plus the file's bit depth, ICC profile and EXIF (see ImageInfo)."""
+def read_image_info(path: str | os.PathLike, *, native: bool = False,
+                    max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, ImageInfo]:
+    """:func:`read_image` plus the file's bit depth, ICC profile and EXIF (see ImageInfo).
+    ``native``: the pixels in the file's own form (see ``_pixels``; :func:`to_float32` converts)."""
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"{path}: no such file")
@@ -203,10 +217,7 @@ def read_image_info(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PI
             wide = _sixteen_bit_rgb(path, im)
             orientation = im.getexif().get(ORIENTATION_TAG, 1)
             info = _info(im, wide is not None)
-            if wide is not None:
-                arr = wide
-            else:
-                arr = _to_float(im)
+            arr = wide if wide is not None else _pixels(im)
     except ImageReadError:
         raise
     except MemoryError:
@@ -219,7 +230,8 @@ def read_image_info(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PI
         arr = _apply_orientation(arr, orientation)
     if arr.ndim != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ImageReadError(f"{path}: image has no pixels")
-    return np.ascontiguousarray(arr, dtype=np.float32), info
+    arr = np.ascontiguousarray(arr)
+    return (arr if native else to_float32(arr)), info
 
 
 def read_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -271,13 +283,26 @@ def _png_chunk(tag: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
 
 
+def _png16_idat(a16: np.ndarray, rows_per_chunk: int = 256) -> bytes:
+    """zlib stream (level 6) of the filter-0 scanlines, built a band of rows at a time
+    (the same bytes as compressing all scanlines at once, without a copy of the whole image)."""
+    h, w, c = a16.shape
+    z = zlib.compressobj(6)
+    parts = []
+    for y in range(0, h, rows_per_chunk):
+        band = a16[y:y + rows_per_chunk]
+        rows = np.empty((band.shape[0], 1 + w * c * 2), dtype=np.uint8)
+        rows[:, 0] = 0
+        rows[:, 1:] = np.ascontiguousarray(band, dtype=">u2").view(np.uint8).reshape(band.shape[0], -1)
+        parts.append(z.compress(rows))
+    parts.append(z.flush())
+    return b"".join(parts)
+
+
 def encode_png16(a16: np.ndarray, info: ImageInfo | None = None) -> bytes:
     """uint16 H x W x C (C 1..4) as a 16-bit PNG (filter 0, zlib level 6), with the ICC profile (iCCP)
     and EXIF (eXIf) of ``info`` when given."""
     h, w, c = a16.shape
-    rows = np.empty((h, 1 + w * c * 2), dtype=np.uint8)
-    rows[:, 0] = 0
-    rows[:, 1:] = np.ascontiguousarray(a16, dtype=">u2").view(np.uint8).reshape(h, -1)
     out = [b"\x89PNG\r\n\x1a\n",
            _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, {1: 0, 2: 4, 3: 2, 4: 6}[c], 0, 0, 0))]
     if info is not None and info.icc_profile:
@@ -285,13 +310,14 @@ def encode_png16(a16: np.ndarray, info: ImageInfo | None = None) -> bytes:
     if info is not None and info.exif:
         exif = info.exif[6:] if info.exif.startswith(b"Exif\x00\x00") else info.exif
         out.append(_png_chunk(b"eXIf", exif))
-    out += [_png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)), _png_chunk(b"IEND", b"")]
+    out += [_png_chunk(b"IDAT", _png16_idat(a16)), _png_chunk(b"IEND", b"")]
     return b"".join(out)
 
 
 def write_image(path: str | os.PathLike, arr: np.ndarray, *, bits: int = 8, quality: int = 95,
                 info: ImageInfo | None = None, fmt: str | None = None) -> None:
-    """Write float H x W x C (C 1..4) in 0..1, atomically, as the file type its suffix names
+    """Write float H x W x C (C 1..4) in 0..1 (or pixels already rounded: uint8 for ``bits`` 8,
+    uint16 for 16), atomically, as the file type its suffix names
     (.png, .jpg/.jpeg, .webp, .tif/.tiff). ``bits`` 16 is for PNG only; ``quality`` (1..100) for
     JPEG / WebP; ``info`` carries the input's ICC profile and EXIF over. JPEG has no alpha: an
     alpha channel is dropped (the caller warns). ``fmt`` overrides the suffix (a key of OUTPUT_FORMATS)."""
@@ -314,14 +340,16 @@ def save_image(path: str | os.PathLike, arr: np.ndarray, *, bits: int = 8, quali
         raise ValueError(f"{path}: 16-bit output needs PNG, not {fmt}")
     if not 1 <= int(quality) <= 100:
         raise ValueError(f"quality must be 1..100, got {quality}")
+    if arr.dtype in (np.uint8, np.uint16) and arr.dtype != (np.uint8 if bits == 8 else np.uint16):
+        raise ValueError(f"{arr.dtype} pixels cannot be written with {bits} bits")
     if arr.ndim == 2:
         arr = arr[..., None]
     if not spec.alpha and arr.shape[2] in (2, 4):
         arr = arr[..., :-1]
     if bits == 16:
-        path.write_bytes(encode_png16(to_uint16(arr), info))
+        path.write_bytes(encode_png16(arr if arr.dtype == np.uint16 else to_uint16(arr), info))
         return
-    a = to_uint8(arr)
+    a = arr if arr.dtype == np.uint8 else to_uint8(arr)
     im = Image.fromarray(a[..., 0] if a.shape[2] == 1 else a)
     opts: dict = {}
     if info is not None and info.icc_profile:

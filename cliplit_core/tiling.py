@@ -23,7 +23,7 @@ see one shape per image.
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Protocol, Union
 
 import torch
 
@@ -32,6 +32,24 @@ from .network import STEM_HALO, TOTAL_HALO, CLIPLITNet
 
 Progress = Callable[[int, int], None]
 Window = tuple[int, int, int, int]
+
+
+class WindowSource(Protocol):
+    """An RGB batch read window by window (e.g. converted from 8-bit pixels on demand)."""
+
+    shape: tuple[int, int, int, int]  # N, 3, H, W
+
+    def window(self, win: Window) -> torch.Tensor:
+        """RGB [N, 3, y1 - y0, x1 - x0] in 0..1 of the window ``(y0, y1, x0, x1)``."""
+
+
+Source = Union[torch.Tensor, WindowSource]
+
+
+def read_window(x: Source, win: Window) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x[:, :, win[0]:win[1], win[2]:win[3]]
+    return x.window(win)
 
 
 def tile_grid(H: int, W: int, tile: int) -> list[Window]:
@@ -74,7 +92,7 @@ def _weights(net, device, dtype) -> fastnet.FastWeights:
     return fastnet.weights_for(net, device, dtype)
 
 
-def pooling_sums(fw: fastnet.FastWeights, x: torch.Tensor, tile: int, progress: Progress | None = None,
+def pooling_sums(fw: fastnet.FastWeights, x: Source, tile: int, progress: Progress | None = None,
                  total: int | None = None) -> torch.Tensor:
     """Pass 1: bin sums [N, C, 12, 12] (float64, float32 on MPS; on the compute device) of the stem features."""
     N, _, H, W = x.shape
@@ -84,7 +102,7 @@ def pooling_sums(fw: fastnet.FastWeights, x: torch.Tensor, tile: int, progress: 
     sums = None
     for k, core in _run_tiles(cores, total, 0, progress):
         win = windows[k]
-        feats = fastnet.stem(fw, fw.prepare_input(x[:, :, win[0]:win[1], win[2]:win[3]]), window_sides(win, H, W))
+        feats = fastnet.stem(fw, fw.prepare_input(read_window(x, win)), window_sides(win, H, W))
         part = fastnet.partial_bin_sums(feats, core, (win[0], win[2]), (H, W))
         del feats
         sums = part if sums is None else sums.add_(part)
@@ -102,31 +120,42 @@ def pooling_context(net: CLIPLITNet, x: torch.Tensor, tile: int, device, dtype,
 
 
 @torch.inference_mode()
+def light_tiles(net: CLIPLITNet, x: Source, tile: int, device, dtype: torch.dtype = torch.float32,
+                progress: Progress | None = None) -> Iterator[tuple[Window, torch.Tensor]]:
+    """(core window, light map of the core [N, 1, h, w] on the compute device) for every tile of
+    ``x`` (an RGB batch or a :class:`WindowSource`), after the pooling pass over the whole image.
+
+    ``net`` may also be a prepared :class:`fastnet.FastWeights`."""
+    if tile < 1:
+        raise ValueError(f"tile size must be >= 1, got {tile}")
+    fw = _weights(net, device, dtype)
+    H, W = x.shape[-2:]
+    cores = tile_grid(H, W, tile)
+    total = 2 * len(cores)
+    sums = pooling_sums(fw, x, tile, progress, total)
+    branches = fastnet.branch_outputs(fw, fastnet.pooled_from_sums(sums, (H, W)))
+    windows = tile_windows(cores, TOTAL_HALO, H, W)
+    for k, core in _run_tiles(cores, total, len(cores), progress):
+        win = windows[k]
+        y0, y1, x0, x1 = win
+        sides = window_sides(win, H, W)
+        out = fastnet.head(fw, [fastnet.stem(fw, fw.prepare_input(read_window(x, win)), sides)],
+                           [fastnet.context_map(fw, branches, (H, W), win)], sides)
+        cy0, cx0 = core[0] - y0, core[2] - x0
+        yield core, out[:, :, cy0:cy0 + core[1] - core[0], cx0:cx0 + core[3] - core[2]]
+
+
+@torch.inference_mode()
 def predict_light_tiled(net: CLIPLITNet, x: torch.Tensor, tile: int, device=None,
                         dtype: torch.dtype = torch.float32, progress: Progress | None = None,
                         out_device=None) -> torch.Tensor:
     """Light map [N, 1, H, W] (float32, on ``out_device``, default x's device) of RGB batch ``x``.
 
     ``net`` may also be a prepared :class:`fastnet.FastWeights`."""
-    if tile < 1:
-        raise ValueError(f"tile size must be >= 1, got {tile}")
     device = torch.device(device) if device is not None else x.device
     out_device = out_device if out_device is not None else x.device
-    fw = _weights(net, device, dtype)
     N, _, H, W = x.shape
-    cores = tile_grid(H, W, tile)
-    total = 2 * len(cores)
-    sums = pooling_sums(fw, x, tile, progress, total)
-    branches = fastnet.branch_outputs(fw, fastnet.pooled_from_sums(sums, (H, W)))
-    windows = tile_windows(cores, TOTAL_HALO, H, W)
     light = torch.empty(N, 1, H, W, dtype=torch.float32, device=out_device)
-    for k, core in _run_tiles(cores, total, len(cores), progress):
-        win = windows[k]
-        y0, y1, x0, x1 = win
-        sides = window_sides(win, H, W)
-        out = fastnet.head(fw, [fastnet.stem(fw, fw.prepare_input(x[:, :, y0:y1, x0:x1]), sides)],
-                           [fastnet.context_map(fw, branches, (H, W), win)], sides)
-        cy0, cx0 = core[0] - y0, core[2] - x0
-        light[:, :, core[0]:core[1], core[2]:core[3]] = \
-            out[:, :, cy0:cy0 + core[1] - core[0], cx0:cx0 + core[3] - core[2]].to(out_device, torch.float32)
+    for core, part in light_tiles(net, x, tile, device, dtype, progress):
+        light[:, :, core[0]:core[1], core[2]:core[3]] = part.to(out_device, torch.float32)
     return light

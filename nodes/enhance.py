@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from . import comfy_env, temporal
+from . import comfy_env
 from ._core import core_module, inference, tiling, validation
 from .errors import node_errors
 from .model import CLIPLITModel
@@ -219,7 +219,7 @@ def enhance_batch(model: CLIPLITModel, images: torch.Tensor, *, strength: float 
 
     if not simple:
         if temporal_smoothing > 0:
-            light = temporal.smooth_light(light, images.movedim(-1, 1), float(temporal_smoothing))
+            light = core_module("temporal").smooth_light(light, images.movedim(-1, 1), float(temporal_smoothing))
         m = prepare_mask(mask, b, h, w, mask_feather).to(home) if mask is not None else None
         for i in range(0, b, plan.chunk):
             color, alpha = inference.split_channels(inference.sanitize(images[i:i + plan.chunk].movedim(-1, 1)))

@@ -195,10 +195,13 @@ def test_disk_full_mid_run_stops_and_leaves_nothing_partial(tmp_path, official_w
 def _fast_network(monkeypatch):
     """For tests about files only: the network is replaced by a quick stand-in."""
     from cliplit_core import enhance_files
-    from cliplit_core.inference import EnhanceResult
+    from cliplit_core.imageio import to_float32
 
-    monkeypatch.setattr(enhance_files, "enhance_with_backoff",
-                        lambda net, x, **kw: EnhanceResult(x.clone(), torch.full_like(x[:, :1], 0.5)))
+    def stand_in(net, pixels, *, with_light=False, **kw):
+        x = to_float32(pixels)
+        return x.copy(), (np.full(x.shape[:2], 0.5, np.float32) if with_light else None)
+
+    monkeypatch.setattr(enhance_files, "enhance_photo", stand_in)
 
 
 @pytest.fixture

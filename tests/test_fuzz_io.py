@@ -179,12 +179,13 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 def _identity_network(monkeypatch):
     """The fuzz is about files: the network is replaced by a quick stand-in (light map = 1)."""
     from cliplit_core import enhance_files
-    from cliplit_core.inference import EnhanceResult
+    from cliplit_core.imageio import to_float32
 
-    def enhance_with_backoff(net, x, **kwargs):
-        return EnhanceResult(x.clone(), torch.ones_like(x[:, :1]))
+    def enhance_photo(net, pixels, *, with_light=False, **kwargs):
+        x = to_float32(pixels)
+        return x.copy(), (np.ones(x.shape[:2], np.float32) if with_light else None)
 
-    monkeypatch.setattr(enhance_files, "enhance_with_backoff", enhance_with_backoff)
+    monkeypatch.setattr(enhance_files, "enhance_photo", enhance_photo)
 
 
 def test_cli_writes_exactly_its_plan(corpus_dir, tmp_path, capsys, monkeypatch):

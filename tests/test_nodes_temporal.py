@@ -5,8 +5,8 @@ import pytest
 import torch
 from nodes_support import backlit_crop, official_model, read_photo  # noqa: F401
 
+from cliplit_core import temporal
 from nodes import enhance as enh
-from nodes import temporal
 
 FRAMES = 16
 # Stated requirement: with temporal_smoothing = 2 frames the flicker of the output's mean
