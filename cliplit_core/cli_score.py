@@ -5,6 +5,7 @@ Prints one JSON object per image, ``{"file": ..., "light_score": ...}`` (plus
 ``.safetensors`` holding a prompt pair (its metadata names the CLIP model) or an
 authors' prompt ``.pth`` (then ``--clip-model`` / ``--clip-pretrained`` /
 ``--prompt-length`` describe it; the defaults are the authors': ViT-B-32, openai, 16).
+Without ``--model`` the images are scored zero-shot, with two plain text prompts.
 
 Exit status: 0 all scored, 1 some images could not be read (each reported on
 stderr, the others still scored), 2 nothing could be done (bad model file, CLIP
@@ -28,11 +29,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``score`` subcommand on an argparse subparsers object."""
     p = subparsers.add_parser(
         "score", help="CLIP Light Score of images (probability 'well-lit')",
-        description="Print the CLIP Light Score (1 - S(I), probability 'well-lit' under the prompt pair) of each "
-                    "image as one JSON object per line.")
+        description="Print the CLIP Light Score (1 - S(I), probability 'well-lit' under the prompt pair, or under "
+                    "zero-shot text prompts without --model) of each image as one JSON object per line.")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
-    p.add_argument("--model", required=True, metavar="FILE",
-                   help="our .safetensors with a prompt pair, or the authors' prompt_pair.pth")
+    p.add_argument("--model", default=None, metavar="FILE",
+                   help="our .safetensors with a prompt pair, or the authors' prompt_pair.pth (default: zero-shot "
+                        "text prompts, 'a backlit photo with a dark underexposed subject' / 'a well-lit photo')")
     p.add_argument("--clip-model", default=None, metavar="NAME|CONFIG.json",
                    help="open_clip model name or model-config JSON (default: from the file's metadata, else ViT-B-32)")
     p.add_argument("--clip-pretrained", default=None, metavar="TAG|FILE|none",
@@ -114,17 +116,23 @@ def _device(name: str | None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def load_scorer(model_file, clip_model=None, clip_pretrained=None, prompt_length=None, device="cpu"):
-    """(PromptPair on ``device``, backbone) for a prompt file; the nodes can use this too."""
-    from .clip_backbone import load_backbone
-    from .prompts import PromptPair
+def load_scorer(model_file=None, clip_model=None, clip_pretrained=None, prompt_length=None, device="cpu"):
+    """(``[2, embed_dim]`` text features, backbone): from the prompt pair in ``model_file``,
+    or from the zero-shot text prompts when it is None."""
+    from .clip_backbone import DEFAULT_PRETRAINED, DEFAULT_SCORE_MODEL, load_backbone
+    from .prompts import PromptPair, zero_shot_text_features
 
+    if model_file is None:
+        backbone = load_backbone(clip_model or DEFAULT_SCORE_MODEL, clip_pretrained or DEFAULT_PRETRAINED,
+                                 device=device)
+        return zero_shot_text_features(backbone), backbone
     pair = PromptPair.load(model_file, prompt_length=prompt_length, clip_model=clip_model,
                            clip_pretrained=clip_pretrained)
     backbone = load_backbone(pair.clip_model, pair.clip_pretrained, device=device)
     pair.check_fits(backbone)
     pair = pair.to(backbone.device).requires_grad_(False)
-    return pair, backbone
+    with torch.no_grad():
+        return pair.text_features(backbone), backbone
 
 
 def run(args) -> int:
@@ -135,19 +143,21 @@ def run(args) -> int:
         raise CLIPLITError("--batch-size must be at least 1")
     if args.prompt_length is not None and args.prompt_length < 1:
         raise CLIPLITError("--prompt-length must be at least 1")
+    if args.prompt_length is not None and args.model is None:
+        raise CLIPLITError("--prompt-length describes a prompt file: it needs --model")
     paths, problems = _list_inputs(args.inputs)
     for msg in problems:
         print(f"error: {msg}", file=sys.stderr)
     if not paths:
         raise CLIPLITError("no input images")
     device = _device(args.device)
-    model_path = Path(args.model)
-    if not model_path.exists():
+    model_path = Path(args.model) if args.model is not None else None
+    if model_path is not None and not model_path.exists():
         raise CLIPLITError(f"{model_path}: model file not found")
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            pair, backbone = load_scorer(model_path, args.clip_model, args.clip_pretrained, args.prompt_length,
+            text, backbone = load_scorer(model_path, args.clip_model, args.clip_pretrained, args.prompt_length,
                                          device)
         for w in caught:
             print(f"warning: {w.message}", file=sys.stderr)
@@ -158,8 +168,6 @@ def run(args) -> int:
         raise CLIPLITError(f"cannot set up the CLIP scorer: {type(e).__name__}: {first}") from None
     heat_dir = Path(args.heatmap) if args.heatmap else None
     failed = len(problems)
-    with torch.no_grad():
-        text = pair.text_features(backbone)
 
     def flush(batch: list[tuple[Path, torch.Tensor, str | None]]) -> None:
         with torch.no_grad():
@@ -186,7 +194,7 @@ def run(args) -> int:
         with torch.no_grad():
             pix = backbone.preprocess(im[None])
             if heat_dir is not None:
-                heat = light_score_heatmap(im, pair, backbone, batch_size=args.batch_size)
+                heat = light_score_heatmap(im, text, backbone, batch_size=args.batch_size)
                 name = f"{path.stem}_light.png"
                 n = 1
                 while name in used_names:  # same stem in two folders: keep both maps
