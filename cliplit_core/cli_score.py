@@ -18,11 +18,14 @@ import json
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from .errors import CLIPLITError, ImageReadError
+
+if TYPE_CHECKING:  # torch is imported when scoring runs: parsing the command line (--help) stays light
+    import torch
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -52,6 +55,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def _read_rgb(path: Path) -> torch.Tensor:
     """[3, H, W] float32 in 0..1 (gray expanded, alpha dropped)."""
+    import torch
+
     try:
         from .imageio import read_image
     except ImportError:  # pragma: no cover - the core always ships imageio
@@ -105,6 +110,8 @@ def _list_inputs(inputs) -> tuple[list[Path], list[str]]:
 
 
 def _device(name: str | None) -> torch.device:
+    import torch
+
     if name:
         try:
             dev = torch.device(name)
@@ -119,6 +126,8 @@ def _device(name: str | None) -> torch.device:
 def load_scorer(model_file=None, clip_model=None, clip_pretrained=None, prompt_length=None, device="cpu"):
     """(``[2, embed_dim]`` text features, backbone): from the prompt pair in ``model_file``,
     or from the zero-shot text prompts when it is None."""
+    import torch
+
     from .clip_backbone import DEFAULT_PRETRAINED, DEFAULT_SCORE_MODEL, load_backbone
     from .prompts import PromptPair, zero_shot_text_features
 
@@ -137,6 +146,8 @@ def load_scorer(model_file=None, clip_model=None, clip_pretrained=None, prompt_l
 
 def run(args) -> int:
     """Score the inputs; returns the exit status (raises CLIPLITError for fatal problems)."""
+    import torch
+
     from .scores import backlit_probability_from_features, light_score_heatmap
 
     if args.batch_size < 1:
