@@ -153,9 +153,10 @@ def main() -> None:
     png = detail["exact"]["png"]
     if png:
         (old, new) = sorted(png, key=lambda lv: int(lv) != 6)
-        print(f"\nPNG write of the exact result (best of 3): zlib level {old} {png[old]['s']:.2f} s, "
-              f"{png[old]['bytes'] / 1e6:.2f} MB; level {new} {png[new]['s']:.2f} s, {png[new]['bytes'] / 1e6:.2f} MB "
-              f"(**{png[old]['s'] / png[new]['s']:.2f}x** faster, {png[new]['bytes'] / png[old]['bytes'] - 1:+.1%} size)")
+        a, b = png[old], png[new]
+        print(f"\nPNG write of the exact result (best of 3): zlib level {old} {a['s']:.2f} s, "
+              f"{a['bytes'] / 1e6:.2f} MB; level {new} {b['s']:.2f} s, {b['bytes'] / 1e6:.2f} MB "
+              f"(**{a['s'] / b['s']:.2f}x** faster, {b['bytes'] / a['bytes'] - 1:+.1%} size)")
     if args.json:
         Path(args.json).write_text(json.dumps({"photo": str(photo), "megapixels": mp, "rounds": times,
                                                "medians": med, "in_process_warm": inproc, "detail": detail},

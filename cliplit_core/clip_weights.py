@@ -25,7 +25,8 @@ from .errors import CLIPBackboneError
 
 HF_WEIGHTS_NAME = "open_clip_pytorch_model.bin"  # open_clip's default file in a hub repository
 PROBE_TIMEOUT_S = 3.0
-DEFAULT_HOW_TO_USE = "pass its path as the CLIP weights (--clip-pretrained FILE)"
+DEFAULT_HOW_TO_USE = ("pass its path instead of the tag (--clip-pretrained FILE; for the trainer's identity loss "
+                      "--identity-pretrained FILE)")
 
 
 class CLIPWeightsUnavailableError(CLIPBackboneError):
@@ -141,10 +142,12 @@ def can_reach_download_server(timeout: float = PROBE_TIMEOUT_S) -> bool:
 def _unavailable(model: str, pretrained: str, tag: dict, why: str, how_to_use: str) -> CLIPWeightsUnavailableError:
     url, name = download_url(tag)
     original = tag.get("url") or ""
-    alt = f" (or OpenAI's original {original})" if original and original != url else ""
+    alt = ""
+    if original and original != url:
+        alt = f" (or the original {os.path.basename(urlsplit(original).path)} from {original})"
     return CLIPWeightsUnavailableError(
         f"the CLIP weights {model} / {pretrained!r} are not on this computer and {why}. "
-        f"Download {url}{alt} elsewhere (file {name}), then {how_to_use}"
+        f"Download the file {name} from {url}{alt} elsewhere, then {how_to_use}"
     )
 
 

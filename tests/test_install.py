@@ -7,7 +7,6 @@ import os
 import shutil
 import site
 import subprocess
-import sys
 import venv
 
 import pytest

@@ -108,9 +108,9 @@ def test_offline_clip_download_fails_fast_and_clearly(folder, monkeypatch):
     assert time.monotonic() - t0 < 5
     msg = str(e.value)
     assert msg.startswith("CLIP Light Score: the CLIP weights ViT-B-32 / 'openai' are not on this computer")
-    assert ("Download https://huggingface.co/timm/vit_base_patch32_clip_224.openai/resolve/main/"
-            "open_clip_model.safetensors") in msg
-    assert "(file open_clip_model.safetensors)" in msg
+    assert ("Download the file open_clip_model.safetensors from "
+            "https://huggingface.co/timm/vit_base_patch32_clip_224.openai/resolve/main/open_clip_model.safetensors"
+            ) in msg
     assert str(folder) in msg and "clip_pretrained" in msg
 
 
