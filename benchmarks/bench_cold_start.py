@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -86,13 +87,19 @@ print("RESULT=" + json.dumps({"steps": steps, "steady": steady, "png": png, "thr
 """
 
 
-def timed(cmd: list[str], cwd: Path) -> float:
-    t0 = time.perf_counter()
+def _child_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def timed(cmd: list[str], cwd: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the process, all threads)."""
+    c0, t0 = _child_cpu(), time.perf_counter()
     run = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, _child_cpu() - c0
     if run.returncode != 0:
         raise SystemExit(f"failed ({run.returncode}): {' '.join(cmd)}\n{run.stderr[-2000:]}")
-    return dt
+    return dt, cpu
 
 
 def steps(photo: Path, weights: str, fast: bool, warm: int, out: Path) -> dict:
@@ -120,6 +127,8 @@ def main() -> None:
         mp = im.size[0] * im.size[1] / 1e6
     py = sys.executable
     times: dict[str, list[float]] = {"import torch": [], "exact": [], "fast": []}
+    cpu: dict[str, list[float]] = {k: [] for k in times}
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         base = [py, "-m", "cliplit_core", "enhance", str(photo), "-o", str(out / "cli"), "--weights", weights,
@@ -127,22 +136,29 @@ def main() -> None:
         commands = {"import torch": [py, "-c", "import torch"], "exact": base, "fast": [*base, "--fast"]}
         for r in range(args.rounds):
             for name, cmd in commands.items():
-                times[name].append(timed(cmd, ROOT))
+                wall, used = timed(cmd, ROOT)
+                times[name].append(wall)
+                cpu[name].append(used)
             print(f"round {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()), file=sys.stderr)
         detail = {mode: steps(photo, weights, mode == "fast", args.warm, out) for mode in ("exact", "fast")}
 
+    load_after = os.getloadavg()
     med = {k: statistics.median(v) for k, v in times.items()}
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
     inproc = {m: statistics.median(d["steady"]) if d["steady"] else float("nan") for m, d in detail.items()}
     threads = detail["exact"]["threads"]
     print(f"# cold start: one {mp:.1f} MP photo ({photo.name}), CPU, {threads} threads, "
-          f"torch {detail['exact']['torch']}, {args.rounds} rounds (medians)")
+          f"torch {detail['exact']['torch']}, {args.rounds} rounds (medians); load average "
+          f"{load_before[0]:.1f} before, {load_after[0]:.1f} after (a busy machine inflates the wall times)")
     print("\n## whole process (fresh `python -m cliplit_core enhance`, to the PNG on disk)")
-    print("| command | median | min | max | / import torch |")
-    print("|---|---|---|---|---|")
+    print("| command | median | min | max | / import torch | CPU seconds (all threads) |")
+    print("|---|---|---|---|---|---|")
     for k, v in times.items():
-        print(f"| {k} | {med[k]:.2f} s | {min(v):.2f} s | {max(v):.2f} s | {med[k] / med['import torch']:.2f}x |")
+        print(f"| {k} | {med[k]:.2f} s | {min(v):.2f} s | {max(v):.2f} s | {med[k] / med['import torch']:.2f}x "
+              f"| {med_cpu[k]:.2f} s |")
     print(f"\nwhole-process speed-up of --fast: **{med['exact'] / med['fast']:.2f}x** "
-          f"(exact {med['exact']:.2f} s / fast {med['fast']:.2f} s)")
+          f"(exact {med['exact']:.2f} s / fast {med['fast']:.2f} s; in CPU seconds "
+          f"{med_cpu['exact'] / med_cpu['fast']:.2f}x)")
     print("\n## where the time goes (one fresh process per mode, first call)")
     print("| step | exact | --fast |")
     print("|---|---|---|")
@@ -159,8 +175,8 @@ def main() -> None:
               f"(**{a['s'] / b['s']:.2f}x** faster, {b['bytes'] / a['bytes'] - 1:+.1%} size)")
     if args.json:
         Path(args.json).write_text(json.dumps({"photo": str(photo), "megapixels": mp, "rounds": times,
-                                               "medians": med, "in_process_warm": inproc, "detail": detail},
-                                              indent=1))
+                                               "cpu_seconds": cpu, "medians": med, "in_process_warm": inproc,
+                                               "detail": detail, "load": [load_before, load_after]}, indent=1))
 
 
 if __name__ == "__main__":
