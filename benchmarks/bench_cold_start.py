@@ -15,6 +15,7 @@ write of the exact result at zlib level 6 (Pillow's default) against ours::
 
     python benchmarks/bench_cold_start.py                  # 3 rounds on the 3.1 MP backlit photo
     python benchmarks/bench_cold_start.py --rounds 5 --json cold.json
+    python benchmarks/bench_cold_start.py --threads 1     # CPU seconds that a busy machine barely moves
 """
 from __future__ import annotations
 
@@ -117,8 +118,12 @@ def main() -> None:
     ap.add_argument("--weights", default=str(WEIGHTS) if WEIGHTS.is_file() else "official")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--warm", type=int, default=2, help="in-process calls of the network after the first")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads of every child (OMP_NUM_THREADS; default: torch's choice, one per core)")
     ap.add_argument("--json", default=None, help="also write the figures to this file")
     args = ap.parse_args()
+    if args.threads:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # inherited by every child process
     photo = Path(args.photo).resolve()
     weights = str(Path(args.weights).resolve()) if args.weights != "official" else "official"
     from PIL import Image
