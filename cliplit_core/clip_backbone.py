@@ -6,8 +6,8 @@ A backbone is chosen by
   path of an open_clip model-config JSON (``{"embed_dim", "vision_cfg",
   "text_cfg"}``, optionally wrapped as ``{"model_cfg": {...}}`` like the
   ``open_clip_config.json`` files on the Hugging Face hub);
-* ``pretrained``: an open_clip pretrained tag (``"openai"``; downloaded by
-  open_clip on first use), the path of a local weights file (open_clip /
+* ``pretrained``: an open_clip pretrained tag (``"openai"``; taken from the local
+  caches or downloaded on first use, see :mod:`.clip_weights`), the path of a local weights file (open_clip /
   Hugging Face ``.bin`` / ``.pth`` / ``.safetensors`` state dicts, or OpenAI's
   original TorchScript ``ViT-B-32.pt``), or ``"none"`` for random weights
   (tests and timing only -- a loud warning is emitted).
