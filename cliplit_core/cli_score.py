@@ -5,6 +5,7 @@ Prints one JSON object per image, ``{"file": ..., "light_score": ...}`` (plus
 ``.safetensors`` holding a prompt pair (its metadata names the CLIP model) or an
 authors' prompt ``.pth`` (then ``--clip-model`` / ``--clip-pretrained`` /
 ``--prompt-length`` describe it; the defaults are the authors': ViT-B-32, openai, 16).
+Without ``--model`` the images are scored zero-shot, with two plain text prompts.
 
 Exit status: 0 all scored, 1 some images could not be read (each reported on
 stderr, the others still scored), 2 nothing could be done (bad model file, CLIP
@@ -17,9 +18,9 @@ import json
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from .errors import CLIPLITError, ImageReadError
 from .imageio import list_images, write_png
@@ -27,16 +28,20 @@ from .memory import resolve_device
 from .validation import BATCH_SIZE, PROMPT_LENGTH, argparse_type, check_number
 from .outputs import OurFiles, check_output_option, plan_outputs, prepare_output_dir
 
+if TYPE_CHECKING:  # torch is imported when scoring runs: parsing the command line (--help) stays light
+    import torch
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``score`` subcommand on an argparse subparsers object."""
     p = subparsers.add_parser(
         "score", help="CLIP Light Score of images (probability 'well-lit')",
-        description="Print the CLIP Light Score (1 - S(I), probability 'well-lit' under the prompt pair) of each "
-                    "image as one JSON object per line.")
+        description="Print the CLIP Light Score (1 - S(I), probability 'well-lit' under the prompt pair, or under "
+                    "zero-shot text prompts without --model) of each image as one JSON object per line.")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
-    p.add_argument("--model", required=True, metavar="FILE",
-                   help="our .safetensors with a prompt pair, or the authors' prompt_pair.pth")
+    p.add_argument("--model", default=None, metavar="FILE",
+                   help="our .safetensors with a prompt pair, or the authors' prompt_pair.pth (default: zero-shot "
+                        "text prompts, 'a backlit photo with a dark underexposed subject' / 'a well-lit photo')")
     p.add_argument("--clip-model", default=None, metavar="NAME|CONFIG.json",
                    help="open_clip model name or model-config JSON (default: from the file's metadata, else ViT-B-32)")
     p.add_argument("--clip-pretrained", default=None, metavar="TAG|FILE|none",
@@ -54,6 +59,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def _read_rgb(path: Path) -> torch.Tensor:
     """[3, H, W] float32 in 0..1 (gray expanded, alpha dropped)."""
+    import torch
+
     try:
         from .imageio import read_image
     except ImportError:  # pragma: no cover - the core always ships imageio
@@ -78,29 +85,43 @@ def _read_image_pillow(path) -> np.ndarray:
 
 
 def _device(name: str | None) -> torch.device:
+    from .memory import resolve_device
+
     return resolve_device(name)
 
 
-def load_scorer(model_file, clip_model=None, clip_pretrained=None, prompt_length=None, device="cpu"):
-    """(PromptPair on ``device``, backbone) for a prompt file; the nodes can use this too."""
-    from .clip_backbone import load_backbone
-    from .prompts import PromptPair
+def load_scorer(model_file=None, clip_model=None, clip_pretrained=None, prompt_length=None, device="cpu"):
+    """(``[2, embed_dim]`` text features, backbone): from the prompt pair in ``model_file``,
+    or from the zero-shot text prompts when it is None."""
+    import torch
 
+    from .clip_backbone import DEFAULT_PRETRAINED, DEFAULT_SCORE_MODEL, load_backbone
+    from .prompts import PromptPair, zero_shot_text_features
+
+    if model_file is None:
+        backbone = load_backbone(clip_model or DEFAULT_SCORE_MODEL, clip_pretrained or DEFAULT_PRETRAINED,
+                                 device=device)
+        return zero_shot_text_features(backbone), backbone
     pair = PromptPair.load(model_file, prompt_length=prompt_length, clip_model=clip_model,
                            clip_pretrained=clip_pretrained)
     backbone = load_backbone(pair.clip_model, pair.clip_pretrained, device=device)
     pair.check_fits(backbone)
     pair = pair.to(backbone.device).requires_grad_(False)
-    return pair, backbone
+    with torch.no_grad():
+        return pair.text_features(backbone), backbone
 
 
 def run(args) -> int:
     """Score the inputs; returns the exit status (raises CLIPLITError for fatal problems)."""
+    import torch
+
     from .scores import backlit_probability_from_features, light_score_heatmap
 
     check_number(BATCH_SIZE, args.batch_size)
     if args.prompt_length is not None:
         check_number(PROMPT_LENGTH, args.prompt_length)
+    if args.prompt_length is not None and args.model is None:
+        raise CLIPLITError("--prompt-length describes a prompt file: it needs --model")
     heat_dir = check_output_option(args.heatmap, "--heatmap") if args.heatmap else None
     ours = OurFiles(heat_dir) if heat_dir is not None else None
     paths, problems = list_images(args.inputs, skip=ours.owns if ours else None)
@@ -116,13 +137,13 @@ def run(args) -> int:
         for msg in clashes:
             print(f"warning: {msg}", file=sys.stderr)
         heat_files = {planned.src: planned.main for planned in plan}
-    model_path = Path(args.model)
-    if not model_path.exists():
+    model_path = Path(args.model) if args.model is not None else None
+    if model_path is not None and not model_path.exists():
         raise CLIPLITError(f"{model_path}: model file not found")
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            pair, backbone = load_scorer(model_path, args.clip_model, args.clip_pretrained, args.prompt_length,
+            text, backbone = load_scorer(model_path, args.clip_model, args.clip_pretrained, args.prompt_length,
                                          device)
         for w in caught:
             print(f"warning: {w.message}", file=sys.stderr)
@@ -132,8 +153,6 @@ def run(args) -> int:
         first = (str(e).splitlines() or [type(e).__name__])[0]
         raise CLIPLITError(f"cannot set up the CLIP scorer: {type(e).__name__}: {first}") from None
     failed = len(problems)
-    with torch.no_grad():
-        text = pair.text_features(backbone)
 
     def flush(batch: list[tuple[Path, torch.Tensor, str | None]]) -> None:
         with torch.no_grad():
@@ -159,7 +178,7 @@ def run(args) -> int:
         with torch.no_grad():
             pix = backbone.preprocess(im[None])
             if heat_dir is not None:
-                heat = light_score_heatmap(im, pair, backbone, batch_size=args.batch_size)
+                heat = light_score_heatmap(im, text, backbone, batch_size=args.batch_size)
                 out = heat_files[path]
                 try:
                     write_png(out, heat[0].float().cpu().numpy()[..., None])

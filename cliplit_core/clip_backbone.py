@@ -6,8 +6,8 @@ A backbone is chosen by
   path of an open_clip model-config JSON (``{"embed_dim", "vision_cfg",
   "text_cfg"}``, optionally wrapped as ``{"model_cfg": {...}}`` like the
   ``open_clip_config.json`` files on the Hugging Face hub);
-* ``pretrained``: an open_clip pretrained tag (``"openai"``; downloaded by
-  open_clip on first use), the path of a local weights file (open_clip /
+* ``pretrained``: an open_clip pretrained tag (``"openai"``; taken from the local
+  caches or downloaded on first use, see :mod:`.clip_weights`), the path of a local weights file (open_clip /
   Hugging Face ``.bin`` / ``.pth`` / ``.safetensors`` state dicts, or OpenAI's
   original TorchScript ``ViT-B-32.pt``), or ``"none"`` for random weights
   (tests and timing only -- a loud warning is emitted).
@@ -28,7 +28,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
 import threading
 import warnings
 import zipfile
@@ -39,8 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import clip_weights
 from .clip_preprocess import clip_preprocess
-from .errors import CLIPLITError
+from .errors import CLIPBackboneError
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +49,6 @@ DEFAULT_IDENTITY_MODEL = "RN101"
 DEFAULT_PRETRAINED = "openai"
 RANDOM_WEIGHTS = "none"
 PRECISIONS = ("fp32", "fp16", "bf16")
-
-
-class CLIPBackboneError(CLIPLITError):
-    """A CLIP backbone cannot be built or its weights cannot be loaded."""
 
 
 class RandomWeightsWarning(UserWarning):
@@ -183,15 +179,11 @@ _CACHE: dict[tuple, CLIPBackbone] = {}
 _LOCK = threading.Lock()
 
 
-def _is_config_path(model: str) -> bool:
-    return model.lower().endswith(".json") or Path(model).is_file()
-
-
 def _read_config(model: str) -> tuple[dict, str]:
     """(model config dict, canonical key) for a name or a config-JSON path."""
     import open_clip
 
-    if _is_config_path(model):
+    if clip_weights.is_config_path(model):
         path = Path(model)
         if not path.is_file():
             raise CLIPBackboneError(f"{model}: CLIP model config file not found")
@@ -215,25 +207,17 @@ def _read_config(model: str) -> tuple[dict, str]:
     return cfg, model.replace("/", "-")
 
 
-def _tag_config(model: str, pretrained: str) -> dict | None:
-    from open_clip.pretrained import get_pretrained_cfg
-
-    if _is_config_path(model):
-        return None
-    return get_pretrained_cfg(model.replace("/", "-"), pretrained) or None
-
-
 def _auto_quick_gelu(model: str, pretrained: str, cfg: dict) -> bool:
     if cfg.get("quick_gelu", False):
         return True
     low = pretrained.lower()
     if low == RANDOM_WEIGHTS:
         return False
-    tag = _tag_config(model, pretrained)
+    tag = clip_weights.tag_config(model, pretrained)
     if tag is not None:
         return bool(tag.get("quick_gelu", False))
     # a local file given with a built-in name: assume the OpenAI weights if that model has them
-    openai = _tag_config(model, "openai")
+    openai = clip_weights.tag_config(model, "openai")
     return bool(openai and openai.get("quick_gelu", False))
 
 
@@ -302,51 +286,6 @@ def _load_file(model: nn.Module, path: Path, label: str) -> None:
         raise CLIPBackboneError(f"{path}: cannot read CLIP weights ({type(e).__name__}: {first[:300]})") from None
 
 
-def _cached_tag_file(tag: dict) -> str | None:
-    """The tag's weights from the Hugging Face cache without touching the network (None if absent)."""
-    hub = tag.get("hf_hub", "")
-    if not hub:
-        return None
-    try:
-        from huggingface_hub import hf_hub_download
-        from open_clip.pretrained import _get_safe_alternatives
-    except ImportError:
-        return None
-    model_id, filename = os.path.split(hub)
-    filename = filename or "open_clip_pytorch_model.bin"
-    for name in [*_get_safe_alternatives(filename), filename]:
-        try:
-            return hf_hub_download(repo_id=model_id, filename=name, local_files_only=True)
-        except Exception:
-            continue
-    return None
-
-
-def _download_tag(model: str, pretrained: str) -> str:
-    from open_clip.pretrained import download_pretrained, list_pretrained_tags_by_model
-
-    tag = _tag_config(model, pretrained)
-    if tag is None:
-        tags = list_pretrained_tags_by_model(model.replace("/", "-")) if not _is_config_path(model) else []
-        hint = f" (known tags: {', '.join(tags)})" if tags else ""
-        raise CLIPBackboneError(
-            f"CLIP weights {pretrained!r} for {model}: neither an open_clip pretrained tag of this model{hint} "
-            f"nor an existing file; use a tag, a local weights file, or 'none' for random weights"
-        )
-    cached = _cached_tag_file(tag)
-    if cached:
-        return cached
-    try:
-        return download_pretrained(tag)
-    except Exception as e:
-        first = (str(e).splitlines() or [type(e).__name__])[0]
-        raise CLIPBackboneError(
-            f"could not obtain the {pretrained!r} weights of CLIP {model} ({type(e).__name__}: {first[:200]}). "
-            f"Without internet, download them elsewhere and pass the file as the pretrained weights "
-            f"(--clip-pretrained FILE)"
-        ) from None
-
-
 def _set_precision(model: nn.Module, device: torch.device, precision: str) -> torch.dtype:
     from open_clip.model import convert_weights_to_lp
 
@@ -378,7 +317,7 @@ def build_backbone(model: str = DEFAULT_SCORE_MODEL, pretrained: str = DEFAULT_P
         if not weights.is_file():
             raise CLIPBackboneError(f"{weights}: CLIP weights file not found")
     else:
-        weights = Path(_download_tag(str(model), pretrained))
+        weights = Path(clip_weights.tag_weights(str(model), pretrained).file)
     net = _instantiate(cfg, qg, precision, str(model))
     if weights is None:
         msg = (f"CLIP backbone {model} has RANDOM WEIGHTS (pretrained='none'): its scores and losses are "

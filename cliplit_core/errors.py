@@ -15,3 +15,7 @@ class ImageReadError(CLIPLITError):
 
 class WeightsDownloadError(CLIPLITError):
     """The official weights could not be fetched or failed their checksum."""
+
+
+class CLIPBackboneError(CLIPLITError):
+    """A CLIP backbone cannot be built or its weights cannot be loaded."""

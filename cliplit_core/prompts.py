@@ -17,6 +17,9 @@ Ways to make one:
   (tensor ``prompt_pair`` beside the enhancer, with ``clip_model``,
   ``clip_pretrained`` and ``prompt_length`` in the metadata).
 
+Without a learned pair, :func:`zero_shot_text_features` scores with two plain text
+prompts (:data:`ZERO_SHOT_PROMPTS`).
+
 :meth:`PromptPair.save` writes our format. While the pair is frozen
 (``requires_grad=False`` or autograd off), :meth:`PromptPair.text_features`
 caches its result until the embeddings change.
@@ -36,11 +39,22 @@ from .errors import CheckpointError, CLIPLITError
 DEFAULT_PROMPT_LENGTH = 16
 AUTHORS_PROMPT_KEY = "embedding_prompt"
 NEGATIVE, POSITIVE = 0, 1  # row 0 = backlit, row 1 = well-lit
+# Plain text prompts for scoring without a learned pair (rows as above).
+ZERO_SHOT_PROMPTS = ("a backlit photo with a dark underexposed subject", "a well-lit photo")
 
 
 def prompt_text(length: int = DEFAULT_PROMPT_LENGTH) -> str:
     """The initial prompt text: ``length`` space-separated X's."""
     return " ".join(["X"] * length)
+
+
+def zero_shot_text_features(backbone: CLIPBackbone) -> torch.Tensor:
+    """``[2, embed_dim]`` L2-normalised text features of :data:`ZERO_SHOT_PROMPTS` (what scores
+    use when no learned prompt pair is at hand; weaker than a trained pair)."""
+    with torch.no_grad():
+        ids = backbone.tokenize(list(ZERO_SHOT_PROMPTS))
+        eot = ids.argmax(dim=-1)  # the end-of-text token has the largest id
+        return backbone.encode_embeddings(backbone.token_embeddings(ids), eot)
 
 
 class PromptPair(nn.Module):

@@ -44,7 +44,7 @@ def score_batch(model: CLIPLITModel, images: torch.Tensor, *, heatmap: bool = Tr
     color, _ = inference.split_channels(x)
     rgb = inference.network_input(color)
     b, _, h, w = rgb.shape
-    bb = model.backbone()  # lazy; raises a clear CLIPUnavailableError offline
+    bb = model.backbone()  # lazy; offline it fails within seconds, naming the file to download
     device = comfy_env.compute_device()
     comfy_env.free_memory(_param_bytes(bb.model) + CLIP_ACTIVATION_BYTES, device)
     bb = model.backbone_on(device)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
-import socket
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,56 +25,10 @@ DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "openai"
 AUTO = "auto"  # the CLIP the prompt pair was made for (its metadata), else the defaults above
 RANDOM_WEIGHTS = "none"
-# Zero-shot prompts used when neither the model file nor a prompt-pair file holds a learned pair.
-ZERO_SHOT_PROMPTS = ("a backlit photo with a dark underexposed subject", "a well-lit photo")
-DOWNLOAD_PROBE = ("huggingface.co", 443)
-PROBE_TIMEOUT_S = 3.0
 
 
 class CLIPUnavailableError(errors.CLIPLITError):
     """The CLIP backbone cannot be obtained (no weights, no internet, bad config)."""
-
-
-def _tag_cfg(model: str, tag: str) -> dict | None:
-    from open_clip.pretrained import get_pretrained_cfg
-
-    return get_pretrained_cfg(model.replace("/", "-"), tag) or None
-
-
-def _cached_tag_file(cfg: dict) -> str | None:
-    """Local copy of a pretrained tag's weights, if open_clip downloaded them before."""
-    if cfg.get("file"):
-        return cfg["file"]
-    hub = cfg.get("hf_hub") or ""
-    if hub:
-        try:
-            from huggingface_hub import try_to_load_from_cache
-        except ImportError:
-            try_to_load_from_cache = None
-        if try_to_load_from_cache is not None:
-            repo, fname = os.path.split(hub.rstrip("/")) if not hub.endswith("/") else (hub.rstrip("/"), "")
-            names = [fname] if fname else []
-            names += ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
-            for n in names:
-                hit = try_to_load_from_cache(repo, n)
-                if isinstance(hit, str) and os.path.isfile(hit):
-                    return hit
-    url = cfg.get("url") or ""
-    if url:
-        legacy = Path(os.path.expanduser("~/.cache/clip")) / os.path.basename(url)
-        if legacy.is_file():
-            return str(legacy)
-    return None
-
-
-def _can_reach_download_server() -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
-        return False
-    try:
-        with socket.create_connection(DOWNLOAD_PROBE, timeout=PROBE_TIMEOUT_S):
-            return True
-    except OSError:
-        return False
 
 
 def resolve_clip_settings(clip_model: str, clip_pretrained: str) -> tuple[str, str, bool | None]:
@@ -110,21 +62,12 @@ def resolve_clip_settings(clip_model: str, clip_pretrained: str) -> tuple[str, s
         raise CLIPUnavailableError(
             f"CLIP model {model} is a config file: give its weights as a local file, or 'none' for random weights"
         )
-    cfg = _tag_cfg(model, pretrained)
-    if cfg is None:
+    clip_weights = core_module("clip_weights")
+    if clip_weights.tag_config(model, pretrained) is None:
         return model, pretrained, None  # the core raises a clear 'unknown tag' error listing the known tags
-    cached = _cached_tag_file(cfg)
-    if cached is not None:
-        return model, cached, bool(cfg.get("quick_gelu", False))
-    if not _can_reach_download_server():
-        target = comfy_env.download_folder()
-        raise CLIPUnavailableError(
-            f"the CLIP weights {model} / {pretrained!r} are not on this computer and the download server "
-            f"({DOWNLOAD_PROBE[0]}) cannot be reached. Download them elsewhere "
-            f"({cfg.get('hf_hub') or cfg.get('url')}), put the file into {target} and enter its file name "
-            f"as clip_pretrained in Load CLIP-LIT"
-        )
-    return model, pretrained, None
+    found = clip_weights.tag_weights(model, pretrained, how_to_use=(
+        f"put it into {comfy_env.download_folder()} and enter its file name as clip_pretrained in Load CLIP-LIT"))
+    return model, found.file, found.quick_gelu
 
 
 @dataclass(eq=False)
@@ -198,10 +141,7 @@ class CLIPLITModel:
         """``[2, embed_dim]`` normalised text features: the learned prompt pair, or zero-shot prompts."""
         if self.prompt_pair is not None:
             return self.prompt_pair.text_features(backbone).detach()
-        with torch.no_grad():
-            ids = backbone.tokenize(list(ZERO_SHOT_PROMPTS))
-            eot = ids.argmax(dim=-1)  # the end-of-text token has the largest id
-            return backbone.encode_embeddings(backbone.token_embeddings(ids), eot).detach()
+        return core_module("prompts").zero_shot_text_features(backbone)
 
     @property
     def prompt_description(self) -> str:

@@ -11,6 +11,7 @@ from clip_fixtures import (RN_TINY, VIT_TINY, build_random, clip_config_dir, one
 from safetensors.torch import save_file
 
 from cliplit_core import clip_backbone as cb
+from cliplit_core import clip_weights
 from cliplit_core.clip_backbone import CLIPBackboneError, RandomWeightsWarning, build_backbone, load_backbone
 from cliplit_core.errors import CLIPLITError
 
@@ -154,5 +155,5 @@ def test_cached_hub_weights_are_used_without_network(tmp_path, monkeypatch):
     (snap / "open_clip_model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")
     monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    tag = cb._tag_config("RN50", "openai")
-    assert cb._cached_tag_file(tag) == str(snap / "open_clip_model.safetensors")
+    tag = clip_weights.tag_config("RN50", "openai")
+    assert clip_weights.cached_tag_file(tag) == str(snap / "open_clip_model.safetensors")

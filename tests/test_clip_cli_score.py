@@ -181,3 +181,18 @@ def test_heatmaps_into_the_input_folder_keep_user_files_and_are_not_scored_next_
                                                                   "b_light_light.png"]
         assert (d / "b_light.png").read_bytes() == user_file
         assert "writing b_2_light.png instead" in err
+
+
+def test_zero_shot_without_a_model(setup, capsys):
+    """No --model: the images are scored with the zero-shot text prompts (the nodes' prompts)."""
+    from cliplit_core.prompts import ZERO_SHOT_PROMPTS, zero_shot_text_features
+
+    files = [setup["imgs"] / "a.png", setup["imgs"] / "b.jpg"]
+    rc, recs, err = _run([*files, "--clip-model", setup["cfg"], "--clip-pretrained", setup["weights"]], capsys)
+    assert rc == 0, err
+    text = zero_shot_text_features(setup["backbone"])
+    want = [float(s) for s in _expected({**setup, "pair": text}, files)]
+    assert [r["light_score"] for r in recs] == pytest.approx(want, abs=2e-6)
+    # the prompts matter: the learned pair in model.safetensors gives other scores
+    assert [r["light_score"] for r in recs] != pytest.approx(_expected(setup, files), abs=1e-3)
+    assert ZERO_SHOT_PROMPTS == ("a backlit photo with a dark underexposed subject", "a well-lit photo")

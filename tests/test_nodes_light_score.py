@@ -9,6 +9,7 @@ import torch
 from nodes_support import OFFICIAL_WEIGHTS, require, write_tiny_clip
 
 import nodes
+from cliplit_core import clip_weights
 from nodes import comfy_env
 from nodes import model as mdl
 from nodes.errors import CLIPLITNodeError
@@ -97,22 +98,27 @@ def test_gray_and_alpha_images(tiny_model):
 
 def test_offline_clip_download_fails_fast_and_clearly(folder, monkeypatch):
     m = load_cliplit_model(str(OFFICIAL_WEIGHTS))  # ViT-B-32 / openai, as in the example workflow
-    monkeypatch.setattr(mdl, "_cached_tag_file", lambda cfg: None)
-    monkeypatch.setattr(mdl.socket, "create_connection", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    monkeypatch.setattr(clip_weights, "cached_tag_file", lambda cfg: None)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(clip_weights.socket, "create_connection",
+                        lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
     t0 = time.monotonic()
     with pytest.raises(CLIPLITNodeError) as e:
         nodes.CLIPLITLightScore().score(m, torch.rand(1, 32, 32, 3))
     assert time.monotonic() - t0 < 5
     msg = str(e.value)
     assert msg.startswith("CLIP Light Score: the CLIP weights ViT-B-32 / 'openai' are not on this computer")
+    assert ("Download the file open_clip_model.safetensors from "
+            "https://huggingface.co/timm/vit_base_patch32_clip_224.openai/resolve/main/open_clip_model.safetensors"
+            ) in msg
     assert str(folder) in msg and "clip_pretrained" in msg
 
 
 def test_cached_tag_weights_are_used_without_network(monkeypatch, tmp_path):
     f = tmp_path / "open_clip_model.safetensors"
     f.write_bytes(b"x")
-    monkeypatch.setattr(mdl, "_cached_tag_file", lambda cfg: str(f))
-    monkeypatch.setattr(mdl, "_can_reach_download_server", lambda: pytest.fail("probed the network"))
+    monkeypatch.setattr(clip_weights, "cached_tag_file", lambda cfg: str(f))
+    monkeypatch.setattr(clip_weights, "can_reach_download_server", lambda: pytest.fail("probed the network"))
     model, pretrained, quick_gelu = mdl.resolve_clip_settings("ViT-B-32", "openai")
     assert (model, pretrained, quick_gelu) == ("ViT-B-32", str(f), True)
 
