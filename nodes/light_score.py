@@ -36,33 +36,52 @@ def format_scores(scores: list[float], model: CLIPLITModel) -> str:
 
 def score_batch(model: CLIPLITModel, images: torch.Tensor, *, heatmap: bool = True, window: float = 0.5,
                 progress=None) -> tuple[float, str, torch.Tensor, list[float]]:
-    """ComfyUI IMAGE [B, H, W, C] -> (mean light score, per-image text, backlit heatmap [B, H, W], scores)."""
+    """ComfyUI IMAGE [B, H, W, C] -> (mean light score, per-image text, backlit heatmap [B, H, W], scores).
+
+    Progress counts CLIP passes (per image: the whole image, then its heatmap windows batch by
+    batch); after each step the ProgressBar moves, ``progress(done, total)`` is called and
+    ComfyUI's Cancel button is checked, so a long heatmap stops within one batch of windows.
+    """
     if images.dim() == 3:
         images = images[None]
     scores_mod = core_module("scores")
+    heatmap_mod = core_module("heatmap")
     x = inference.sanitize(images.movedim(-1, 1))
     color, _ = inference.split_channels(x)
     rgb = inference.network_input(color)
     b, _, h, w = rgb.shape
+    window = float(window)
+    grid = heatmap_mod.heatmap_grid(h, w, window) if heatmap else None
+    per_image = 1 + (len(grid) if grid is not None else 0)
+    total = b * per_image
     bb = model.backbone()  # lazy; offline it fails within seconds, naming the file to download
     device = comfy_env.compute_device()
     comfy_env.free_memory(_param_bytes(bb.model) + CLIP_ACTIVATION_BYTES, device)
     bb = model.backbone_on(device)
     text = model.text_features(bb)
-    bar = comfy_env.progress_bar(b)
+    if grid is not None:
+        log.info("CLIP Light Score: %d image(s) %dx%d, heatmap of %d windows of %dx%d px per image", b, w, h,
+                 len(grid), grid.win_w, grid.win_h)
+    bar = comfy_env.progress_bar(total)
+
+    def step(done: int) -> None:
+        bar.update_absolute(done, total)
+        if progress is not None:
+            progress(done, total)
+        comfy_env.throw_if_interrupted()
+
     scores: list[float] = []
     heat = torch.zeros(b, h, w, dtype=torch.float32)
     try:
         for i in range(b):
             img = rgb[i:i + 1].to(device)
             scores.append(float(scores_mod.score_images(img, text, bb)[0]))
-            if heatmap:
-                lit = scores_mod.light_score_heatmap(img, text, bb, window=float(window))
+            start = i * per_image + 1
+            step(start)
+            if grid is not None:
+                lit = heatmap_mod.light_score_heatmap(img, text, bb, window=window,
+                                                      on_batch=lambda done, _n, _s=start: step(_s + done))
                 heat[i] = (1.0 - lit[0]).clamp(0, 1).float().cpu()
-            bar.update_absolute(i + 1, b)
-            if progress is not None:
-                progress(i + 1, b)
-            comfy_env.throw_if_interrupted()
     finally:
         del bb
         if device.type != "cpu":
@@ -95,11 +114,16 @@ class CLIPLITLightScore:
             },
             "optional": {
                 "heatmap": ("BOOLEAN", {"default": True,
-                                        "tooltip": "Compute the backlit heatmap (about 9 extra CLIP passes per "
-                                                   "image); off gives an all-zero mask."}),
+                                        "tooltip": "Compute the backlit heatmap: one extra CLIP pass per window, "
+                                                   "at most 64 windows per image whatever its shape (default "
+                                                   "window: 9 on a square photo, 15 on a 4:3 photo, 7 on a thin "
+                                                   "strip, never more than 32). Off gives an all-zero mask."}),
                 "heatmap_window": ("FLOAT", {"default": 0.5, "min": 0.1, "max": 1.0, "step": 0.05,
                                              "tooltip": "Heatmap window side as a fraction of the image's shorter "
-                                                        "side (windows overlap by half)."}),
+                                                        "side (of half the longer side on images more than twice "
+                                                        "as long as high); windows overlap by half. Small values "
+                                                        "give finer maps, up to the 64-window limit (reached "
+                                                        "below about 0.25)."}),
             },
         }
 

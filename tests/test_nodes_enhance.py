@@ -297,6 +297,22 @@ def test_cancel_button_stops_within_one_tile(model, crop, monkeypatch):
     assert tiles == [1, 2]
 
 
+def test_small_tiles_are_warned_about_with_their_cost(model, crop, caplog):
+    def warnings_for(tile):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="CLIP-LIT"):
+            enh.enhance_batch(model, crop, tile_size=tile)
+        return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+    (msg,) = warnings_for(48)
+    assert msg.startswith("Backlit Enhance: tile_size 48 splits each 128x96 image into 6 tiles, each run twice "
+                          "with a 17-pixel border; tiles under 256 px are slow")
+    assert warnings_for(0) == [] and warnings_for(256) == []  # automatic, or not small
+    assert enh.small_tile_warning(128, 1024, 1024).startswith("Backlit Enhance: tile_size 128 splits each "
+                                                              "1024x1024 image into 64 tiles")
+    assert enh.small_tile_warning(128, 100, 120) is None  # the whole image fits one tile
+
+
 # ----------------------------------------------------------------------------- precision and sharing
 def test_half_precision_never_touches_the_shared_weights(model, crop, crop_result):
     before = {k: v.clone() for k, v in model.net.state_dict().items()}

@@ -64,7 +64,7 @@ def test_scores_match_the_core(tiny_model):
     tol = 1e-5 if comfy_env.compute_device().type == "cpu" else 1e-3  # the node runs on the GPU, ref on CPU
     assert torch.allclose(torch.tensor(per_image), ref, atol=tol)
     assert abs(mean - float(ref.mean())) < tol
-    hm = scores.light_score_heatmap(x.movedim(-1, 1), tiny_model.text_features(bb), bb)
+    hm = core_module("heatmap").light_score_heatmap(x.movedim(-1, 1), tiny_model.text_features(bb), bb)
     assert torch.allclose(heat, 1 - hm, atol=tol)  # the MASK shows where it looks backlit
 
 
@@ -158,3 +158,51 @@ def test_auto_clip_follows_the_prompt_pair_metadata(folder):
     assert 0 <= mean <= 1
     plain = load_cliplit_model(str(OFFICIAL_WEIGHTS))  # no prompt pair: the authors' CLIP
     assert plain.clip_settings() == ("ViT-B-32", "openai")
+
+
+# ----------------------------------------------------------------------------- progress and Cancel
+class Stop(Exception):
+    pass
+
+
+def _count_clip_calls(monkeypatch) -> list[int]:
+    """Images (whole images or heatmap windows) per CLIP image-tower call."""
+    from nodes._core import core_module
+
+    backbone_cls = core_module("clip_backbone").CLIPBackbone
+    calls = []
+    real = backbone_cls.image_features
+
+    def counting(self, images, **kw):
+        calls.append(len(images))
+        return real(self, images, **kw)
+
+    monkeypatch.setattr(backbone_cls, "image_features", counting)
+    return calls
+
+
+def test_cancel_stops_the_heatmap_within_one_batch_of_windows(tiny_model, monkeypatch):
+    """A 512 x 384 photo at the finest window: ComfyUI's interrupt flag is checked after the
+    whole-image score and after every batch of windows, not once after the whole heatmap."""
+    calls = _count_clip_calls(monkeypatch)
+    checks = []
+
+    def interrupted():
+        checks.append(1)
+        if len(checks) == 3:
+            raise Stop("interrupted")
+
+    monkeypatch.setattr(comfy_env, "throw_if_interrupted", interrupted)
+    with pytest.raises(Stop):
+        nodes.CLIPLITLightScore().score(tiny_model, torch.rand(1, 384, 512, 3), heatmap_window=0.1)
+    assert calls == [1, 16, 16]  # the whole image, two batches of 16 windows, then nothing more
+
+
+def test_progress_bar_moves_per_batch_of_windows(tiny_model, monkeypatch):
+    bars = []
+    real = comfy_env.progress_bar
+    monkeypatch.setattr(comfy_env, "progress_bar", lambda total: bars.append(real(total)) or bars[-1])
+    nodes.CLIPLITLightScore().score(tiny_model, torch.rand(2, 384, 512, 3), heatmap_window=0.1)
+    # 63 windows per image (the 64-window budget), 16 per CLIP call, after the whole-image score
+    assert bars[0].updates == [(1, 128), (17, 128), (33, 128), (49, 128), (64, 128),
+                               (65, 128), (81, 128), (97, 128), (113, 128), (128, 128)]
