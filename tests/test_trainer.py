@@ -392,6 +392,17 @@ def uninterrupted(tmp_path_factory, synthetic_data, configs):
     return out
 
 
+def assert_same_run(out: Path, reference: Path, steps: int) -> None:
+    """Every logged loss of ``out`` is the reference run's, and so is the final network."""
+    resumed, ref = losses(out), losses(reference)
+    assert sorted(resumed) == sorted(ref) == list(range(1, steps + 1))
+    for s in ref:
+        assert resumed[s] == pytest.approx(ref[s], rel=1e-5, abs=1e-7), s
+    a = torch.load(out / "checkpoint.pt", weights_only=True)["enhancer"]
+    b = torch.load(reference / "checkpoint.pt", weights_only=True)["enhancer"]
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
 def kill_at(step: int, args, out: Path) -> None:
     """Run the trainer in a subprocess and SIGKILL it right after it logged global ``step``."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
@@ -430,13 +441,7 @@ def test_kill_and_resume_reproduces_the_losses(tmp_path, synthetic_data, configs
     # resume with only --out (the rest comes from the checkpoint); other workers on purpose
     rc = run_trainer(["--out", out, "--resume", "--workers", "2", "--progress", "off"])
     assert rc == 0
-    resumed, reference = losses(out), losses(uninterrupted)
-    assert sorted(resumed) == sorted(reference) == list(range(1, 27))
-    for s in reference:
-        assert resumed[s] == pytest.approx(reference[s], rel=1e-5, abs=1e-7), s
-    a = torch.load(out / "checkpoint.pt", weights_only=True)["enhancer"]
-    b = torch.load(uninterrupted / "checkpoint.pt", weights_only=True)["enhancer"]
-    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert_same_run(out, uninterrupted, steps=26)
 
 
 def test_resume_refuses_changed_training_options(tmp_path, synthetic_data, configs, uninterrupted, capsys):
@@ -572,13 +577,7 @@ def test_kill_inside_an_extension_and_resume(tmp_path, synthetic_data, configs):
     ck = state.load_checkpoint(out)  # written at iteration 6, inside the extension (5-10)
     assert ck["position"]["global_step"] == 6 and ck["schedule"]["extensions"] == 1
     assert run_trainer(["--out", out, "--resume", "--progress", "off"]) == 0
-    resumed, reference = losses(out), losses(ref)
-    assert sorted(resumed) == sorted(reference) == list(range(1, 33))
-    for s in reference:
-        assert resumed[s] == pytest.approx(reference[s], rel=1e-5, abs=1e-7), s
-    a = torch.load(out / "checkpoint.pt", weights_only=True)["enhancer"]
-    b = torch.load(ref / "checkpoint.pt", weights_only=True)["enhancer"]
-    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert_same_run(out, ref, steps=32)
 
 
 def test_trainer_option_errors_are_one_line(tmp_path, synthetic_data, capsys):
