@@ -24,7 +24,6 @@ import numpy as np
 
 from .errors import CLIPLITError, ImageReadError
 from .imageio import list_images, write_png
-from .memory import resolve_device
 from .validation import BATCH_SIZE, PROMPT_LENGTH, argparse_type, check_number
 from .outputs import OurFiles, check_output_option, plan_outputs, prepare_output_dir
 
