@@ -1,4 +1,4 @@
-"""Frozen CLIP backbones through open_clip (SPEC section 2).
+"""Frozen CLIP backbones through open_clip (docs/design.md, "The CLIP side").
 
 A backbone is chosen by
 
@@ -101,7 +101,7 @@ class CLIPBackbone:
 
     # ------------------------------------------------------------------ images
     def preprocess(self, images, *, antialias: bool = False) -> torch.Tensor:
-        """SPEC section 2 preprocessing to this model's image size, on its device and dtype.
+        """The authors' preprocessing (docs/design.md) to this model's image size, on its device and dtype.
 
         ``images``: float RGB in [0, 1], ``[B, 3, H, W]`` (or a list of ``[3, H, W]``
         / ``[1, 3, H, W]`` tensors of different sizes). Differentiable.

@@ -1,4 +1,4 @@
-"""CLIP image preprocessing exactly as the CLIP-LIT authors do it (SPEC section 2).
+"""CLIP image preprocessing exactly as the CLIP-LIT authors do it (docs/design.md, "The CLIP side").
 
 float RGB in [0, 1] -> resize to the model's image size (bilinear, no crop,
 aspect ratio not kept) -> normalise with the OpenAI CLIP mean / std.

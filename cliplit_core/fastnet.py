@@ -309,7 +309,7 @@ def forward(fw: FastWeights, x: torch.Tensor) -> torch.Tensor:
 # --------------------------------------------------------------------------- defaults
 # Options per (device type, dtype). CPU: channels-last measured 1.5x faster than NCHW
 # (README.md, Performance). CUDA: NOT yet measured (no GPU time was available); NCHW follows
-# the SPEC's only GPU figures (fp16 NCHW 1.5x faster than fp32, fp16 channels-last 12x slower
+# the only GPU figures we have (the authors' formulation on an H200) (fp16 NCHW 1.5x faster than fp32, fp16 channels-last 12x slower
 # for this network). benchmarks/bench_inference.py --device cuda compares all variants
 # (channels-last, first / last conv padded to 8 channels, ...) through OPTIONS_OVERRIDE.
 OPTIONS_OVERRIDE: dict | None = None
@@ -321,7 +321,7 @@ def default_options(device, dtype: torch.dtype) -> dict:
         return dict(OPTIONS_OVERRIDE)
     device = torch.device(device)
     if device.type == "cuda":
-        # NCHW until the GPU table says otherwise: the only GPU measurement we have (SPEC §5)
+        # NCHW until the GPU table says otherwise: the only GPU measurement we have (the authors' formulation)
         # found fp16 NCHW 1.5x faster than fp32 and fp16 channels-last 12x slower for this network.
         return {"channels_last": False, "pad_in": 0, "pad_out": 0, "fold_padding": True}
     return {"channels_last": device.type == "cpu", "pad_in": 0, "pad_out": 0, "fold_padding": True}

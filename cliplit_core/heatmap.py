@@ -31,7 +31,7 @@ from .scores import as_text_features, backlit_probability_from_features
 
 MAX_WINDOWS = 64          # windows per image, whatever its shape and the window setting
 MIN_WINDOW = 32           # pixels along an axis (or the whole axis when shorter)
-MAX_ASPECT = 2            # the reference side is at least the longer side / MAX_ASPECT
+MAX_ELONGATION = 2            # the reference side is at least the longer side / MAX_ELONGATION
 BATCH_WINDOWS = 16        # windows per CLIP call: on_batch (progress, Cancel) runs after each
 CHUNK_PIXELS = 1 << 25    # window pixels cropped at once (x3 channels x 4 bytes = 384 MiB)
 
@@ -75,7 +75,7 @@ def window_side(height: int, width: int, window: float | int = 0.5) -> int:
         raise ValueError(f"heatmap window must be a positive fraction or pixel count, got {window!r}")
     if isinstance(window, int):
         return window
-    ref = max(min(height, width), max(height, width) // MAX_ASPECT)
+    ref = max(min(height, width), max(height, width) // MAX_ELONGATION)
     return max(1, int(round(float(window) * ref)))
 
 

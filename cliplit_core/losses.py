@@ -1,4 +1,4 @@
-"""The CLIP-LIT losses (SPEC section 3), all batched.
+"""The CLIP-LIT losses (docs/design.md, "Losses and their scales"), all batched.
 
 Each function computes the paper's formula (scale 1) and takes ``scale=`` for the
 authors' effective scale; the scales are the constants below. The composite

@@ -1,4 +1,4 @@
-"""The CLIP-LIT enhancement network (SPEC section 1).
+"""The CLIP-LIT enhancement network (docs/design.md, "The enhancement network").
 
 A fully convolutional, full-resolution network that predicts a one-channel
 illumination map ``L``; the enhanced image is ``clamp(I / L, 0, 1)``.

@@ -1,4 +1,4 @@
-"""The learnable prompt pair (SPEC section 2).
+"""The learnable prompt pair (docs/design.md, "The CLIP side").
 
 A :class:`PromptPair` holds ``P``: ``[2, context, width]`` token embeddings, row 0
 the negative (backlit) prompt, row 1 the positive (well-lit) one. Its text

@@ -1,4 +1,4 @@
-"""CLIP scores of images against a prompt pair (SPEC section 2), batched.
+"""CLIP scores of images against a prompt pair (docs/design.md, "The CLIP side"), batched.
 
 With ``c_i = cos(phi_image(I), phi_text(T_i))`` and the authors' logit scale 100:
 

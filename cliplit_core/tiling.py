@@ -1,4 +1,4 @@
-"""Exact tiled prediction of the light map (SPEC section 1, "Receptive field").
+"""Exact tiled prediction of the light map (docs/design.md, "Exact tiling").
 
 The network is local except for its pyramid pooling, whose bin-1 branch sees
 the whole image. Two passes make tiling exact:

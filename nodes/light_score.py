@@ -1,7 +1,7 @@
 """CLIP Light Score (``CLIPLITLightScore``): how well-lit images look to CLIP.
 
-Score = ``1 - S(I)`` = probability "well-lit" under the prompt pair (SPEC
-section 2); the heatmap scores overlapping windows and shows where the image
+Score = ``1 - S(I)`` = probability "well-lit" under the prompt pair (docs/design.md,
+"The CLIP side"); the heatmap scores overlapping windows and shows where the image
 looks backlit (1 = backlit, 0 = well-lit). CLIP is loaded on first use only.
 """
 from __future__ import annotations

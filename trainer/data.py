@@ -12,7 +12,7 @@
   an endless stream of seeded permutations and the augmentation parameters come
   from a generator seeded per iteration. Nothing depends on global RNG state or
   on DataLoader workers, so a resumed run sees exactly the same batches.
-* Augmentation (SPEC section 4, the authors' probabilities): horizontal flip
+* Augmentation (the authors' probabilities): horizontal flip
   (p 0.5), vertical flip (0.5), transpose = 90-degree rotation (0.5), zoom with
   independent x/y factors (p 0.3; 0.7-1.3 for enhancement, 0.5-1.5 for prompts)
   and rotation by U(-90, 90) degrees (p 0.3), both as one batched
