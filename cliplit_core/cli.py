@@ -50,8 +50,8 @@ def _add_enhance(sub) -> None:
                    help="compute precision; auto (default) = float16 on CUDA, float32 elsewhere")
     p.add_argument("--fast", action="store_true",
                    help="preview mode: light map predicted at 1/4 resolution and calibrated on exact windows "
-                        "(the network about 9x faster on a CPU at 3 MP, 17x on CPUs with native bfloat16; a whole "
-                        "run on one photo gains less, the start-up stays; about 40 dB from the exact result)")
+                        "(much faster on big photos, slightly different from the exact result; a whole run on one "
+                        "photo gains less, the start-up stays; measured figures: docs/performance.md)")
     p.add_argument("--format", default="png", choices=sorted(OUTPUT_FORMATS), help="output file type (default png)")
     p.add_argument("--bits", default="auto", choices=("auto", "8", "16"),
                    help="bits per channel of the results: auto (default) = 16 for 16-bit inputs written as PNG, "

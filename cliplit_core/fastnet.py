@@ -308,7 +308,7 @@ def forward(fw: FastWeights, x: torch.Tensor) -> torch.Tensor:
 
 # --------------------------------------------------------------------------- defaults
 # Options per (device type, dtype). CPU: channels-last measured 1.5x faster than NCHW
-# (README.md, Performance). CUDA: NOT yet measured (no GPU time was available); NCHW follows
+# (docs/performance.md). CUDA: NOT yet measured (no GPU time was available); NCHW follows
 # the only GPU figures we have (the authors' formulation on an H200) (fp16 NCHW 1.5x faster than fp32, fp16 channels-last 12x slower
 # for this network). benchmarks/bench_inference.py --device cuda compares all variants
 # (channels-last, first / last conv padded to 8 channels, ...) through OPTIONS_OVERRIDE.

@@ -86,7 +86,7 @@ def resolve_dtype(dtype: torch.dtype | str | None, device) -> torch.dtype:
 
 def cpu_has_fast_bfloat16() -> bool:
     """True when this CPU computes bfloat16 natively (AVX-512 BF16 or AMX): oneDNN's bfloat16 convs
-    then run about 2x faster than float32 (benchmarks/bench_inference.py); elsewhere they are emulated."""
+    then run faster than float32 (measured: docs/performance.md); elsewhere they are emulated."""
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     try:
         return any(bool(getattr(torch.cpu, name)()) for name in checks if hasattr(torch.cpu, name))

@@ -12,7 +12,7 @@ model
     log L = a + b log L_lo + c log Y + d log L_lo log Y      (Y: mean of the RGB, low-res)
 
 is fitted there by least squares weighted by the output's sensitivity, applied at low
-resolution and upsampled bilinearly in log space. Measured on the backlit photos: README.md,
+resolution and upsampled bilinearly in log space. Measured on the backlit photos: docs/performance.md,
 "Fast preview".
 
 Without calibration (``calibrate=False``) a fast guided filter (He & Sun 2015) carries the
@@ -23,7 +23,7 @@ low resolution; float32 on Apple MPS), their coefficients are upsampled bilinear
 applied to the full-resolution image. The light map is smooth, so the filter mostly keeps edges of
 the image crisp in ``L``; the preview's deviation from the exact result comes from the
 network itself, whose convolutions respond differently to a smaller image (measured
-in benchmarks/bench_preview.py and README.md, Performance).
+in benchmarks/bench_preview.py and docs/performance.md).
 """
 from __future__ import annotations
 
@@ -40,12 +40,12 @@ from .network import TOTAL_HALO, CLIPLITNet
 from .tiling import Progress, pooling_context
 from .validation import STRENGTH, check_number
 
-DEFAULT_SCALE = 4.0   # downsampling factor per side (measured trade-off: README.md, Performance)
+DEFAULT_SCALE = 4.0   # downsampling factor per side (measured trade-off: docs/performance.md)
 DEFAULT_RADIUS = 4    # guided-filter radius, in low-resolution pixels
 DEFAULT_EPS = 1e-4    # guided-filter regularisation (guide in 0..1)
 MIN_LOW_SIDE = 32     # never predict on fewer pixels per side than this
 MIN_LOW_PIXELS = 256 * 256  # nor on fewer pixels than this: small images get a smaller factor (below 4 at
-                            # under ~1 MP; measured on photos of 0.14-0.8 MP: README.md, "Fast preview")
+                            # under ~1 MP; measured on photos of 0.14-0.8 MP: docs/performance.md)
 CAL_CORE = 64         # core side (full-resolution pixels) of an exact calibration window
 CAL_FRAC = 0.02       # fraction of the image covered by calibration cores (+ halos: ~5 % of exact cost)
 CAL_MIN_PIXELS = 15 * CAL_CORE ** 2  # but at least this many core pixels (= 2 % of 3 MP): on small
@@ -105,8 +105,8 @@ def guided_upsample(guide_lo: torch.Tensor, p_lo: torch.Tensor, guide_hi: torch.
 
 def resolve_preview_dtype(dtype, device) -> torch.dtype:
     """The preview's compute dtype: as :func:`resolve_dtype`, except that automatic (None / "auto")
-    on a CPU with native bfloat16 is bfloat16 -- twice as fast, and its rounding is far below the
-    preview's own approximation (PSNR against exact unchanged or +0.1 dB on the backlit photos)."""
+    on a CPU with native bfloat16 is bfloat16 -- faster, and its rounding is far below the
+    preview's own approximation (measured: docs/performance.md, "Fast preview")."""
     if (dtype is None or dtype == "auto") and torch.device(device).type == "cpu" and cpu_has_fast_bfloat16():
         return torch.bfloat16
     return resolve_dtype(dtype, device)

@@ -152,7 +152,7 @@ def test_tiled_preview_equals_whole_preview(net, no_size_floors):
 
 
 def test_preview_is_close_to_exact_on_a_photo(net):
-    """Regression guard on a real photo (the full-size figures are in README.md, Performance)."""
+    """Regression guard on a real photo (the full-size figures are in docs/performance.md)."""
     path = DATA / "backlit" / "pexels-daniel-torobekov-5320051.jpg"
     if not (path.is_file() and WEIGHTS.is_file()):
         pytest.skip(f"test data not found: {path}")

@@ -169,7 +169,7 @@ def test_half_precision_meets_the_fidelity_bar(net):
 def test_bfloat16_needs_the_float32_output_conv(net):
     """bfloat16 (fast on CPUs with AVX-512 BF16 / AMX, and on GPUs) meets the 1/255 bar on a real
     photo only because the last conv runs in float32: rounding the light map itself to bfloat16's
-    8 significant bits moves many more pixels (README.md, Performance)."""
+    8 significant bits moves many more pixels (docs/performance.md)."""
     path = DATA / "backlit_small" / "91_51094235055_o.png"
     if not path.is_file():
         pytest.skip(f"test data not found: {path}")
