@@ -74,8 +74,8 @@ def apply_light(color: torch.Tensor, light: torch.Tensor, strength: float = 1.0)
 
 
 def resolve_dtype(dtype: torch.dtype | str | None, device) -> torch.dtype:
-    """The compute dtype: ``None`` / ``"auto"`` = the fastest one that meets the fidelity bar
-    (float16 on CUDA, measured in benchmarks/bench_inference.py; float32 elsewhere)."""
+    """The compute dtype: ``None`` / ``"auto"`` = the one expected to be fastest within the fidelity bar
+    (float16 on CUDA, not yet measured there: docs/performance.md, "GPU"; float32 elsewhere)."""
     if dtype is None or dtype == "auto":
         return AUTO_CUDA_DTYPE if torch.device(device).type == "cuda" else torch.float32
     if isinstance(dtype, str):
