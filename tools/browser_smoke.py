@@ -14,6 +14,7 @@ What a user does, checked step by step:
      config written into models/cliplit/ (its scores are meaningless; no CLIP
      download is possible offline) and its "Score before/after" nodes show a score;
      with ``--scores load`` it is only loaded.
+``--also FILE.json`` opens any other UI workflow and checks it as in step 2.
 Screenshots of every step go to ``--out`` (default: a new temp folder). With
 ``--thumbnails`` the screenshots of the loaded workflows are also written, cropped to
 the graph and 640 pixels wide, as example_workflows/NAME.jpg.
@@ -25,7 +26,8 @@ ComfyUI checkout. The pack is linked into COMFYUI/custom_nodes/ComfyUI-CLIP-LIT 
 authors' weights into COMFYUI/models/cliplit/ as tools/comfyui_smoke.py does.
 
     python tools/browser_smoke.py --comfyui /path/to/ComfyUI [--python /path/to/ComfyUI/.venv/bin/python]
-        [--port 8190] [--out DIR] [--thumbnails] [--scores tiny|load] [--chromium /usr/bin/chromium]
+        [--port 8190] [--out DIR] [--thumbnails] [--scores tiny|load] [--also WORKFLOW.json]
+        [--chromium /usr/bin/chromium]
 
 Exit status: 0 if every check passed, 1 if one failed, 2 for a bad option.
 ComfyUI runs with ``--cpu --listen 127.0.0.1`` only while the script runs.
@@ -50,7 +52,7 @@ PACK = smoke.PACK_LINK_NAME
 VIEWPORT = {"width": 1600, "height": 1000}
 THUMB_WIDTH = 640
 THUMB_MAX_BYTES = 100_000
-THUMB_SCREEN_BOX = (90, 150, 1580, 980)  # clear of the sidebar, the tabs and the Run bar
+THUMB_SCREEN_BOX = (110, 150, 1560, 930)  # clear of the sidebar, the tabs, the Run bar and the canvas controls
 
 # The page's view of the loaded graph: nodes, their real sizes and the link end points.
 GRAPH_JS = """() => {
@@ -239,6 +241,7 @@ class Page:
         scale = self.page.evaluate(FIT_JS, [box, list(THUMB_SCREEN_BOX)])
         self.page.wait_for_timeout(800)
         _, png = self.shot(f"{name}_thumbnail_source")
+        self.page.evaluate("() => window.app.extensionManager.setting.set('Comfy.Minimap.Visible', true)")
         l, t, r, b = THUMB_SCREEN_BOX
         w, h = (box[2] - box[0]) * scale, (box[3] - box[1]) * scale
         cx, cy = (l + r) / 2, (t + b) / 2
@@ -429,6 +432,8 @@ def run(args, res) -> None:
                 if startup:
                     log(f"  closing what the page showed at start: {startup}")
                 page.close_popups()
+                # the minimap is on by default: check the layout with it (a previous --thumbnails run hid it)
+                page.page.evaluate("() => window.app.extensionManager.setting.set('Comfy.Minimap.Visible', true)")
                 for i, (name, wf) in enumerate(sorted(workflows.items()), start=1):
                     log(f"[{name}]")
                     via_browser = open_from_template_browser(page, name)
@@ -459,6 +464,11 @@ def run(args, res) -> None:
                         dest = REPO / "example_workflows" / f"{name}.jpg"
                         write_atomic_bytes(dest, thumbnail)
                         log(f"  wrote {dest.relative_to(REPO)} ({len(thumbnail)} bytes)")
+                for path in args.also:
+                    log(f"[{path}]")
+                    page.load_workflow(path.stem, json.loads(path.read_text(encoding="utf-8")))
+                    page.shot(f"also_{path.stem}")
+                    check_loaded(page, res, path.stem, json.loads(path.read_text(encoding="utf-8")), False)
                 res.add("no script errors in the page", not page.errors, "; ".join(page.errors)[:2000])
             finally:
                 browser.close()
@@ -476,6 +486,8 @@ def main(argv=None) -> int:
                     help="also write example_workflows/NAME.jpg from the screenshots")
     ap.add_argument("--scores", choices=("tiny", "load"), default="tiny",
                     help="scores example: run it with a tiny random-weights CLIP (default) or only load it")
+    ap.add_argument("--also", type=Path, action="append", default=[], metavar="WORKFLOW.json",
+                    help="also open this UI workflow and check it the same way (not run); repeatable")
     ap.add_argument("--chromium", default="/usr/bin/chromium", help="browser executable")
     ap.add_argument("--shared", type=Path, default=REPO.parent / "shared",
                     help="shared/ folder with data/official_weights/ (default: ../shared beside the repo)")
