@@ -189,3 +189,12 @@ def test_browser_thumbnail_is_a_small_jpeg_of_the_box():
         assert im.format == "JPEG" and im.size == (640, 320)
     with pytest.raises(ValueError, match="cannot fit"):
         browser_smoke.thumbnail_jpeg(buf.getvalue(), (0, 0, 1600, 1000), max_bytes=1000)
+
+
+def test_generator_reads_v1_and_v3_input_specs():
+    # V1: a list of options; V3 (comfy_api): ("COMBO", {"options": [...]}); sockets carry their type name
+    assert gen._input_kind(["fp32", "fp16"], {"default": "fp16"}) == (True, "fp16")
+    assert gen._input_kind("COMBO", {"options": ["a", "b"]}) == (True, "a")
+    assert gen._input_kind("COMBO", {"options": ["a", "b"], "default": "b"}) == (True, "b")
+    assert gen._input_kind("FLOAT", {"default": 1.0}) == (True, 1.0)
+    assert gen._input_kind("CLIPLIT_MODEL", {}) == (False, None)
