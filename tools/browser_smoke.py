@@ -338,7 +338,8 @@ def check_loaded(page: Page, res, name: str, workflow: dict, via_browser: bool) 
     page.close_popups()
     view = page.view()
     ids = sorted(n["id"] for n in view["nodes"])
-    res.add(f"{name}: all nodes on the canvas", ids == sorted(n["id"] for n in workflow["nodes"]), f"ids {ids}")
+    want = sorted(n["id"] for n in workflow.get("nodes") or [])  # none in an API-format prompt
+    res.add(f"{name}: all nodes on the canvas", ids == want, f"ids {ids}")
     unknown = [f'{n["id"]}:{n["type"]}' for n in view["nodes"] if not n["known"] or n["errors"]]
     res.add(f"{name}: every node type known", not unknown, f"unknown or in error: {unknown}" if unknown else "")
     problems = graph_problems(view) + page.hidden_titles(view)
