@@ -314,7 +314,11 @@ def check_thumbnails(base_url: str, res, names) -> None:
 
 def open_from_template_browser(page: Page, name: str) -> bool:
     """Open Browse Templates, pick the pack's category and click the template ``name``; True if clicked."""
-    page.page.evaluate("() => window.app.extensionManager.command.execute('Comfy.BrowseTemplates')")
+    try:
+        page.page.evaluate("() => window.app.extensionManager.command.execute('Comfy.BrowseTemplates')")
+    except Exception as e:  # noqa: BLE001 - an older or newer frontend without this command
+        log(f"  no Browse Templates command: {str(e).splitlines()[0]}")
+        return False
     page.page.wait_for_timeout(1500)
     category = page.page.get_by_text(PACK, exact=False)
     if category.count() == 0:
