@@ -1,9 +1,17 @@
 #!/usr/bin/env python3
-"""Write example_workflows/cliplit_backlit_enhance.json (UI format, drag into ComfyUI)
-and example_workflows/cliplit_api.json (API format, for POST /prompt) from one graph.
+"""Write the example workflows in example_workflows/ (UI format: drag into ComfyUI,
+or pick them in the template browser under the pack's name).
+
+  cliplit_backlit_enhance.json  Load Image -> Backlit Enhance -> Save Image, plus a
+                                light-map preview. Needs only the CLIP-LIT model file.
+  cliplit_light_scores.json     CLIP Light Score before and after the enhancement,
+                                with the backlit heatmap. Needs CLIP weights too.
 
 Widget order and defaults come from the nodes' own INPUT_TYPES, so the files stay
-in step with the code; tests/test_nodes_workflows.py checks that they are current.
+in step with the code; tests/test_nodes_workflows.py checks that they are current
+and laid out readably (left to right, margins, no link across a node). The
+thumbnails beside them (NAME.jpg) are screenshots made by
+``tools/browser_smoke.py --thumbnails``.
 
     python tools/make_example_workflows.py [--check]
 """
@@ -11,14 +19,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 OUT_DIR = REPO / "example_workflows"
-UI_FILE = OUT_DIR / "cliplit_backlit_enhance.json"
-API_FILE = OUT_DIR / "cliplit_api.json"
-EXAMPLE_IMAGE = "backlit.png"
+MAIN_NAME = "cliplit_backlit_enhance"
+SCORES_NAME = "cliplit_light_scores"
+# Every ComfyUI ships input/example.png; the notes tell users to pick their own backlit photo.
+EXAMPLE_IMAGE = "example.png"
 
 # ComfyUI core nodes used here: (socket inputs, widget inputs, outputs)
 CORE_NODES = {
@@ -27,26 +38,81 @@ CORE_NODES = {
     "PreviewImage": ([("images", "IMAGE", False)], [], []),
     "MaskToImage": ([("mask", "MASK", False)], [], [("IMAGE", "IMAGE")]),
     "PreviewAny": ([("source", "*", False)], [], []),
+    "Note": ([], ["text"], []),  # frontend-only (never sent to the server)
 }
+FRONTEND_ONLY = {"Note"}
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN")
 
-# id: (class, title, pos, size, {input: (src id, src slot) or widget value})
-GRAPH = {
-    1: ("LoadImage", "Load Image (backlit photo)", (40, 120), (320, 380), {"image": EXAMPLE_IMAGE, "upload": "image"}),
-    2: ("CLIPLITLoader", "Load CLIP-LIT", (40, 560), (380, 170), {}),
-    3: ("CLIPLITBacklitEnhance", "Backlit Enhance", (460, 120), (330, 250),
-        {"cliplit_model": (2, 0), "image": (1, 0)}),
-    4: ("SaveImage", "Save Image", (840, 120), (420, 460), {"images": (3, 0), "filename_prefix": "CLIP-LIT/enhanced"}),
-    5: ("MaskToImage", "Light map as image", (840, 640), (220, 30), {"mask": (3, 1)}),
-    6: ("PreviewImage", "Preview light map", (1100, 640), (300, 300), {"images": (5, 0)}),
-    7: ("CLIPLITLightScore", "CLIP Light Score (before)", (460, 560), (330, 130),
-        {"cliplit_model": (2, 0), "image": (1, 0)}),
-    8: ("PreviewAny", "Score before", (460, 740), (330, 120), {"source": (7, 1)}),
-    9: ("CLIPLITLightScore", "CLIP Light Score (after)", (460, 920), (330, 130),
-        {"cliplit_model": (2, 0), "image": (3, 0)}),
-    10: ("PreviewAny", "Score after", (460, 1100), (330, 120), {"source": (9, 1)}),
-    11: ("MaskToImage", "Backlit heatmap as image", (840, 1000), (220, 30), {"mask": (7, 2)}),
-    12: ("PreviewImage", "Preview backlit heatmap (before)", (1100, 1000), (300, 300), {"images": (11, 0)}),
+# Layout: columns left to right, nodes top to bottom; x follows from the column widths.
+ORIGIN = (150, 150)       # top-left corner of the first node's title bar
+VIEW_SCALE = 0.7          # zoom the workflow opens at: the whole graph on a 1600 x 1000 page
+COLUMN_GAP = 110          # room for the links between two columns
+TITLE_HEIGHT = 30         # LiteGraph draws the title bar above pos[1]
+SLOT_HEIGHT = 20          # LiteGraph's NODE_SLOT_HEIGHT: slot i sits at pos[1] + (i + 0.7) * 20
+
+NOTE_COLOR = {"color": "#432", "bgcolor": "#653"}
+
+MAIN_NOTE = (
+    "CLIP-LIT backlit enhancement (runs offline)\n\n"
+    "1. Model: put enhancement_model.pth (the authors' CLIP-LIT weights) into ComfyUI/models/cliplit/, or "
+    "keep 'official (download if missing)' in Load CLIP-LIT to download it once.\n"
+    "2. Photo: in Load Image, click 'choose file to upload' and pick a backlit photo (a subject in front of "
+    "a bright sky or window). example.png, ComfyUI's sample picture, only shows that the graph runs.\n"
+    "3. Run. The result is saved as output/CLIP-LIT/enhanced_*.png. The light map shows what the photo "
+    "was divided by: dark = lifted most.\n\n"
+    "CLIP light scores before/after: the cliplit_light_scores template (needs CLIP weights)."
+)
+SCORES_NOTE = (
+    "CLIP light score before and after the enhancement (needs CLIP weights)\n\n"
+    "The score is CLIP's probability that a photo looks well-lit (0..1); the heatmap marks where the "
+    "photo looks backlit. Load CLIP-LIT's 'auto' CLIP is ViT-B-32 / openai: downloaded on first use, or "
+    "offline put the weights file into ComfyUI/models/cliplit/ and enter its file name as clip_pretrained.\n"
+    "Photo: pick a backlit photo in Load Image (example.png only shows that the graph runs)."
+)
+
+# A node: (class, title, size, {input: (src id, src slot) or widget value})
+MAIN_NODES = {
+    1: ("LoadImage", "Load Image (pick a backlit photo)", (320, 400), {"image": EXAMPLE_IMAGE, "upload": "image"}),
+    2: ("CLIPLITLoader", "Load CLIP-LIT", (400, 170), {}),
+    3: ("CLIPLITBacklitEnhance", "Backlit Enhance", (330, 250), {"cliplit_model": (2, 0), "image": (1, 0)}),
+    4: ("SaveImage", "Save Image", (360, 400), {"images": (3, 0), "filename_prefix": "CLIP-LIT/enhanced"}),
+    5: ("MaskToImage", "Light map as image", (360, 30), {"mask": (3, 1)}),
+    6: ("PreviewImage", "Preview light map", (300, 300), {"images": (5, 0)}),
+    7: ("Note", "How to use", (760, 160), {"text": MAIN_NOTE}),
+}
+# columns of (node id, top of the title bar relative to ORIGIN); a note's width does not widen its column
+MAIN_LAYOUT = [
+    [(7, 0), (1, 220), (2, 690)],
+    [(3, 220)],
+    [(4, 220), (5, 690)],
+    [(6, 220)],
+]
+
+SCORES_NODES = {
+    1: ("LoadImage", "Load Image (pick a backlit photo)", (320, 400), {"image": EXAMPLE_IMAGE, "upload": "image"}),
+    2: ("CLIPLITLoader", "Load CLIP-LIT", (400, 170), {}),
+    3: ("CLIPLITBacklitEnhance", "Backlit Enhance", (330, 250), {"cliplit_model": (2, 0), "image": (1, 0)}),
+    4: ("CLIPLITLightScore", "CLIP Light Score (before)", (330, 130), {"cliplit_model": (2, 0), "image": (1, 0)}),
+    5: ("PreviewImage", "Enhanced", (300, 250), {"images": (3, 0)}),
+    6: ("PreviewAny", "Score before", (300, 110), {"source": (4, 1)}),
+    7: ("MaskToImage", "Backlit heatmap as image", (300, 30), {"mask": (4, 2)}),
+    8: ("PreviewImage", "Backlit heatmap (before)", (300, 300), {"images": (7, 0)}),
+    9: ("CLIPLITLightScore", "CLIP Light Score (after)", (330, 130), {"cliplit_model": (2, 0), "image": (3, 0)}),
+    10: ("PreviewAny", "Score after", (300, 110), {"source": (9, 1)}),
+    11: ("Note", "How to use", (760, 150), {"text": SCORES_NOTE}),
+}
+SCORES_LAYOUT = [
+    [(11, 0), (1, 200), (2, 760)],
+    [(3, 200), (4, 520)],
+    [(5, 200), (6, 520), (7, 670), (9, 760)],
+    [(8, 320), (10, 760)],
+]
+
+EXAMPLES = {
+    MAIN_NAME: (MAIN_NODES, MAIN_LAYOUT,
+                "CLIP-LIT backlit enhancement: enhanced image and light map. Needs only the CLIP-LIT model file."),
+    SCORES_NAME: (SCORES_NODES, SCORES_LAYOUT,
+                  "CLIP-LIT: CLIP light score before and after the enhancement, backlit heatmap. Needs CLIP weights."),
 }
 
 
@@ -55,6 +121,19 @@ def _node_classes():
     import nodes  # the pack's nodes package (run outside ComfyUI)
 
     return nodes.NODE_CLASS_MAPPINGS
+
+
+def _input_kind(typ, opts) -> tuple[bool, object]:
+    """(is a widget, default) of one INPUT_TYPES entry (V1 combo lists and V3 'COMBO' entries)."""
+    opts = opts or {}
+    if isinstance(typ, list):
+        return True, opts.get("default", typ[0] if typ else None)
+    if typ == "COMBO":
+        options = opts.get("options") or [None]
+        return True, opts.get("default", options[0])
+    if typ in WIDGET_TYPES:
+        return True, opts.get("default")
+    return False, None
 
 
 def describe(cls_name: str, classes) -> tuple[list, list, list]:
@@ -66,87 +145,177 @@ def describe(cls_name: str, classes) -> tuple[list, list, list]:
     spec = cls.INPUT_TYPES()
     sockets, widgets = [], []
     for section in ("required", "optional"):
-        for name, (typ, opts) in (spec.get(section) or {}).items():
-            if isinstance(typ, list):
-                widgets.append((name, opts.get("default", typ[0])))
-            elif typ in WIDGET_TYPES:
-                widgets.append((name, opts.get("default")))
+        for name, entry in (spec.get(section) or {}).items():
+            typ, opts = entry[0], (entry[1] if len(entry) > 1 else {})
+            is_widget, default = _input_kind(typ, opts)
+            if is_widget:
+                widgets.append((name, default))
             else:
                 sockets.append((name, typ, section == "optional"))
     names = getattr(cls, "RETURN_NAMES", None) or cls.RETURN_TYPES
     return sockets, widgets, list(zip(names, cls.RETURN_TYPES))
 
 
-def build(classes) -> tuple[dict, dict]:
+def positions(graph: dict, layout: list) -> dict[int, tuple[int, int]]:
+    """pos (top-left of the body, below the title bar) of every node from the column layout."""
+    pos, x = {}, ORIGIN[0]
+    for column in layout:
+        for nid, top in column:
+            pos[nid] = (x, ORIGIN[1] + top + TITLE_HEIGHT)
+        x += max([graph[nid][2][0] for nid, _ in column if graph[nid][0] not in FRONTEND_ONLY] or [0]) + COLUMN_GAP
+    missing = set(graph) - set(pos)
+    if missing:
+        raise ValueError(f"nodes without a place in the layout: {sorted(missing)}")
+    return pos
+
+
+def build(graph: dict, layout: list, info: str, classes) -> dict:
+    """The UI-format workflow (what ComfyUI's 'Save' writes) of one example."""
+    pos = positions(graph, layout)
     links, link_id = [], 0
     out_links: dict[tuple[int, int], list[int]] = {}
     in_links: dict[tuple[int, str], int] = {}
-    for nid, (cls_name, _, _, _, inputs) in GRAPH.items():
+    for nid, (cls_name, _, _, inputs) in graph.items():
         sockets, _, _ = describe(cls_name, classes)
         for slot, (name, typ, _) in enumerate(sockets):
             if name in inputs:
                 src, src_slot = inputs[name]
                 link_id += 1
-                src_type = describe(GRAPH[src][0], classes)[2][src_slot][1]
+                src_type = describe(graph[src][0], classes)[2][src_slot][1]
                 links.append([link_id, src, src_slot, nid, slot, src_type])
                 out_links.setdefault((src, src_slot), []).append(link_id)
                 in_links[(nid, name)] = link_id
-    ui_nodes, api = [], {}
-    order = {nid: i for i, nid in enumerate(GRAPH)}
-    for nid, (cls_name, title, pos, size, inputs) in GRAPH.items():
+    ui_nodes = []
+    for order, (nid, (cls_name, title, size, inputs)) in enumerate(graph.items()):
         sockets, widgets, outputs = describe(cls_name, classes)
-        values = [inputs.get(name, default) for name, default in widgets]
         node = {
-            "id": nid, "type": cls_name, "pos": list(pos), "size": list(size), "flags": {}, "order": order[nid],
+            "id": nid, "type": cls_name, "pos": list(pos[nid]), "size": list(size), "flags": {}, "order": order,
             "mode": 0,
             "inputs": [dict({"name": n, "type": t, "link": in_links.get((nid, n))}, **({"shape": 7} if opt else {}))
                        for n, t, opt in sockets],
             "outputs": [{"name": n, "type": t, "links": out_links.get((nid, i), []), "slot_index": i}
                         for i, (n, t) in enumerate(outputs)],
             "title": title,
-            "properties": {"Node name for S&R": cls_name},
-            "widgets_values": values,
+            "properties": {} if cls_name in FRONTEND_ONLY else {"Node name for S&R": cls_name},
+            "widgets_values": [inputs.get(name, default) for name, default in widgets],
         }
+        if cls_name == "Note":
+            node.update(NOTE_COLOR)
         ui_nodes.append(node)
-        api_inputs = {}
-        for name, _, _ in sockets:
-            if name in inputs:
-                src, slot = inputs[name]
-                api_inputs[name] = [str(src), slot]
-        for (name, _), value in zip(widgets, values):
-            if name == "upload":
-                continue
-            api_inputs[name] = value
-        api[str(nid)] = {"class_type": cls_name, "inputs": api_inputs, "_meta": {"title": title}}
-    ui = {
-        "last_node_id": max(GRAPH), "last_link_id": link_id, "nodes": ui_nodes, "links": links, "groups": [],
-        "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [0, 0]},
-                                "info": "CLIP-LIT backlit enhancement: enhance, light map, CLIP light score "
-                                        "before/after. Put a backlit photo into LoadImage."},
+    return {
+        "last_node_id": max(graph), "last_link_id": link_id, "nodes": ui_nodes, "links": links, "groups": [],
+        "config": {}, "extra": {"ds": {"scale": VIEW_SCALE, "offset": [0, 0]}, "info": info},
         "version": 0.4,
     }
-    return ui, api
 
+
+def build_all(classes) -> dict[str, dict]:
+    return {name: build(graph, layout, info, classes) for name, (graph, layout, info) in EXAMPLES.items()}
+
+
+# --------------------------------------------------------------------------
+# layout check, shared by the test (file geometry) and tools/browser_smoke.py (the frontend's geometry)
+
+def spline(p0, p1, steps: int = 48) -> list[tuple[float, float]]:
+    """Points on a link as LiteGraph draws it: a cubic Bezier leaving and entering horizontally,
+    control points a quarter of the end-to-end distance away."""
+    (x0, y0), (x1, y1) = p0, p1
+    d = 0.25 * ((x1 - x0) ** 2 + (y1 - y0) ** 2) ** 0.5
+    c0, c1 = (x0 + d, y0), (x1 - d, y1)
+    pts = []
+    for i in range(steps + 1):
+        t = i / steps
+        a, b, c, e = (1 - t) ** 3, 3 * (1 - t) ** 2 * t, 3 * (1 - t) * t ** 2, t ** 3
+        pts.append((a * x0 + b * c0[0] + c * c1[0] + e * x1, a * y0 + b * c0[1] + c * c1[1] + e * y1))
+    return pts
+
+
+def layout_problems(rects: dict, links: list, *, offset=(0, 0), scale: float = 1.0, margin: float = 100,
+                    pad: float = 4) -> list[str]:
+    """Readability problems of a laid-out graph, as seen on the screen.
+
+    rects: node id -> (x0, y0, x1, y1) in canvas units, title bar included; links: (src id, dst id,
+    start point, end point). ``offset`` and ``scale`` are the canvas view (screen = (canvas + offset)
+    * scale). Reports nodes closer than ``margin`` screen pixels to the left or top edge (hidden
+    under the sidebar or the menu), overlapping nodes, and links that pass over a node other than
+    their two ends.
+    """
+    def screen(x, y):
+        return (x + offset[0]) * scale, (y + offset[1]) * scale
+
+    rects = {nid: screen(x0, y0) + screen(x1, y1) for nid, (x0, y0, x1, y1) in rects.items()}
+    links = [(src, dst, screen(*p0), screen(*p1)) for src, dst, p0, p1 in links]
+    problems = []
+    for nid, (x0, y0, _, _) in rects.items():
+        if x0 < margin or y0 < margin:
+            problems.append(f"node {nid} starts at ({x0:.0f}, {y0:.0f}), inside the {margin:.0f}-pixel margin")
+    ids = sorted(rects)
+    for i, a in enumerate(ids):
+        for b in ids[i + 1:]:
+            ra, rb = rects[a], rects[b]
+            if ra[0] < rb[2] and rb[0] < ra[2] and ra[1] < rb[3] and rb[1] < ra[3]:
+                problems.append(f"nodes {a} and {b} overlap")
+    for src, dst, p0, p1 in links:
+        for nid, (x0, y0, x1, y1) in rects.items():
+            if nid in (src, dst):
+                continue
+            if any(x0 - pad < x < x1 + pad and y0 - pad < y < y1 + pad for x, y in spline(p0, p1)):
+                problems.append(f"link {src} -> {dst} crosses node {nid}")
+    return problems
+
+
+def file_problems(ui: dict, **kw) -> list[str]:
+    """layout_problems of a UI workflow as its own pos, size and view (extra.ds) place it."""
+    ds = (ui.get("extra") or {}).get("ds") or {}
+    rects, links = file_geometry(ui)
+    return layout_problems(rects, links, offset=ds.get("offset", (0, 0)), scale=ds.get("scale", 1.0), **kw)
+
+
+def file_geometry(ui: dict) -> tuple[dict, list]:
+    """(rects, links) for layout_problems from a UI workflow's own pos/size."""
+    by_id = {n["id"]: n for n in ui["nodes"]}
+    rects = {nid: (n["pos"][0], n["pos"][1] - TITLE_HEIGHT, n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1])
+             for nid, n in by_id.items()}
+    links = []
+    for _, src, src_slot, dst, dst_slot, _ in ui["links"]:
+        s, d = by_id[src], by_id[dst]
+        p0 = (s["pos"][0] + s["size"][0], s["pos"][1] + (src_slot + 0.7) * SLOT_HEIGHT)
+        p1 = (d["pos"][0], d["pos"][1] + (dst_slot + 0.7) * SLOT_HEIGHT)
+        links.append((src, dst, p0, p1))
+    return rects, links
+
+
+# --------------------------------------------------------------------------
 
 def dumps(obj) -> str:
     return json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--check", action="store_true", help="only check that the files are up to date")
     args = ap.parse_args(argv)
-    ui, api = build(_node_classes())
-    stale = [p for p, obj in ((UI_FILE, ui), (API_FILE, api))
-             if not p.is_file() or p.read_text(encoding="utf-8") != dumps(obj)]
+    files = {OUT_DIR / f"{name}.json": ui for name, ui in build_all(_node_classes()).items()}
+    stale = [p for p, ui in files.items() if not p.is_file() or p.read_text(encoding="utf-8") != dumps(ui)]
     if args.check:
         for p in stale:
             print(f"out of date: {p.relative_to(REPO)} (run python tools/make_example_workflows.py)")
         return 1 if stale else 0
     OUT_DIR.mkdir(exist_ok=True)
-    UI_FILE.write_text(dumps(ui), encoding="utf-8")
-    API_FILE.write_text(dumps(api), encoding="utf-8")
-    print(f"wrote {UI_FILE.relative_to(REPO)} and {API_FILE.relative_to(REPO)}")
+    for p, ui in files.items():
+        write_atomic(p, dumps(ui))
+        print(f"wrote {p.relative_to(REPO)}")
     return 0
 
 
