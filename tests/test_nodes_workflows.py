@@ -48,8 +48,8 @@ def test_api_workflow_is_valid():
                 if name not in n["inputs"] or isinstance(n["inputs"][name], list):
                     continue
                 value = n["inputs"][name]
-                if isinstance(typ, list):
-                    assert value in typ, (nid, name, value)
+                if typ == "COMBO":
+                    assert value in opts["options"], (nid, name, value)
                 elif typ in ("INT", "FLOAT"):
                     assert opts["min"] <= value <= opts["max"], (nid, name, value)
     enhance = [n for n in api.values() if n["class_type"] == "CLIPLITBacklitEnhance"]
@@ -77,5 +77,5 @@ def test_ui_workflow_matches_the_api_one():
             continue
         spec = cls.INPUT_TYPES()
         widgets = [k for s in ("required", "optional") for k, (t, _) in spec.get(s, {}).items()
-                   if isinstance(t, list) or t in ("INT", "FLOAT", "STRING", "BOOLEAN")]
+                   if t in ("COMBO", "INT", "FLOAT", "STRING", "BOOLEAN")]
         assert n["widgets_values"] == [api[str(n["id"])]["inputs"][w] for w in widgets]

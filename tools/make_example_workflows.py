@@ -28,7 +28,7 @@ CORE_NODES = {
     "MaskToImage": ([("mask", "MASK", False)], [], [("IMAGE", "IMAGE")]),
     "PreviewAny": ([("source", "*", False)], [], []),
 }
-WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN")
+WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")  # a V3 Combo: ("COMBO", {"options": [...]})
 
 # id: (class, title, pos, size, {input: (src id, src slot) or widget value})
 GRAPH = {
