@@ -49,7 +49,9 @@ def test_folder_lists_weights_files_only(folder, official_in_folder):
     assert comfy_env.list_model_files() == ["enhancement_model.pth", "sub/mine.safetensors"]
     assert comfy_env.list_config_files() == ["tiny.json"]
     spec = nodes.CLIPLITLoader.INPUT_TYPES()
-    assert spec["required"]["model_name"][0] == [OFFICIAL_IN_LIST, "enhancement_model.pth", "sub/mine.safetensors"]
+    assert spec["required"]["model_name"][0] == "COMBO"
+    assert spec["required"]["model_name"][1]["options"] == [OFFICIAL_IN_LIST, "enhancement_model.pth",
+                                                            "sub/mine.safetensors"]
     assert spec["required"]["model_name"][1]["default"] == OFFICIAL_IN_LIST
 
 
