@@ -3,6 +3,7 @@ registered, every input they name exists with the same type, every widget value 
 (combo option, number in range) and every output slot they link has the same type and name."""
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
@@ -110,3 +111,37 @@ def test_ui_defaults_of_new_nodes_are_the_legacy_defaults(node_id):
     cls = nodes.NODE_CLASS_MAPPINGS[node_id]
     defaults = [opts["default"] for typ, opts in _inputs(cls).values() if typ in WIDGET_TYPES]
     assert defaults == saved
+
+
+def _smoke_tool():
+    spec = importlib.util.spec_from_file_location("comfyui_smoke", REPO / "tools" / "comfyui_smoke.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _object_info(cls) -> dict:
+    """The /object_info entry ComfyUI serves for a node (its V1 view)."""
+    schema = cls.GET_SCHEMA()
+    return {"input": cls.INPUT_TYPES(), "output": list(cls.RETURN_TYPES), "output_name": list(cls.RETURN_NAMES),
+            "output_node": cls.OUTPUT_NODE, "display_name": schema.display_name}
+
+
+LEGACY = json.loads((FIXTURES / "legacy_interface.json").read_text(encoding="utf-8"))["nodes"]
+
+
+@pytest.mark.parametrize("node_id", sorted(LEGACY))
+def test_v3_nodes_keep_the_legacy_interface(node_id):
+    """Input names, order, sections, types, defaults, ranges, fixed options, outputs: as before."""
+    diffs = _smoke_tool().interface_differences(node_id, _object_info(nodes.NODE_CLASS_MAPPINGS[node_id]),
+                                                LEGACY[node_id])
+    assert diffs == []
+
+
+def test_interface_check_reports_a_changed_default_and_a_lost_input():
+    info = _object_info(nodes.CLIPLITBacklitEnhance)
+    info["input"]["optional"]["tile_size"][1]["default"] = 512
+    del info["input"]["optional"]["mask"]
+    diffs = _smoke_tool().interface_differences("CLIPLITBacklitEnhance", info, LEGACY["CLIPLITBacklitEnhance"])
+    assert "CLIPLITBacklitEnhance.tile_size: default 512, was 0" in diffs
+    assert "CLIPLITBacklitEnhance: input 'mask' is gone" in diffs
