@@ -116,7 +116,11 @@ class ComfyNode:
 
     @classmethod
     def GET_SCHEMA(cls) -> Schema:
-        return cls.define_schema()
+        schema = cls.define_schema()
+        ids = [i.id for i in schema.inputs] + [o.id for o in schema.outputs]
+        if len(set(ids)) != len(ids):  # ComfyUI 0.3.48 refuses the node then
+            raise ValueError(f"{schema.node_id}: input and output ids must all differ: {ids}")
+        return schema
 
     @classmethod
     def INPUT_TYPES(cls) -> dict:

@@ -302,7 +302,7 @@ class CLIPLITBacklitEnhance(io.ComfyNode):
                                  "docs/performance.md).")),
             ],
             outputs=[
-                io.Image.Output("image", display_name="image", tooltip="The enhanced images."),
+                io.Image.Output("enhanced_image", display_name="image", tooltip="The enhanced images."),
                 io.Mask.Output("light_map", display_name="light_map", tooltip=(
                     "The illumination map L the image was divided by (0 = dark, 1 = fully lit), one per image.")),
             ],

@@ -346,3 +346,19 @@ def test_minimum_comfyui_is_declared_for_the_registry():
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     comfy = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["comfy"]
     assert comfy["requires-comfyui"] == f">={comfy_env.MIN_COMFYUI}"
+
+
+def test_stand_in_refuses_what_the_oldest_supported_comfyui_refuses():
+    """ComfyUI 0.3.48 refuses a node whose input and output ids collide (e.g. input and output 'image')."""
+    from nodes import comfy_api_standin as standin
+
+    class Clash(standin.io.ComfyNode):
+        @classmethod
+        def define_schema(cls):
+            return standin.io.Schema(node_id="Clash", inputs=[standin.io.Image.Input("image")],
+                                     outputs=[standin.io.Image.Output("image")])
+
+    with pytest.raises(ValueError, match="ids must all differ"):
+        Clash.GET_SCHEMA()
+    for cls in nodes.NODES:
+        cls.GET_SCHEMA()
