@@ -31,6 +31,10 @@ except ImportError:
     _mm = _cu = _fp = None
 
 IN_COMFYUI = _fp is not None
+MODEL_FOLDER = "cliplit"
+MODEL_EXTENSIONS = {".pth", ".pt", ".safetensors"}
+CONFIG_EXTENSIONS = {".json"}
+MODELS_DIR_ENV = "CLIPLIT_MODELS_DIR"
 
 # --------------------------------------------------------------------------- the V3 node API
 MIN_COMFYUI = "0.3.48"  # the first release with comfy_api.latest and comfy_entrypoint loading
@@ -69,10 +73,6 @@ def _v3_api():
 
 
 ComfyExtension, io, ui, V3_API_PROBLEM = _v3_api()
-MODEL_FOLDER = "cliplit"
-MODEL_EXTENSIONS = {".pth", ".pt", ".safetensors"}
-CONFIG_EXTENSIONS = {".json"}
-MODELS_DIR_ENV = "CLIPLIT_MODELS_DIR"
 
 
 # --------------------------------------------------------------------------- devices and memory
