@@ -20,7 +20,8 @@ What it does:
      the saved PNG with <shared>/data/reference_small/<name>.png (pass if the
      max abs difference is <= 1 level of 8 bits);
   4. checks that the CLIP Light Score node (if in the workflow) shows its
-     scores (its ``ui`` text in /history: one "image N: score" line per image; by default with a tiny random-weights open_clip config written
+     scores (its ``ui`` text in /history: one "image N: score" line per image,
+     and, where aiohttp is installed, the node's text on the websocket; by default with a tiny random-weights open_clip config written
      into models/cliplit/, since the test machine cannot download the OpenAI
      CLIP weights; --clip workflow keeps the workflow's ViT-B-32/openai), that a
      prompt naming a missing model file is rejected clearly and that a corrupt
@@ -628,6 +629,75 @@ def run_images(args, http, server, res, object_info, workflow, images, comfyui, 
         res.add(f"{SCORE_NODE} shows its scores (ui text in /history)", True)
 
 
+def score_texts_over_websocket(port: int, prompt: dict, timeout: float) -> dict[str, str] | None:
+    """Queue ``prompt`` and collect the per-node texts the browser receives over the websocket
+    (binary message type 3, what ComfyUI's frontend shows on the node). None without aiohttp."""
+    try:
+        import asyncio
+        import struct
+        import uuid
+
+        import aiohttp
+    except ImportError:
+        return None
+
+    async def collect() -> dict[str, str]:
+        client_id, texts = str(uuid.uuid4()), {}
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(f"http://127.0.0.1:{port}/ws?clientId={client_id}") as ws:
+                await session.post(f"http://127.0.0.1:{port}/prompt", json={"prompt": prompt, "client_id": client_id})
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline:
+                    msg = await ws.receive(timeout=timeout)
+                    if msg.type == aiohttp.WSMsgType.BINARY and struct.unpack(">I", msg.data[:4])[0] == 3:
+                        (n,) = struct.unpack(">I", msg.data[4:8])
+                        texts[msg.data[8:8 + n].decode()] = msg.data[8 + n:].decode()
+                    elif msg.type == aiohttp.WSMsgType.TEXT:
+                        if json.loads(msg.data).get("type") in ("execution_success", "execution_error"):
+                            break
+                    elif msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                        break
+        return texts
+
+    return asyncio.run(collect())
+
+
+def node_texts_with(python: str, port: int, prompt: dict, timeout: float) -> dict[str, str] | None:
+    """score_texts_over_websocket() run by ComfyUI's own python, which has aiohttp."""
+    code = ("import importlib.util, json, sys; spec = importlib.util.spec_from_file_location('smoke', sys.argv[1]); "
+            "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
+            "print(json.dumps(m.score_texts_over_websocket(int(sys.argv[2]), json.load(sys.stdin), "
+            "float(sys.argv[3]))))")
+    r = subprocess.run([python, "-c", code, str(Path(__file__).resolve()), str(port), str(timeout)],
+                       input=json.dumps(prompt), capture_output=True, text=True, timeout=timeout + 60)
+    if r.returncode != 0:
+        raise SmokeError(f"websocket check failed: {r.stderr[-1500:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def run_score_on_node(args, res, server, workflow, images):
+    """The CLIP Light Score's scores reach the browser as the node's own text."""
+    score_ids = nodes_of(workflow, SCORE_NODE)
+    if not score_ids:
+        return
+    prompt = copy.deepcopy(workflow)
+    for nid in nodes_of(prompt, "LoadImage"):
+        prompt[nid]["inputs"]["image"] = images[0].name
+    for lid in nodes_of(prompt, LOADER_NODE):
+        prompt[lid]["inputs"]["model_name"] = WEIGHTS_NAME
+    for sid in score_ids:
+        prompt[sid]["inputs"]["heatmap_window"] = 0.45  # not a cached result: the node runs again
+    for sid in nodes_of(prompt, "SaveImage"):
+        prompt[sid]["inputs"]["filename_prefix"] = "cliplit_smoke/score_on_node"
+    texts = node_texts_with(server.python, args.port, prompt, args.prompt_timeout)
+    if texts is None:
+        log(f"[skip] {SCORE_NODE} text on the node: aiohttp is not installed for {server.python}")
+        return
+    shown = {sid: texts.get(sid, "") for sid in score_ids}
+    ok = all(SCORE_LINE.search(t) for t in shown.values())
+    res.add(f"{SCORE_NODE} shows its scores on the node (websocket)", ok, json.dumps(shown)[:300])
+
+
 def run_bad_model(http, server, res, object_info, workflow, images, timeout):
     loader_ids = nodes_of(workflow, LOADER_NODE)
     if not loader_ids:
@@ -905,6 +975,7 @@ def main(argv=None) -> int:
             return 0 if res.ok else 1
 
         run_images(args, http, server, res, object_info, workflow, images, comfyui, data / "reference_small")
+        run_score_on_node(args, res, server, workflow, images)
         run_bad_model(http, server, res, object_info, workflow, images, args.prompt_timeout)
         run_bad_file(http, server, res, workflow, comfyui, images, args.prompt_timeout)
         if not args.quick:
