@@ -26,8 +26,9 @@ async def comfy_entrypoint() -> CLIPLITExtension:
 
 
 # The V1 view by node id (tests, tools); ComfyUI registers the pack through comfy_entrypoint.
-NODE_CLASS_MAPPINGS = {cls.GET_SCHEMA().node_id: cls for cls in NODES}
-NODE_DISPLAY_NAME_MAPPINGS = {cls.GET_SCHEMA().node_id: cls.GET_SCHEMA().display_name for cls in NODES}
+_SCHEMAS = [(cls, cls.GET_SCHEMA()) for cls in NODES]
+NODE_CLASS_MAPPINGS = {schema.node_id: cls for cls, schema in _SCHEMAS}
+NODE_DISPLAY_NAME_MAPPINGS = {schema.node_id: schema.display_name for _, schema in _SCHEMAS}
 
 __all__ = ["comfy_entrypoint", "CLIPLITExtension", "NODES", "NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS",
            "CLIPLITLoader", "CLIPLITBacklitEnhance", "CLIPLITLightScore", "CLIPLITModel"]
