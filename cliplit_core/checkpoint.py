@@ -50,6 +50,26 @@ class CLIPLITWeights:
 
 
 # --------------------------------------------------------------------------- reading
+_FILE_KINDS = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+               (b"RIFF", "a RIFF file (WebP image, WAV audio)"), (b"%PDF", "a PDF document"),
+               (b"\x1f\x8b", "a gzip archive"), (b"7z\xbc\xaf", "a 7-Zip archive"), (b"Rar!", "a RAR archive"))
+
+
+def _file_kind(head: bytes) -> str:
+    """What a file that is no checkpoint looks like, from its first bytes (for the error message)."""
+    for magic, kind in _FILE_KINDS:
+        if head.startswith(magic):
+            return kind
+    text = head.lstrip()
+    if text[:1] == b"<":
+        return "an HTML or XML page (a download that returned a web page?)"
+    if text[:1] in (b"{", b"["):
+        return "a JSON file"
+    if not any(b < 32 and b not in b"\t\n\r" for b in head):
+        return "a text file"
+    return "a file of unknown type"
+
+
 def _sniff(path: Path) -> str:
     """Return 'safetensors', 'torch' or raise a CheckpointError naming the problem."""
     if not path.exists():
@@ -72,7 +92,8 @@ def _sniff(path: Path) -> str:
         if head[8:9] == b"{":
             raise CheckpointError(f"{path}: safetensors header is cut off; the file is truncated ({size} bytes)")
     raise CheckpointError(
-        f"{path}: not a checkpoint (neither a PyTorch .pth nor a .safetensors file; it starts with {head[:8]!r})"
+        f"{path}: not a checkpoint: this is {_file_kind(head)}, not a PyTorch .pth or .safetensors weights file; "
+        f"choose a weights file instead (e.g. the authors' enhancement_model.pth)"
     )
 
 

@@ -1,12 +1,14 @@
 """Everything the nodes need from ComfyUI, in one place, with plain-torch fallbacks.
 
-This is the ONLY module of the pack that imports ``comfy`` or ``folder_paths``.
-Inside ComfyUI it uses ``comfy.model_management`` (device, offload device,
-free memory, unloading other models, OOM type, interrupt flag),
-``comfy.utils.ProgressBar`` and ``folder_paths`` (models/cliplit/, honouring
-extra_model_paths.yaml). Outside ComfyUI (tests, scripts) the same functions
-work on plain torch: the device is CUDA/MPS/CPU as available, the progress bar
-is a recorder, the interrupt check does nothing and the model folder is
+This is the ONLY module of the pack that imports ``comfy``, ``comfy_api``,
+``folder_paths`` or ``server``. Inside ComfyUI it uses the V3 node API
+(``comfy_api.latest``: ``io``, ``ui``, ``ComfyExtension``), ``comfy.model_management``
+(device, offload device, free memory, unloading other models, OOM type, interrupt
+flag), ``comfy.utils.ProgressBar``, ``folder_paths`` (models/cliplit/, honouring
+extra_model_paths.yaml) and the server's per-node text. Outside ComfyUI (tests,
+scripts) the same names work without it: the node API is the small stand-in in
+``comfy_api_standin.py``, the device is CUDA/MPS/CPU as available, the progress
+bar is a recorder, the interrupt check does nothing and the model folder is
 ``$CLIPLIT_MODELS_DIR`` (if set).
 """
 from __future__ import annotations
@@ -33,6 +35,44 @@ MODEL_FOLDER = "cliplit"
 MODEL_EXTENSIONS = {".pth", ".pt", ".safetensors"}
 CONFIG_EXTENSIONS = {".json"}
 MODELS_DIR_ENV = "CLIPLIT_MODELS_DIR"
+
+# --------------------------------------------------------------------------- the V3 node API
+MIN_COMFYUI = "0.3.48"  # the first release with comfy_api.latest and comfy_entrypoint loading
+V3_NAMES = {"io": ("ComfyNode", "Schema", "NodeOutput", "Hidden", "Custom", "Boolean", "Int", "Float", "String",
+                   "Combo", "Image", "Mask"),
+            "ui": ("PreviewText",)}
+
+
+def _comfyui_version() -> str:
+    try:
+        from comfyui_version import __version__
+    except ImportError:
+        return "of unknown version"
+    return str(__version__)
+
+
+def _v3_api():
+    """(ComfyExtension, io, ui, problem): ComfyUI's V3 API, else the stand-in and, inside a ComfyUI
+    too old for the pack, a one-line reason why the nodes are not registered."""
+    try:
+        from comfy_api.latest import ComfyExtension, io, ui
+        missing = [f"{ns}.{name}" for ns, mod in (("io", io), ("ui", ui)) for name in V3_NAMES[ns]
+                   if not hasattr(mod, name)]
+        why = f"its comfy_api.latest lacks {', '.join(missing)}" if missing else None
+    except ImportError as e:
+        why = f"it has no V3 node API ({e})"
+    if why is None:
+        return ComfyExtension, io, ui, None
+    from . import comfy_api_standin as standin
+
+    problem = None
+    if IN_COMFYUI:
+        problem = (f"CLIP-LIT nodes not loaded: they need ComfyUI {MIN_COMFYUI} or newer, this ComfyUI is "
+                   f"{_comfyui_version()} and {why}; update ComfyUI")
+    return standin.ComfyExtension, standin.io, standin.ui, problem
+
+
+ComfyExtension, io, ui, V3_API_PROBLEM = _v3_api()
 
 
 # --------------------------------------------------------------------------- devices and memory
@@ -120,6 +160,19 @@ def progress_bar(total: int):
     if _cu is not None:
         return _cu.ProgressBar(max(1, int(total)))
     return _RecordingProgressBar(max(1, int(total)))
+
+
+def show_text_on_node(node_id: str | None, text: str) -> None:
+    """Show ``text`` on the node in the browser (ComfyUI's per-node text, as Get Image Size does)."""
+    if node_id is None or not IN_COMFYUI:
+        return
+    try:
+        from server import PromptServer
+    except ImportError:
+        return
+    server = getattr(PromptServer, "instance", None)
+    if server is not None and hasattr(server, "send_progress_text"):
+        server.send_progress_text(text, node_id)
 
 
 # --------------------------------------------------------------------------- model files

@@ -18,8 +18,10 @@ import torch.nn.functional as F
 
 from . import comfy_env
 from ._core import core_module, inference, tiling, validation
-from .errors import node_errors
+from .comfy_env import io
+from .errors import node_errors, require_model
 from .model import CLIPLITModel
+from .sockets import CLIPLIT_MODEL
 
 log = logging.getLogger("CLIP-LIT")
 
@@ -252,74 +254,66 @@ def _limits(rule) -> dict:
     return {"min": cast(rule.low), "max": cast(rule.high)}
 
 
-class CLIPLITBacklitEnhance:
+class CLIPLITBacklitEnhance(io.ComfyNode):
     """Backlit Enhance: brightens the dark subject of backlit photos (CLIP-LIT, ICCV 2023)."""
 
-    CATEGORY = CATEGORY
-    DESCRIPTION = ("Enhances backlit photos with CLIP-LIT: predicts an illumination map L and returns I / L. "
-                   "Default settings reproduce the authors' results. Works on batches and video frames; big "
-                   "images are tiled exactly (no seams) when memory is short.")
-    RETURN_TYPES = ("IMAGE", "MASK")
-    RETURN_NAMES = ("image", "light_map")
-    OUTPUT_TOOLTIPS = ("The enhanced images.",
-                       "The illumination map L the image was divided by (0 = dark, 1 = fully lit), one per image.")
-    FUNCTION = "enhance"
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="CLIPLITBacklitEnhance",
+            display_name="Backlit Enhance",
+            category=CATEGORY,
+            description=("Enhances backlit photos with CLIP-LIT: predicts an illumination map L and returns I / L. "
+                         "Default settings reproduce the authors' results. Works on batches and video frames; big "
+                         "images are tiled exactly (no seams) when memory is short. Speed and accuracy of the "
+                         "options: docs/performance.md."),
+            inputs=[
+                CLIPLIT_MODEL.Input("cliplit_model", tooltip="The model from Load CLIP-LIT."),
+                io.Image.Input("image", tooltip="Backlit image(s) or video frames to enhance."),
+                io.Float.Input("strength", default=1.0, **_limits(validation.STRENGTH), step=0.05, tooltip=(
+                    "How strongly to lift the shadows, in exposure space (result = I / L^strength): 1 = the "
+                    "authors' result, 0 = unchanged, above 1 stronger.")),
+                io.Mask.Input("mask", optional=True, tooltip=(
+                    "Enhance only where the mask is white (soft masks blend smoothly). Load Image's MASK is "
+                    "1 - alpha, so the areas painted in the mask editor (or transparent in the PNG) are the ones "
+                    "enhanced.")),
+                io.Float.Input("mask_feather", default=8.0, **_limits(validation.MASK_FEATHER), step=1.0,
+                               optional=True, tooltip=("Softens the mask edges (Gaussian blur sigma in pixels); "
+                                                       "only used with a mask.")),
+                io.Float.Input("temporal_smoothing", default=0.0, **_limits(validation.TEMPORAL_SMOOTHING),
+                               step=0.5, optional=True, tooltip=(
+                                   "For video frames (the batch is a sequence): smooths the light correction over "
+                                   "time to remove flicker (Gaussian sigma in frames; 0 = off, 2 is a good start). "
+                                   "Never blends across scene cuts.")),
+                io.Boolean.Input("fast_preview", default=False, optional=True, tooltip=(
+                    "Fast preview: predicts the light map at reduced resolution (1/4 per side on big images) and "
+                    "calibrates it on a few exact windows. Much faster on big photos, close to the full result; "
+                    "small images gain less (figures: docs/performance.md).")),
+                io.Combo.Input("precision", options=list(PRECISIONS), default="fp32", optional=True, tooltip=(
+                    "Compute precision. fp32 reproduces the authors' results; 'auto' picks the fastest one that "
+                    "stays close (fp16 on NVIDIA GPUs, fp32 on CPU); fp16/bf16 are faster on GPUs, bf16 also on "
+                    "CPUs with AVX-512 BF16 or AMX, at a small cost in accuracy (figures: docs/performance.md).")),
+                io.Int.Input("tile_size", default=0, **_limits(validation.TILE_SIZE), step=64, optional=True,
+                             tooltip=(
+                                 "0 = automatic from free memory (whole image when it fits, halved on out-of-"
+                                 "memory). Otherwise the tile edge in pixels; tiling is exact (no seams). Small "
+                                 f"tiles are slow (every tile is two network calls with a {tiling.TOTAL_HALO}-pixel "
+                                 f"border); tiles under {SMALL_TILE} px are warned about in the log (figures: "
+                                 "docs/performance.md).")),
+            ],
+            outputs=[
+                io.Image.Output("enhanced_image", display_name="image", tooltip="The enhanced images."),
+                io.Mask.Output("light_map", display_name="light_map", tooltip=(
+                    "The illumination map L the image was divided by (0 = dark, 1 = fully lit), one per image.")),
+            ],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "cliplit_model": ("CLIPLIT_MODEL", {"tooltip": "The model from Load CLIP-LIT."}),
-                "image": ("IMAGE", {"tooltip": "Backlit image(s) or video frames to enhance."}),
-                "strength": ("FLOAT", {
-                    "default": 1.0, **_limits(validation.STRENGTH), "step": 0.05,
-                    "tooltip": ("How strongly to lift the shadows, in exposure space (result = I / L^strength): "
-                                "1 = the authors' result, 0 = unchanged, above 1 stronger."),
-                }),
-            },
-            "optional": {
-                "mask": ("MASK", {"tooltip": ("Enhance only where the mask is white (soft masks blend smoothly). "
-                                              "Load Image's MASK is 1 - alpha, so the areas painted in the mask "
-                                              "editor (or transparent in the PNG) are the ones enhanced.")}),
-                "mask_feather": ("FLOAT", {
-                    "default": 8.0, **_limits(validation.MASK_FEATHER), "step": 1.0,
-                    "tooltip": "Softens the mask edges (Gaussian blur sigma in pixels); only used with a mask.",
-                }),
-                "temporal_smoothing": ("FLOAT", {
-                    "default": 0.0, **_limits(validation.TEMPORAL_SMOOTHING), "step": 0.5,
-                    "tooltip": ("For video frames (the batch is a sequence): smooths the light correction "
-                                "over time to remove flicker (Gaussian sigma in frames; 0 = off, 2 is a good "
-                                "start). Never blends across scene cuts."),
-                }),
-                "fast_preview": ("BOOLEAN", {
-                    "default": False,
-                    "tooltip": ("Fast preview: predicts the light map at reduced resolution (1/4 per side on "
-                                "big images) and calibrates it on a few exact windows. About 9x faster on a "
-                                "3 MP photo on a CPU, about 40 dB from the full result; small images gain less."),
-                }),
-                "precision": (list(PRECISIONS), {
-                    "default": "fp32",
-                    "tooltip": ("Compute precision. fp32 reproduces the authors' results; 'auto' picks the fastest "
-                                "one that stays close (fp16 on NVIDIA GPUs, fp32 on CPU); fp16/bf16 are faster on GPUs, "
-                                "bf16 also on CPUs with AVX-512 BF16 or AMX (about 2x, within one level on 99.9 % "
-                                "of pixels)."),
-                }),
-                "tile_size": ("INT", {
-                    "default": 0, **_limits(validation.TILE_SIZE), "step": 64,
-                    "tooltip": ("0 = automatic from free memory (whole image when it fits, halved on out-of-"
-                                "memory). Otherwise the tile edge in pixels; tiling is exact (no seams). Small "
-                                "tiles are slow (every tile is two network calls with a 17-pixel border): on a "
-                                "512x512 image on a CPU, 64 px took 11x as long as automatic, 128 px 4x, 256 px "
-                                "2.3x. Tiles under 256 px are warned about in the log."),
-                }),
-            },
-        }
-
     @node_errors("Backlit Enhance")
-    def enhance(self, cliplit_model, image, strength=1.0, mask=None, mask_feather=8.0, temporal_smoothing=0.0,
+    def execute(cls, cliplit_model, image, strength=1.0, mask=None, mask_feather=8.0, temporal_smoothing=0.0,
                 fast_preview=False, precision="fp32", tile_size=0):
-        if not isinstance(cliplit_model, CLIPLITModel):
-            raise TypeError("cliplit_model must come from a Load CLIP-LIT node")
-        return enhance_batch(cliplit_model, image, strength=strength, mask=mask, mask_feather=mask_feather,
-                             temporal_smoothing=temporal_smoothing, fast_preview=fast_preview,
-                             precision=precision, tile_size=tile_size)
+        require_model(cliplit_model)
+        enhanced, light_map = enhance_batch(cliplit_model, image, strength=strength, mask=mask,
+                                            mask_feather=mask_feather, temporal_smoothing=temporal_smoothing,
+                                            fast_preview=fast_preview, precision=precision, tile_size=tile_size)
+        return io.NodeOutput(enhanced, light_map)

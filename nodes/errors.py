@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 
 from ._core import errors as core_errors
+from .model import CLIPLITModel
 
 
 class CLIPLITNodeError(Exception):
@@ -12,6 +13,12 @@ class CLIPLITNodeError(Exception):
 
 
 CLIPLITNodeError.__module__ = "CLIP-LIT"  # what ComfyUI prints before the message, instead of a file path
+
+
+def require_model(value: object) -> None:
+    """The ``cliplit_model`` input must be what Load CLIP-LIT outputs."""
+    if not isinstance(value, CLIPLITModel):
+        raise TypeError("cliplit_model must come from a Load CLIP-LIT node")
 
 
 def node_errors(title: str):

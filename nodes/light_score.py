@@ -12,8 +12,10 @@ import torch
 
 from . import comfy_env
 from ._core import core_module, inference
-from .errors import node_errors
+from .comfy_env import io, ui
+from .errors import node_errors, require_model
 from .model import RANDOM_WEIGHTS, CLIPLITModel
+from .sockets import CLIPLIT_MODEL
 
 log = logging.getLogger("CLIP-LIT")
 
@@ -90,46 +92,47 @@ def score_batch(model: CLIPLITModel, images: torch.Tensor, *, heatmap: bool = Tr
     return mean, format_scores(scores, model), heat.to(comfy_env.intermediate_device()), scores
 
 
-class CLIPLITLightScore:
+class CLIPLITLightScore(io.ComfyNode):
     """CLIP Light Score: probability that each image looks well-lit, plus a backlit heatmap."""
 
-    CATEGORY = CATEGORY
-    DESCRIPTION = ("Scores how well-lit images look to CLIP with CLIP-LIT's prompt pair (probability 'well-lit', "
-                   "0..1) and maps where an image looks backlit. Loads the CLIP backbone on first use.")
-    RETURN_TYPES = ("FLOAT", "STRING", "MASK")
-    RETURN_NAMES = ("score", "scores_text", "backlit_heatmap")
-    OUTPUT_TOOLTIPS = ("Mean probability 'well-lit' over the batch (0..1, higher = better lit).",
-                       "One line per image with its score.",
-                       "Where each image looks backlit (1 = backlit, 0 = well-lit), from overlapping windows.")
-    FUNCTION = "score"
-    OUTPUT_NODE = True  # shows the scores on the node even when nothing is connected
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="CLIPLITLightScore",
+            display_name="CLIP Light Score",
+            category=CATEGORY,
+            description=("Scores how well-lit images look to CLIP with CLIP-LIT's prompt pair (probability "
+                         "'well-lit', 0..1), shows the scores on the node and maps where an image looks backlit. "
+                         "Loads the CLIP backbone on first use."),
+            inputs=[
+                CLIPLIT_MODEL.Input("cliplit_model", tooltip=("The model from Load CLIP-LIT (its prompt pair and "
+                                                              "CLIP settings are used).")),
+                io.Image.Input("image", tooltip="Image(s) to score, e.g. before and after Backlit Enhance."),
+                io.Boolean.Input("heatmap", default=True, optional=True, tooltip=(
+                    "Compute the backlit heatmap: one extra CLIP pass per window, at most 64 windows per image "
+                    "whatever its shape (default window: 9 on a square photo, 15 on a 4:3 photo, 7 on a thin "
+                    "strip, never more than 32). Off gives an all-zero mask.")),
+                io.Float.Input("heatmap_window", default=0.5, min=0.1, max=1.0, step=0.05, optional=True, tooltip=(
+                    "Heatmap window side as a fraction of the image's shorter side (of half the longer side on "
+                    "images more than twice as long as high); windows overlap by half. Small values give finer "
+                    "maps, up to the 64-window limit (reached below about 0.25).")),
+            ],
+            outputs=[
+                io.Float.Output("score", display_name="score", tooltip=(
+                    "Mean probability 'well-lit' over the batch (0..1, higher = better lit).")),
+                io.String.Output("scores_text", display_name="scores_text",
+                                 tooltip="One line per image with its score."),
+                io.Mask.Output("backlit_heatmap", display_name="backlit_heatmap", tooltip=(
+                    "Where each image looks backlit (1 = backlit, 0 = well-lit), from overlapping windows.")),
+            ],
+            hidden=[io.Hidden.unique_id],
+            is_output_node=True,  # runs and shows its scores even when nothing is connected
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "cliplit_model": ("CLIPLIT_MODEL", {"tooltip": "The model from Load CLIP-LIT (its prompt pair "
-                                                               "and CLIP settings are used)."}),
-                "image": ("IMAGE", {"tooltip": "Image(s) to score, e.g. before and after Backlit Enhance."}),
-            },
-            "optional": {
-                "heatmap": ("BOOLEAN", {"default": True,
-                                        "tooltip": "Compute the backlit heatmap: one extra CLIP pass per window, "
-                                                   "at most 64 windows per image whatever its shape (default "
-                                                   "window: 9 on a square photo, 15 on a 4:3 photo, 7 on a thin "
-                                                   "strip, never more than 32). Off gives an all-zero mask."}),
-                "heatmap_window": ("FLOAT", {"default": 0.5, "min": 0.1, "max": 1.0, "step": 0.05,
-                                             "tooltip": "Heatmap window side as a fraction of the image's shorter "
-                                                        "side (of half the longer side on images more than twice "
-                                                        "as long as high); windows overlap by half. Small values "
-                                                        "give finer maps, up to the 64-window limit (reached "
-                                                        "below about 0.25)."}),
-            },
-        }
-
     @node_errors("CLIP Light Score")
-    def score(self, cliplit_model, image, heatmap=True, heatmap_window=0.5):
-        if not isinstance(cliplit_model, CLIPLITModel):
-            raise TypeError("cliplit_model must come from a Load CLIP-LIT node")
+    def execute(cls, cliplit_model, image, heatmap=True, heatmap_window=0.5):
+        require_model(cliplit_model)
         mean, text, heat, _ = score_batch(cliplit_model, image, heatmap=heatmap, window=heatmap_window)
-        return {"ui": {"text": [text]}, "result": (mean, text, heat)}
+        comfy_env.show_text_on_node(getattr(cls.hidden, "unique_id", None), text)
+        return io.NodeOutput(mean, text, heat, ui=ui.PreviewText(text))

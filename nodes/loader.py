@@ -6,8 +6,10 @@ from pathlib import Path
 
 from . import comfy_env
 from ._core import checkpoint, core_module, errors, weights
+from .comfy_env import io
 from .errors import node_errors
 from .model import AUTO, DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, CLIPLITModel
+from .sockets import CLIPLIT_MODEL
 
 log = logging.getLogger("CLIP-LIT")
 
@@ -85,58 +87,47 @@ def load_cliplit_model(model_name: str, *, prompt_pair: str | None = None, clip_
     return model
 
 
-class CLIPLITLoader:
+class CLIPLITLoader(io.ComfyNode):
     """Load CLIP-LIT: the enhancement network (+ optional prompt pair and CLIP settings)."""
 
-    CATEGORY = CATEGORY
-    DESCRIPTION = ("Loads a CLIP-LIT backlit-enhancement model from models/cliplit/ (the authors' .pth or a "
-                   ".safetensors). 'official' downloads the authors' released model once into that folder "
-                   "(S-Lab license, non-commercial). CLIP is only loaded when a CLIP Light Score is computed.")
-    RETURN_TYPES = ("CLIPLIT_MODEL",)
-    RETURN_NAMES = ("cliplit_model",)
-    OUTPUT_TOOLTIPS = ("The CLIP-LIT model (enhancement network, prompt pair, CLIP settings) for Backlit "
-                       "Enhance and CLIP Light Score.",)
-    FUNCTION = "load"
-
     @classmethod
-    def INPUT_TYPES(cls):
+    def define_schema(cls):
         files = comfy_env.list_model_files()
         folders = ", ".join(str(f) for f in comfy_env.model_folders()) or "models/cliplit/"
-        return {
-            "required": {
-                "model_name": ([OFFICIAL] + files, {
-                    "default": OFFICIAL,
-                    "tooltip": (f"Enhancement weights in models/cliplit/ ({folders}): the authors' .pth or our "
-                                f".safetensors. '{OFFICIAL}' uses enhancement_model.pth there, downloading and "
-                                f"sha256-checking the authors' released model first if it is missing."),
-                }),
-                "clip_model": ("STRING", {
-                    "default": AUTO,
-                    "tooltip": (f"CLIP backbone for the light score: '{AUTO}' (the one the prompt pair was made "
-                                f"for, else {DEFAULT_CLIP_MODEL} as the authors), an open_clip model name, or the "
-                                f"file name of an open_clip model-config .json in models/cliplit/."),
-                }),
-                "clip_pretrained": ("STRING", {
-                    "default": AUTO,
-                    "tooltip": (f"CLIP weights: '{AUTO}' (the prompt pair's, else '{DEFAULT_CLIP_PRETRAINED}'), an "
-                                f"open_clip tag ('openai', downloaded on first use), the file name of a local "
-                                f"weights file in models/cliplit/ (or an absolute path), or 'none' for random "
-                                f"weights (tests only; scores are meaningless)."),
-                }),
-            },
-            "optional": {
-                "prompt_pair": ([NO_PROMPT_FILE] + files, {
-                    "default": NO_PROMPT_FILE,
-                    "tooltip": ("Learned prompt pair for the light score: the authors' prompt .pth or our "
-                                ".safetensors. By default the model file's own pair is used; without one, "
-                                "zero-shot text prompts."),
-                }),
-            },
-        }
+        return io.Schema(
+            node_id="CLIPLITLoader",
+            display_name="Load CLIP-LIT",
+            category=CATEGORY,
+            description=("Loads a CLIP-LIT backlit-enhancement model from models/cliplit/ (the authors' .pth or a "
+                         ".safetensors). 'official' downloads the authors' released model once into that folder "
+                         "(S-Lab license, non-commercial). CLIP is only loaded when a CLIP Light Score is computed."),
+            inputs=[
+                io.Combo.Input("model_name", options=[OFFICIAL] + files, default=OFFICIAL, tooltip=(
+                    f"Enhancement weights in models/cliplit/ ({folders}): the authors' .pth or our .safetensors. "
+                    f"'{OFFICIAL}' uses enhancement_model.pth there, downloading and sha256-checking the authors' "
+                    f"released model first if it is missing.")),
+                io.String.Input("clip_model", default=AUTO, tooltip=(
+                    f"CLIP backbone for the light score: '{AUTO}' (the one the prompt pair was made for, else "
+                    f"{DEFAULT_CLIP_MODEL} as the authors), an open_clip model name, or the file name of an "
+                    f"open_clip model-config .json in models/cliplit/.")),
+                io.String.Input("clip_pretrained", default=AUTO, tooltip=(
+                    f"CLIP weights: '{AUTO}' (the prompt pair's, else '{DEFAULT_CLIP_PRETRAINED}'), an open_clip "
+                    f"tag ('openai', downloaded on first use), the file name of a local weights file in "
+                    f"models/cliplit/ (or an absolute path), or 'none' for random weights (tests only; scores "
+                    f"are meaningless).")),
+                io.Combo.Input("prompt_pair", options=[NO_PROMPT_FILE] + files, default=NO_PROMPT_FILE,
+                               optional=True, tooltip=(
+                                   "Learned prompt pair for the light score: the authors' prompt .pth or our "
+                                   ".safetensors. By default the model file's own pair is used; without one, "
+                                   "zero-shot text prompts.")),
+            ],
+            outputs=[CLIPLIT_MODEL.Output("cliplit_model", display_name="cliplit_model", tooltip=(
+                "The CLIP-LIT model (enhancement network, prompt pair, CLIP settings) for Backlit Enhance and "
+                "CLIP Light Score."))],
+        )
 
     @classmethod
-    def IS_CHANGED(cls, model_name, clip_model=AUTO, clip_pretrained=AUTO,
-                   prompt_pair=NO_PROMPT_FILE):
+    def fingerprint_inputs(cls, model_name, clip_model=AUTO, clip_pretrained=AUTO, prompt_pair=NO_PROMPT_FILE):
         """Reload when a file with the same name is replaced on disk."""
         stamps = []
         for name in (model_name, prompt_pair):
@@ -146,9 +137,9 @@ class CLIPLITLoader:
                 stamps.append(file_stamp(comfy_env.find_model_file(name)))
         return "|".join(stamps + [str(clip_model), str(clip_pretrained)])
 
+    @classmethod
     @node_errors("Load CLIP-LIT")
-    def load(self, model_name, clip_model=AUTO, clip_pretrained=AUTO,
-             prompt_pair=NO_PROMPT_FILE):
+    def execute(cls, model_name, clip_model=AUTO, clip_pretrained=AUTO, prompt_pair=NO_PROMPT_FILE):
         progress = _download_progress() if model_name == OFFICIAL else None
-        return (load_cliplit_model(model_name, prompt_pair=prompt_pair, clip_model=clip_model,
-                                   clip_pretrained=clip_pretrained, progress=progress),)
+        return io.NodeOutput(load_cliplit_model(model_name, prompt_pair=prompt_pair, clip_model=clip_model,
+                                                clip_pretrained=clip_pretrained, progress=progress))

@@ -86,11 +86,19 @@ def test_truncated_safetensors(tmp_path):
     _expect(tmp_path / "h.safetensors", "truncated")
 
 
-@pytest.mark.parametrize("content", [b"hello, I am a text file\n", b"\x89PNG\r\n\x1a\n" + b"\0" * 100,
-                                     b"\xff\xd8\xff\xe0JFIF"])
-def test_not_a_checkpoint(tmp_path, content):
+@pytest.mark.parametrize("content, kind", [
+    (b"hello, I am a text file\n", "a text file"),
+    (b"\x89PNG\r\n\x1a\n" + b"\0" * 100, "a PNG image"),
+    (b"\xff\xd8\xff\xe0JFIF", "a JPEG image"),
+    (b"<!DOCTYPE html><html>", "an HTML or XML page (a download that returned a web page?)"),
+    (b'{"embed_dim": 512}', "a JSON file"),
+    (b"k\xb4\x00\x01" + bytes(range(40)), "a file of unknown type"),
+])
+def test_not_a_checkpoint_says_what_the_file_is_and_what_to_use(tmp_path, content, kind):
     (tmp_path / "x.pth").write_bytes(content)
-    _expect(tmp_path / "x.pth", "not a checkpoint")
+    msg = _expect(tmp_path / "x.pth", "not a checkpoint")
+    assert msg == (f"{tmp_path / 'x.pth'}: not a checkpoint: this is {kind}, not a PyTorch .pth or .safetensors "
+                   f"weights file; choose a weights file instead (e.g. the authors' enhancement_model.pth)")
 
 
 def test_zip_that_is_not_a_torch_file(tmp_path):

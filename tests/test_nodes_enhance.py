@@ -35,7 +35,7 @@ def crop_result(model, crop):
 
 
 def node():
-    return nodes.CLIPLITBacklitEnhance()
+    return nodes.CLIPLITBacklitEnhance
 
 
 # ----------------------------------------------------------------------------- parity
@@ -44,7 +44,7 @@ def test_defaults_reproduce_the_authors(model, name):
     from PIL import Image
 
     image = read_photo(f"{name}.png")
-    out, light = node().enhance(model, image)
+    out, light = node().execute(model, image)
     assert out.shape == image.shape and out.dtype == torch.float32
     assert light.shape == image.shape[:3]
     ref = np.asarray(Image.open(SHARED_DATA / "reference_small" / f"{name}.png")).astype(np.int16)
@@ -177,13 +177,13 @@ def test_inputs_are_never_modified(model, channels):
 
 def test_wrong_inputs_give_node_errors(model, crop):
     with pytest.raises(CLIPLITNodeError, match="Load CLIP-LIT"):
-        node().enhance("not a model", crop)
+        node().execute("not a model", crop)
     with pytest.raises(CLIPLITNodeError, match="precision"):
-        node().enhance(model, crop, precision="fp8")
+        node().execute(model, crop, precision="fp8")
     with pytest.raises(CLIPLITNodeError, match="channels"):
-        node().enhance(model, torch.rand(1, 8, 8, 5))
+        node().execute(model, torch.rand(1, 8, 8, 5))
     with pytest.raises(CLIPLITNodeError, match="empty"):
-        node().enhance(model, torch.rand(0, 8, 8, 3))
+        node().execute(model, torch.rand(0, 8, 8, 3))
 
 
 # ----------------------------------------------------------------------------- tiling and memory
@@ -326,11 +326,11 @@ def test_half_precision_never_touches_the_shared_weights(model, crop, crop_resul
 def test_fast_preview_option(model, crop, crop_result, monkeypatch):
     from cliplit_core import preview
 
-    exact, _ = node().enhance(model, crop, fast_preview=True)  # 96 x 128 is below the preview's pixel floor
+    exact, _ = node().execute(model, crop, fast_preview=True)  # 96 x 128 is below the preview's pixel floor
     assert torch.allclose(exact, crop_result[0], atol=TOL6)
     monkeypatch.setattr(preview, "MIN_LOW_PIXELS", 1)  # force the reduced-resolution path on this crop
-    out, light = node().enhance(model, crop, fast_preview=True)
+    out, light = node().execute(model, crop, fast_preview=True)
     assert out.shape == crop.shape and light.shape == (1, 96, 128)
     assert 1e-4 < float((out - crop_result[0]).abs().mean()) < 0.05
-    masked, _ = node().enhance(model, crop, fast_preview=True, mask=torch.zeros(96, 128))
+    masked, _ = node().execute(model, crop, fast_preview=True, mask=torch.zeros(96, 128))
     assert torch.allclose(masked, crop, atol=TOL6)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 import time
+import types
 
 import pytest
 import torch
@@ -33,21 +34,26 @@ def tiny_model(folder):
 
 def test_clip_is_loaded_only_when_a_score_is_asked_for(tiny_model):
     x = torch.rand(1, 48, 64, 3)
-    nodes.CLIPLITBacklitEnhance().enhance(tiny_model, x)
+    nodes.CLIPLITBacklitEnhance.execute(tiny_model, x)
     assert tiny_model._backbone is None
-    nodes.CLIPLITLightScore().score(tiny_model, x)
+    nodes.CLIPLITLightScore.execute(tiny_model, x)
     assert tiny_model._backbone is not None
 
 
-def test_outputs(tiny_model):
+def test_outputs(tiny_model, monkeypatch):
+    shown = []
+    monkeypatch.setattr(comfy_env, "show_text_on_node", lambda node_id, text: shown.append((node_id, text)))
+    # ComfyUI runs a copy of the node class whose ``hidden`` holds the node's id in the graph
+    run = type("RunCopy", (nodes.CLIPLITLightScore,), {"hidden": types.SimpleNamespace(unique_id="9")})
     x = torch.rand(3, 48, 64, 3)
-    out = nodes.CLIPLITLightScore().score(tiny_model, x)
-    mean, text, heat = out["result"]
+    out = run.execute(tiny_model, x)
+    mean, text, heat = out.result
     assert isinstance(mean, float) and 0.0 <= mean <= 1.0
     lines = text.splitlines()
     assert [ln.split(":")[0] for ln in lines[:4]] == ["image 1", "image 2", "image 3", "mean"]
     assert "random weights" in lines[-1]
-    assert out["ui"] == {"text": [text]}
+    assert out.ui.as_dict() == {"text": (text,)}  # in the "executed" message and /history
+    assert shown == [("9", text)]  # shown on the node itself
     assert heat.shape == (3, 48, 64) and heat.dtype == torch.float32
     assert 0.0 <= float(heat.min()) and float(heat.max()) <= 1.0
     assert nodes.CLIPLITLightScore.OUTPUT_NODE is True
@@ -69,7 +75,7 @@ def test_scores_match_the_core(tiny_model):
 
 
 def test_heatmap_off_gives_zeros(tiny_model):
-    _, _, heat = nodes.CLIPLITLightScore().score(tiny_model, torch.rand(1, 30, 40, 3), heatmap=False)["result"]
+    _, _, heat = nodes.CLIPLITLightScore.execute(tiny_model, torch.rand(1, 30, 40, 3), heatmap=False).result
     assert heat.shape == (1, 30, 40) and not heat.any()
 
 
@@ -92,7 +98,7 @@ def test_learned_prompt_pair_is_used(folder, tiny_model):
 
 def test_gray_and_alpha_images(tiny_model):
     for c in (1, 4):
-        mean, _, heat = nodes.CLIPLITLightScore().score(tiny_model, torch.rand(1, 32, 40, c))["result"]
+        mean, _, heat = nodes.CLIPLITLightScore.execute(tiny_model, torch.rand(1, 32, 40, c)).result
         assert 0 <= mean <= 1 and heat.shape == (1, 32, 40)
 
 
@@ -104,7 +110,7 @@ def test_offline_clip_download_fails_fast_and_clearly(folder, monkeypatch):
                         lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
     t0 = time.monotonic()
     with pytest.raises(CLIPLITNodeError) as e:
-        nodes.CLIPLITLightScore().score(m, torch.rand(1, 32, 32, 3))
+        nodes.CLIPLITLightScore.execute(m, torch.rand(1, 32, 32, 3))
     assert time.monotonic() - t0 < 5
     msg = str(e.value)
     assert msg.startswith("CLIP Light Score: the CLIP weights ViT-B-32 / 'openai' are not on this computer")
@@ -132,7 +138,7 @@ def test_cached_tag_weights_are_used_without_network(monkeypatch, tmp_path):
 def test_bad_clip_settings_give_clear_errors(folder, clip_model, clip_pretrained, expected):
     m = load_cliplit_model(str(OFFICIAL_WEIGHTS), clip_model=clip_model, clip_pretrained=clip_pretrained)
     with pytest.raises(CLIPLITNodeError, match="^CLIP Light Score: .*" + re.escape(expected)):
-        nodes.CLIPLITLightScore().score(m, torch.rand(1, 32, 32, 3))
+        nodes.CLIPLITLightScore.execute(m, torch.rand(1, 32, 32, 3))
 
 
 def test_prompt_pair_of_another_clip_gives_a_clear_error(folder):
@@ -140,7 +146,7 @@ def test_prompt_pair_of_another_clip_gives_a_clear_error(folder):
     m = load_cliplit_model(str(OFFICIAL_WEIGHTS), prompt_pair="vitb32_pair.pth", clip_model="tiny_clip.json",
                            clip_pretrained="none")
     with pytest.raises(CLIPLITNodeError, match=r"does not fit CLIP model"):
-        nodes.CLIPLITLightScore().score(m, torch.rand(1, 32, 32, 3))
+        nodes.CLIPLITLightScore.execute(m, torch.rand(1, 32, 32, 3))
 
 
 def test_auto_clip_follows_the_prompt_pair_metadata(folder):
@@ -154,7 +160,7 @@ def test_auto_clip_follows_the_prompt_pair_metadata(folder):
                                       "prompt_length": "16"})
     m = load_cliplit_model("trained.safetensors")
     assert m.clip_settings() == ("tiny_clip.json", "none")
-    mean, _, _ = nodes.CLIPLITLightScore().score(m, torch.rand(1, 32, 32, 3), heatmap=False)["result"]
+    mean, _, _ = nodes.CLIPLITLightScore.execute(m, torch.rand(1, 32, 32, 3), heatmap=False).result
     assert 0 <= mean <= 1
     plain = load_cliplit_model(str(OFFICIAL_WEIGHTS))  # no prompt pair: the authors' CLIP
     assert plain.clip_settings() == ("ViT-B-32", "openai")
@@ -194,7 +200,7 @@ def test_cancel_stops_the_heatmap_within_one_batch_of_windows(tiny_model, monkey
 
     monkeypatch.setattr(comfy_env, "throw_if_interrupted", interrupted)
     with pytest.raises(Stop):
-        nodes.CLIPLITLightScore().score(tiny_model, torch.rand(1, 384, 512, 3), heatmap_window=0.1)
+        nodes.CLIPLITLightScore.execute(tiny_model, torch.rand(1, 384, 512, 3), heatmap_window=0.1)
     assert calls == [1, 16, 16]  # the whole image, two batches of 16 windows, then nothing more
 
 
@@ -202,7 +208,7 @@ def test_progress_bar_moves_per_batch_of_windows(tiny_model, monkeypatch):
     bars = []
     real = comfy_env.progress_bar
     monkeypatch.setattr(comfy_env, "progress_bar", lambda total: bars.append(real(total)) or bars[-1])
-    nodes.CLIPLITLightScore().score(tiny_model, torch.rand(2, 384, 512, 3), heatmap_window=0.1)
+    nodes.CLIPLITLightScore.execute(tiny_model, torch.rand(2, 384, 512, 3), heatmap_window=0.1)
     # 63 windows per image (the 64-window budget), 16 per CLIP call, after the whole-image score
     assert bars[0].updates == [(1, 128), (17, 128), (33, 128), (49, 128), (64, 128),
                                (65, 128), (81, 128), (97, 128), (113, 128), (128, 128)]

@@ -38,7 +38,7 @@ def official_in_folder(folder):
 
 
 def load(name, **kw):
-    return nodes.CLIPLITLoader().load(name, **kw)[0]
+    return nodes.CLIPLITLoader.execute(name, **kw)[0]
 
 
 def test_folder_lists_weights_files_only(folder, official_in_folder):
@@ -49,7 +49,9 @@ def test_folder_lists_weights_files_only(folder, official_in_folder):
     assert comfy_env.list_model_files() == ["enhancement_model.pth", "sub/mine.safetensors"]
     assert comfy_env.list_config_files() == ["tiny.json"]
     spec = nodes.CLIPLITLoader.INPUT_TYPES()
-    assert spec["required"]["model_name"][0] == [OFFICIAL_IN_LIST, "enhancement_model.pth", "sub/mine.safetensors"]
+    assert spec["required"]["model_name"][0] == "COMBO"
+    assert spec["required"]["model_name"][1]["options"] == [OFFICIAL_IN_LIST, "enhancement_model.pth",
+                                                            "sub/mine.safetensors"]
     assert spec["required"]["model_name"][1]["default"] == OFFICIAL_IN_LIST
 
 
@@ -103,8 +105,8 @@ def test_our_safetensors_with_prompt_pair(folder, official_in_folder):
     assert torch.equal(m.prompt_pair.embeddings.detach(), pair)
     ref = load("enhancement_model.pth")
     x = torch.rand(1, 40, 56, 3)
-    a = nodes.CLIPLITBacklitEnhance().enhance(m, x)[0]
-    b = nodes.CLIPLITBacklitEnhance().enhance(ref, x)[0]
+    a = nodes.CLIPLITBacklitEnhance.execute(m, x)[0]
+    b = nodes.CLIPLITBacklitEnhance.execute(ref, x)[0]
     assert torch.allclose(a, b, atol=1e-6 if comfy_env.compute_device().type == "cpu" else 5e-4)
 
 
@@ -175,10 +177,10 @@ def test_missing_model_name(folder):
 def test_is_changed_follows_the_file_on_disk(folder, official_in_folder):
     f = folder / "copy.pth"
     shutil.copyfile(official_in_folder, f)
-    a = nodes.CLIPLITLoader.IS_CHANGED("copy.pth")
-    assert a == nodes.CLIPLITLoader.IS_CHANGED("copy.pth")
+    a = nodes.CLIPLITLoader.fingerprint_inputs("copy.pth")
+    assert a == nodes.CLIPLITLoader.fingerprint_inputs("copy.pth")
     time.sleep(0.01)
     f.write_bytes(f.read_bytes())
     os.utime(f, ns=(time.time_ns(), time.time_ns() + 10_000_000))
-    assert nodes.CLIPLITLoader.IS_CHANGED("copy.pth") != a
-    assert nodes.CLIPLITLoader.IS_CHANGED("copy.pth", clip_model="RN101") != nodes.CLIPLITLoader.IS_CHANGED("copy.pth")
+    assert nodes.CLIPLITLoader.fingerprint_inputs("copy.pth") != a
+    assert nodes.CLIPLITLoader.fingerprint_inputs("copy.pth", clip_model="RN101") != nodes.CLIPLITLoader.fingerprint_inputs("copy.pth")

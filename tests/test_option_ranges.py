@@ -88,7 +88,7 @@ def test_node_refuses_out_of_range_numbers(option, value, monkeypatch):
     monkeypatch.setattr(node, "plan_run", no_work)
     model = CLIPLITModel(net=CLIPLITNet().eval(), source="random")
     with pytest.raises(CLIPLITNodeError, match=f"Backlit Enhance: {option} must be"):
-        node.CLIPLITBacklitEnhance().enhance(model, torch.rand(1, 8, 8, 3), **{option: value})
+        node.CLIPLITBacklitEnhance.execute(model, torch.rand(1, 8, 8, 3), **{option: value})
 
 
 def test_node_widget_limits_are_the_checked_ranges():

@@ -3,7 +3,7 @@
 
 Usage:
     python tools/comfyui_smoke.py --comfyui PATH [--python PYTHON] [--port 8188]
-        [--workflow example_workflows/cliplit_api.json] [--shared ../shared]
+        [--workflow tests/fixtures/workflows/legacy_api.json] [--shared ../shared] [--quick]
 
 What it does:
   1. links this repository into PATH/custom_nodes/ComfyUI-CLIP-LIT (symlink,
@@ -12,13 +12,16 @@ What it does:
      into PATH/input/;
   2. starts ComfyUI (``--cpu --listen 127.0.0.1 --port PORT``) with its log
      captured to a file, waits for it, and checks /object_info for the pack's
-     nodes (and the log for an import failure of the pack);
+     nodes (and the log for an import failure of the pack): each node keeps the
+     interface saved workflows know (tests/fixtures/workflows/legacy_interface.json:
+     input names, order, types, defaults, ranges; outputs);
   3. runs the API-format workflow once per test image (nodes are found by
      ``class_type``, not by id), waits for each prompt in /history and compares
      the saved PNG with <shared>/data/reference_small/<name>.png (pass if the
      max abs difference is <= 1 level of 8 bits);
-  4. checks that the CLIP Light Score node (if in the workflow) produced an
-     output (by default with a tiny random-weights open_clip config written
+  4. checks that the CLIP Light Score node (if in the workflow) shows its
+     scores (its ``ui`` text in /history: one "image N: score" line per image,
+     and, where aiohttp is installed, the node's text on the websocket; by default with a tiny random-weights open_clip config written
      into models/cliplit/, since the test machine cannot download the OpenAI
      CLIP weights; --clip workflow keeps the workflow's ViT-B-32/openai), that a
      prompt naming a missing model file is rejected clearly and that a corrupt
@@ -41,6 +44,7 @@ import argparse
 import copy
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -70,6 +74,8 @@ TINY_CLIP_CONFIG = {
     "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
 }
 MAX_LEVEL_DIFF = 1
+LEGACY_INTERFACE = REPO_ROOT / "tests" / "fixtures" / "workflows" / "legacy_interface.json"
+SCORE_LINE = re.compile(r"^image 1: [01]\.\d{4}$", re.MULTILINE)
 
 
 class SmokeError(Exception):
@@ -325,7 +331,7 @@ def remove_nodes(prompt: dict, class_type: str) -> dict:
 
 def combo_options(spec) -> list | None:
     """Options of a combo input from /object_info (V1 or V3 style)."""
-    if not isinstance(spec, list) or not spec:
+    if not isinstance(spec, (list, tuple)) or not spec:
         return None
     if isinstance(spec[0], list):
         return spec[0]
@@ -349,6 +355,40 @@ def loader_model_input(object_info: dict) -> tuple[str | None, list]:
             if first[0] is None:
                 first = (name, opts)
     return first
+
+
+def interface_differences(node_id: str, info: dict, legacy: dict) -> list[str]:
+    """How a node's /object_info entry differs from the interface saved workflows rely on
+    (``legacy``: one node of legacy_interface.json); empty when they still load and run."""
+    diffs = []
+    sections = info.get("input", {})
+    got = {name: (section, spec) for section in ("required", "optional")
+           for name, spec in (sections.get(section) or {}).items()}
+    order = [n for section in ("required", "optional")
+             for n in (info.get("input_order") or {}).get(section, (sections.get(section) or {}))]
+    if [n for n in order if n in legacy["input"]] != list(legacy["input"]):
+        diffs.append(f"{node_id}: input order {order} != {list(legacy['input'])}")
+    for name, want in legacy["input"].items():
+        if name not in got:
+            diffs.append(f"{node_id}: input {name!r} is gone")
+            continue
+        section, spec = got[name]
+        opts = spec[1] if isinstance(spec, (list, tuple)) and len(spec) > 1 and isinstance(spec[1], dict) else {}
+        typ = "COMBO" if combo_options(spec) is not None else spec[0]
+        if (section, typ) != (want["section"], want["type"]):
+            diffs.append(f"{node_id}.{name}: {section} {typ}, was {want['section']} {want['type']}")
+        for key in ("default", "min", "max", "step"):
+            if key in want and opts.get(key) != want[key]:
+                diffs.append(f"{node_id}.{name}: {key} {opts.get(key)!r}, was {want[key]!r}")
+        if "options" in want and combo_options(spec) != want["options"]:
+            diffs.append(f"{node_id}.{name}: options {combo_options(spec)}, were {want['options']}")
+    new_required = [n for n, (section, _) in got.items() if section == "required" and n not in legacy["input"]]
+    if new_required:
+        diffs.append(f"{node_id}: new required inputs {new_required} (saved workflows lack them)")
+    for key in ("output", "output_name", "output_node", "display_name"):
+        if info.get(key) != legacy[key]:
+            diffs.append(f"{node_id}: {key} {info.get(key)!r}, was {legacy[key]!r}")
+    return diffs
 
 
 def describe_node(name: str, info: dict) -> str:
@@ -574,20 +614,88 @@ def run_images(args, http, server, res, object_info, workflow, images, comfyui, 
             for f in files[sid]:
                 ok, detail = compare(f, ref_dir / f"{name}.png")
                 res.add(f"image {name} [{f.name}]", ok, f"{detail}, {dt:.1f} s")
-        if score_ids:
-            producers = set(score_ids) | downstream(prompt, set(score_ids))
-            outs = {nid: o for nid, o in (entry.get("outputs") or {}).items() if nid in producers and o}
-            if outs:
+        for sid in score_ids:
+            shown = ((entry.get("outputs") or {}).get(sid) or {}).get("text") or []
+            text = shown[0] if shown and isinstance(shown[0], str) else ""
+            if SCORE_LINE.search(text):
                 score_seen = True
                 if not score_reported or args.verbose:
-                    log(f"  {SCORE_NODE} output: {json.dumps(outs)[:300]}")
+                    log(f"  {SCORE_NODE} {sid} shows: {text!r}")
                     score_reported = True
             else:
-                res.add(f"image {name} {SCORE_NODE}", False,
-                        "no history output from the score node or its consumers "
-                        "(make it OUTPUT_NODE = True and return {'ui': {...}, 'result': (...)})")
+                res.add(f"image {name} {SCORE_NODE} {sid}", False,
+                        f"its ui output in /history holds no scores: {json.dumps(shown)[:300]}")
     if score_ids and score_seen:
-        res.add(f"{SCORE_NODE} produced output", True)
+        res.add(f"{SCORE_NODE} shows its scores (ui text in /history)", True)
+
+
+def score_texts_over_websocket(port: int, prompt: dict, timeout: float) -> dict[str, str] | None:
+    """Queue ``prompt`` and collect the per-node texts the browser receives over the websocket
+    (binary message type 3, what ComfyUI's frontend shows on the node). None without aiohttp."""
+    try:
+        import asyncio
+        import struct
+        import uuid
+
+        import aiohttp
+    except ImportError:
+        return None
+
+    async def collect() -> dict[str, str]:
+        client_id, texts = str(uuid.uuid4()), {}
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(f"http://127.0.0.1:{port}/ws?clientId={client_id}") as ws:
+                await session.post(f"http://127.0.0.1:{port}/prompt", json={"prompt": prompt, "client_id": client_id})
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline:
+                    msg = await ws.receive(timeout=timeout)
+                    if msg.type == aiohttp.WSMsgType.BINARY and struct.unpack(">I", msg.data[:4])[0] == 3:
+                        (n,) = struct.unpack(">I", msg.data[4:8])
+                        texts[msg.data[8:8 + n].decode()] = msg.data[8 + n:].decode()
+                    elif msg.type == aiohttp.WSMsgType.TEXT:
+                        if json.loads(msg.data).get("type") in ("execution_success", "execution_error"):
+                            break
+                    elif msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                        break
+        return texts
+
+    return asyncio.run(collect())
+
+
+def node_texts_with(python: str, port: int, prompt: dict, timeout: float) -> dict[str, str] | None:
+    """score_texts_over_websocket() run by ComfyUI's own python, which has aiohttp."""
+    code = ("import importlib.util, json, sys; spec = importlib.util.spec_from_file_location('smoke', sys.argv[1]); "
+            "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
+            "print(json.dumps(m.score_texts_over_websocket(int(sys.argv[2]), json.load(sys.stdin), "
+            "float(sys.argv[3]))))")
+    r = subprocess.run([python, "-c", code, str(Path(__file__).resolve()), str(port), str(timeout)],
+                       input=json.dumps(prompt), capture_output=True, text=True, timeout=timeout + 60)
+    if r.returncode != 0:
+        raise SmokeError(f"websocket check failed: {r.stderr[-1500:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def run_score_on_node(args, res, server, workflow, images):
+    """The CLIP Light Score's scores reach the browser as the node's own text."""
+    score_ids = nodes_of(workflow, SCORE_NODE)
+    if not score_ids:
+        return
+    prompt = copy.deepcopy(workflow)
+    for nid in nodes_of(prompt, "LoadImage"):
+        prompt[nid]["inputs"]["image"] = images[0].name
+    for lid in nodes_of(prompt, LOADER_NODE):
+        prompt[lid]["inputs"]["model_name"] = WEIGHTS_NAME
+    for sid in score_ids:
+        prompt[sid]["inputs"]["heatmap_window"] = 0.45  # not a cached result: the node runs again
+    for sid in nodes_of(prompt, "SaveImage"):
+        prompt[sid]["inputs"]["filename_prefix"] = "cliplit_smoke/score_on_node"
+    texts = node_texts_with(server.python, args.port, prompt, args.prompt_timeout)
+    if texts is None:
+        log(f"[skip] {SCORE_NODE} text on the node: aiohttp is not installed for {server.python}")
+        return
+    shown = {sid: texts.get(sid, "") for sid in score_ids}
+    ok = all(SCORE_LINE.search(t) for t in shown.values())
+    res.add(f"{SCORE_NODE} shows its scores on the node (websocket)", ok, json.dumps(shown)[:300])
 
 
 def run_bad_model(http, server, res, object_info, workflow, images, timeout):
@@ -771,7 +879,7 @@ def main(argv=None) -> int:
     ap.add_argument("--comfyui", required=True, help="ComfyUI checkout (has main.py)")
     ap.add_argument("--python", help="python for ComfyUI (default: COMFYUI/.venv/bin/python if present, else this python)")
     ap.add_argument("--port", type=int, default=8188)
-    ap.add_argument("--workflow", default="example_workflows/cliplit_api.json",
+    ap.add_argument("--workflow", default="tests/fixtures/workflows/legacy_api.json",
                     help="API-format workflow (relative paths: cwd, then repo root)")
     ap.add_argument("--shared", default=str(REPO_ROOT.parent / "shared"),
                     help="shared/ folder holding data/ (default: ../shared beside the repo)")
@@ -855,6 +963,10 @@ def main(argv=None) -> int:
         for n in REQUIRED_NODES:
             if n in object_info:
                 log(describe_node(n, object_info[n]))
+        legacy = json.loads(LEGACY_INTERFACE.read_text(encoding="utf-8"))["nodes"]
+        diffs = [d for n in REQUIRED_NODES if n in object_info
+                 for d in interface_differences(n, object_info[n], legacy[n])]
+        res.add("inputs and outputs as saved workflows know them", not diffs, "\n    ".join(diffs))
         model_input, opts = loader_model_input(object_info)
         if LOADER_NODE in object_info:
             res.add(f"{WEIGHTS_NAME} offered by {LOADER_NODE}", WEIGHTS_NAME in opts,
@@ -863,6 +975,7 @@ def main(argv=None) -> int:
             return 0 if res.ok else 1
 
         run_images(args, http, server, res, object_info, workflow, images, comfyui, data / "reference_small")
+        run_score_on_node(args, res, server, workflow, images)
         run_bad_model(http, server, res, object_info, workflow, images, args.prompt_timeout)
         run_bad_file(http, server, res, workflow, comfyui, images, args.prompt_timeout)
         if not args.quick:
