@@ -8,8 +8,6 @@ within one tile, the model stays on the offload device.
 """
 from __future__ import annotations
 
-import logging
-
 import torch
 
 from . import comfy_env
@@ -17,7 +15,6 @@ from ._core import core_module, validation
 from .errors import node_errors
 from .model import CLIPLITModel
 
-log = logging.getLogger("CLIP-LIT")
 api = core_module("api")
 
 CATEGORY = "image/enhance/CLIP-LIT"
