@@ -2,17 +2,21 @@
 
 Tiled runs keep the image in its file's own 8/16-bit form (``tiled_pixels``);
 whole-image and preview runs need the float image anyway (their activations
-are far larger than it).
+are far larger than it) and go through the core's entry point, :func:`api.enhance`.
 """
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import torch
 
+from .api import enhance
 from .imageio import to_float32
-from .inference import enhance, resolve_tile, with_tile_backoff
+from .inference import resolve_tile, with_tile_backoff
 from .options import EnhanceOptions, Mode
-from .tile_setting import TileMode
+from .run_context import RunContext
+from .tile_setting import TileMode, TileSetting
 from .tiling import Progress
 from .tiled_pixels import enhance_pixels
 
@@ -40,19 +44,16 @@ def enhance_photo(net, pixels: np.ndarray, options: EnhanceOptions = EnhanceOpti
     strength, fast = options.strength, options.mode is Mode.PREVIEW
     dtype = options.precision.resolve(device)
 
-    def whole_or_preview(t):
+    def whole_or_preview(_tile=None):
+        """The float path, through the core's entry point (api.enhance)."""
         x = torch.from_numpy(to_float32(pixels)).permute(2, 0, 1)[None]
-        if fast:
-            from .preview import enhance_preview
-
-            res = enhance_preview(net, x, strength=strength, device=device, dtype=dtype)
-        else:
-            res = enhance(net, x, strength=strength, tile=t, device=device, dtype=dtype, progress=progress)
-        light = res.light[0, 0].clamp(0, 1).cpu().numpy() if with_light else None
-        return res.image[0].permute(1, 2, 0).cpu().numpy(), light
+        run = RunContext(device=device, memory_budget=memory_budget, progress=progress, output_device="cpu")
+        image, light = enhance(net, x, replace(options, tile=TileSetting.WHOLE), run)
+        light = light[0, 0].clamp(0, 1).numpy() if with_light else None
+        return image[0].permute(1, 2, 0).numpy(), light
 
     if fast:
-        return whole_or_preview(None)
+        return whole_or_preview()
     tile = resolve_tile(options.tile, h, w, 1, dtype, memory_budget)
     if tile is not None and options.tile.mode is TileMode.AUTO and device.type == "cpu":
         tile = min(tile, CPU_AUTO_MAX_TILE)

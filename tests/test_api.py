@@ -313,3 +313,25 @@ def test_bad_inputs_fail_before_any_work(model, monkeypatch):
             enhance(model, x, EnhanceOptions(), CPU)
     with pytest.raises(TypeError, match="EnhanceOptions"):
         enhance(model, torch.rand(1, 3, 8, 8), {"strength": 1.0}, CPU)
+
+
+def test_cli_float_path_is_the_core_entry_point(random_net, monkeypatch):
+    """Whole-image and preview photos of the command line go through api.enhance with the parsed options."""
+    import numpy as np
+
+    from cliplit_core import photo
+    from cliplit_core.imageio import to_float32
+
+    calls = []
+    real = photo.enhance
+    monkeypatch.setattr(photo, "enhance", lambda *a: calls.append(a[2]) or real(*a))
+    pixels = (np.random.default_rng(0).random((40, 48, 3)) * 255).astype(np.uint8)
+    for mode in ("exact", "preview"):
+        options = EnhanceOptions(strength=0.8, mode=mode, precision="auto", tile="auto")
+        image, light = photo.enhance_photo(random_net, pixels, options, device="cpu", with_light=True)
+        want, want_light = real(random_net, torch.from_numpy(to_float32(pixels)).permute(2, 0, 1)[None],
+                                dataclasses.replace(options, tile="none"), CPU)
+        assert np.array_equal(image, want[0].permute(1, 2, 0).numpy())
+        assert np.array_equal(light, want_light[0, 0].clamp(0, 1).numpy())
+    assert [(o.mode, o.strength, o.tile) for o in calls] == [(Mode.EXACT, 0.8, TileSetting.WHOLE),
+                                                                  (Mode.PREVIEW, 0.8, TileSetting.WHOLE)]
