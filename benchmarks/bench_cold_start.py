@@ -46,7 +46,7 @@ from cliplit_core.cli import build_parser
 from cliplit_core.checkpoint import load_network
 from cliplit_core.enhance_files import enhance_files
 from cliplit_core.imageio import PNG_COMPRESS_LEVEL, read_image_info, write_image
-from cliplit_core.inference import enhance_with_backoff, resolve_dtype
+from cliplit_core.inference import enhance_with_backoff
 from cliplit_core.memory import default_budget
 from cliplit_core.preview import enhance_preview
 mark("import cliplit_core")
@@ -60,7 +60,7 @@ dev = torch.device("cpu")
 def run():
     if fast:
         return enhance_preview(net, x, device=dev, dtype="auto")
-    return enhance_with_backoff(net, x, device=dev, dtype=resolve_dtype("auto", dev), memory_budget=default_budget(dev))
+    return enhance_with_backoff(net, x, device=dev, dtype="auto", memory_budget=default_budget(dev))
 res = run()
 mark("network, first call")
 img = res.image[0].permute(1, 2, 0).numpy()

@@ -19,7 +19,8 @@ sys.path.insert(0, str(ROOT))
 
 from cliplit_core.checkpoint import load_network  # noqa: E402
 from cliplit_core.imageio import IMAGE_EXTENSIONS, read_image  # noqa: E402
-from cliplit_core.inference import enhance, resolve_dtype  # noqa: E402
+from cliplit_core.inference import enhance  # noqa: E402
+from cliplit_core.precision import compute_dtype  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 
@@ -49,7 +50,7 @@ def main() -> None:
     ap.add_argument("--tile", type=int, default=256, help="tile size of the tiled run")
     args = ap.parse_args()
     net = load_network(args.weights)
-    dt = resolve_dtype(args.dtype, args.device)
+    dt = compute_dtype(args.dtype, args.device)
     photos = sorted(p for p in Path(args.photos).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
     print(f"# {dt} vs float32 on {args.device}, torch {torch.__version__}\n")
     print(f"| photo | MP | float32 s | {args.dtype} s | <=1/255 | worst (levels) | max dL | "

@@ -8,22 +8,25 @@ import sys
 
 from .errors import CLIPLITError
 from .imageio import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, OUTPUT_FORMATS
-from .validation import MAX_MEGAPIXELS, QUALITY, STRENGTH, TILE, OptionError, argparse_type, check_number
+from .precision import Precision
+from .tile_setting import TileSetting
+from .validation import MAX_MEGAPIXELS, QUALITY, STRENGTH, OptionError, argparse_type
 
-DTYPES = {"auto": "auto", "float32": "float32", "fp32": "float32", "float16": "float16", "fp16": "float16",
-          "bfloat16": "bfloat16", "bf16": "bfloat16"}
 
-
-def parse_tile(text: str) -> int | str | None:
-    t = text.strip().lower()
-    if t == "auto":
-        return "auto"
-    if t in ("none", "0", "whole"):
-        return None
+def parse_tile(text: str) -> TileSetting:
+    """``--tile``: TileSetting.parse, with argparse's one-line error."""
     try:
-        return check_number(TILE, int(t))
-    except (ValueError, OptionError):
-        raise argparse.ArgumentTypeError(f"must be 'auto', 'none' or {TILE.describe()}, got {text!r}") from None
+        return TileSetting.parse(text)
+    except OptionError:
+        raise argparse.ArgumentTypeError(f"must be {TileSetting.describe()}, got {text!r}") from None
+
+
+def parse_precision(text: str) -> Precision:
+    """``--dtype``: Precision.parse, with argparse's one-line error."""
+    try:
+        return Precision.parse(text)
+    except OptionError:
+        raise argparse.ArgumentTypeError(f"must be {Precision.describe_choices()}, got {text!r}") from None
 
 
 def _add_enhance(sub) -> None:
@@ -43,11 +46,12 @@ def _add_enhance(sub) -> None:
     p.add_argument("--strength", type=argparse_type(STRENGTH), default=1.0,
                    help="1 = the authors' result, 0 = unchanged, 0..2 (default 1)")
     p.add_argument("--tile", type=parse_tile, default="auto",
-                   help="tile edge in pixels, 'auto' (whole image if it fits in memory) or 'none' (default auto); "
-                        "tiling is exact")
+                   help="tile edge in pixels, 'auto' or 0 (whole image if it fits in memory) or 'none' (default "
+                        "auto); tiling is exact")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps ... (default: cuda if available)")
-    p.add_argument("--dtype", default="auto", choices=sorted(DTYPES),
-                   help="compute precision; auto (default) = float16 on CUDA, float32 elsewhere")
+    p.add_argument("--dtype", default="auto", type=parse_precision, metavar="{" + ",".join(Precision.choices()) + "}",
+                   help="compute precision: " + "; ".join(f"{p.value} = {p.description}" for p in Precision)
+                        + " (default auto)")
     p.add_argument("--fast", action="store_true",
                    help="preview mode: light map predicted at 1/4 resolution and calibrated on exact windows "
                         "(much faster on big photos, slightly different from the exact result; a whole run on one "

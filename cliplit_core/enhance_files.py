@@ -10,11 +10,12 @@ from .checkpoint import load_network
 from .enhance_videos import enhance_video_files, plan_video_outputs
 from .errors import ImageReadError
 from .imageio import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, OUTPUT_FORMATS, list_images, read_image_info, save_image
+from .options import EnhanceOptions, Mode
 from .memory import default_budget, default_device, resolve_device
 from .outputs import OurFiles, PlannedOutput, check_output_option, plan_outputs, prepare_output_dir
 from .photo import enhance_photo
 from .sharding import Ranks, start
-from .validation import MAX_MEGAPIXELS, QUALITY, STRENGTH, check_number
+from .validation import MAX_MEGAPIXELS, QUALITY, check_number
 from .video import VIDEO_EXTENSIONS, is_video
 from .weights import resolve_weights
 
@@ -63,20 +64,23 @@ def enhance_files(args) -> int:
     """Run the ``enhance`` command. Every option is checked, the output folder created and tested,
     and every output file planned before the weights are loaded. Under torchrun each process
     plans all outputs alike, then enhances its share of the inputs."""
-    strength = check_number(STRENGTH, args.strength)
+    options = EnhanceOptions(strength=args.strength, mode=Mode.PREVIEW if getattr(args, "fast", False) else Mode.EXACT,
+                             precision=getattr(args, "dtype", "auto"), tile=getattr(args, "tile", "auto"),
+                             temporal_smoothing=getattr(args, "temporal_smoothing", 0.0))
     quality = check_number(QUALITY, getattr(args, "quality", 95))
     max_pixels = int(check_number(MAX_MEGAPIXELS, getattr(args, "max_pixels", DEFAULT_MAX_PIXELS / 1e6)) * 1e6)
     outdir = check_output_option(args.output)
     resolve_device(args.device)  # a device this machine lacks is an error before anything else
     ranks = start(args.device, default_device())  # torchrun: this process's share of the inputs
     try:
-        return _enhance_files(args, ranks, strength=strength, quality=quality, max_pixels=max_pixels,
+        return _enhance_files(args, ranks, options=options, quality=quality, max_pixels=max_pixels,
                               outdir=outdir)
     finally:
         ranks.finish()
 
 
-def _enhance_files(args, ranks: Ranks, *, strength: float, quality: int, max_pixels: int, outdir: Path) -> int:
+def _enhance_files(args, ranks: Ranks, *, options: EnhanceOptions, quality: int, max_pixels: int,
+                   outdir: Path) -> int:
     fmt = getattr(args, "format", "png")
     spec = OUTPUT_FORMATS[fmt]
     ours = OurFiles(outdir)
@@ -120,10 +124,8 @@ def _enhance_files(args, ranks: Ranks, *, strength: float, quality: int, max_pix
             continue
         bits = getattr(args, "bits", "8")
         bits = (16 if info.bits == 16 and spec.sixteen_bit else 8) if bits == "auto" else int(bits)
-        image, light = enhance_photo(net, arr, strength=strength, tile=args.tile, device=device,
-                                     dtype=args.dtype, memory_budget=default_budget(device), bits=bits,
-                                     with_light=args.save_light, fast=getattr(args, "fast", False),
-                                     progress=_tile_progress(bar, src))
+        image, light = enhance_photo(net, arr, options=options, device=device, memory_budget=default_budget(device),
+                                     bits=bits, with_light=args.save_light, progress=_tile_progress(bar, src))
         if arr.shape[2] in (2, 4) and not spec.alpha:
             _say(bar, f"warning: {src.name}: {fmt} has no alpha channel; the result drops it")
         del arr  # a huge photo's pixels are not needed while its result is encoded

@@ -16,11 +16,12 @@ import torch
 
 from . import fastnet
 from .network import TOTAL_HALO, CLIPLITNet
+from .precision import compute_dtype
+from .tile_setting import TileMode, TileSetting
 from .tiling import Progress, predict_light_tiled
 from .validation import STRENGTH, check_number
 
 T = TypeVar("T")
-AUTO_CUDA_DTYPE = torch.float16  # see resolve_dtype
 LIGHT_FLOOR = 1e-5  # the authors divide by L, which can be exactly 0 (ReLU)
 MIN_TILE = 64
 # Peak memory of a whole-image enhance() call, bytes per pixel per byte of element size:
@@ -73,17 +74,6 @@ def apply_light(color: torch.Tensor, light: torch.Tensor, strength: float = 1.0)
     return torch.nan_to_num(color / l, nan=0.0, posinf=1.0).clamp_(0.0, 1.0)
 
 
-def resolve_dtype(dtype: torch.dtype | str | None, device) -> torch.dtype:
-    """The compute dtype: ``None`` / ``"auto"`` = the one expected to be fastest within the fidelity bar
-    (float16 on CUDA, not yet measured there: docs/performance.md, "GPU"; float32 elsewhere)."""
-    if dtype is None or dtype == "auto":
-        return AUTO_CUDA_DTYPE if torch.device(device).type == "cuda" else torch.float32
-    if isinstance(dtype, str):
-        dtype = getattr(torch, {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16",
-                                "half": "float16"}.get(dtype, dtype))
-    return dtype
-
-
 def cpu_has_fast_bfloat16() -> bool:
     """True when this CPU computes bfloat16 natively (AVX-512 BF16 or AMX): oneDNN's bfloat16 convs
     then run faster than float32 (measured: docs/performance.md); elsewhere they are emulated."""
@@ -113,14 +103,23 @@ def choose_tile(h: int, w: int, batch: int, dtype: torch.dtype, budget_bytes: in
     return tile_for_budget(budget_bytes, batch, dtype)
 
 
+def resolve_tile(setting: TileSetting, h: int, w: int, batch: int, dtype: torch.dtype,
+                 budget_bytes: int | None) -> int | None:
+    """The tile edge a parsed setting means for this batch: None (whole image), the fixed size,
+    or for AUTO :func:`choose_tile` from the memory budget."""
+    if setting.mode is TileMode.AUTO:
+        return choose_tile(h, w, batch, dtype, budget_bytes)
+    return setting.size
+
+
 @torch.inference_mode()
 def predict_light(net: CLIPLITNet, rgb: torch.Tensor, *, tile: int | None = None, device=None,
                   dtype: torch.dtype | None = None, progress: Progress | None = None) -> torch.Tensor:
     """Light map [B, 1, H, W] float32 on rgb's device; whole image when ``tile`` is None
-    or covers the image, else exact tiling. ``dtype`` None = automatic (see resolve_dtype).
+    or covers the image, else exact tiling. ``dtype``: any precision.Precision value (None = automatic).
     The network module itself is not modified (its weights are copied to device / dtype)."""
     device = torch.device(device) if device is not None else rgb.device
-    dtype = resolve_dtype(dtype, device)
+    dtype = compute_dtype(dtype, device)
     H, W = rgb.shape[-2:]
     if H < 2 or W < 2:
         # reflect padding needs 2 pixels; duplicating a 1-pixel axis is the natural extension
@@ -156,11 +155,6 @@ def _backend_flags(device, dtype: torch.dtype):
         b.cudnn.benchmark, b.cudnn.allow_tf32, b.cuda.matmul.allow_tf32 = old
 
 
-def validate_tile(tile) -> None:
-    if tile not in ("auto", None) and (not isinstance(tile, int) or tile < 1):
-        raise ValueError(f"tile must be 'auto', None or a positive int, got {tile!r}")
-
-
 def compose(color: torch.Tensor, alpha: torch.Tensor | None, light: torch.Tensor, strength: float) -> EnhanceResult:
     """The enhanced images (light applied, alpha re-attached) and the light map."""
     out = apply_light(color, light, strength)
@@ -169,26 +163,26 @@ def compose(color: torch.Tensor, alpha: torch.Tensor | None, light: torch.Tensor
     return EnhanceResult(out, light)
 
 
-def enhance(net: CLIPLITNet, images: torch.Tensor, *, strength: float = 1.0, tile: int | str | None = "auto",
-            device=None, dtype: torch.dtype | None = None, memory_budget: int | None = None,
-            progress: Progress | None = None) -> EnhanceResult:
+def enhance(net: CLIPLITNet, images: torch.Tensor, *, strength: float = 1.0,
+            tile: TileSetting | int | str | None = "auto", device=None, dtype=None,
+            memory_budget: int | None = None, progress: Progress | None = None) -> EnhanceResult:
     """Enhance a batch [B, C, H, W] in 0..1.
 
-    ``tile``: "auto" (whole image if it fits ``memory_budget`` bytes, else tiles),
-    None (always whole image) or an int (tile edge in pixels). Results are float32
-    on the input's device; the network runs on ``device`` (default: the input's)
-    in ``dtype`` (None = automatic: float16 on CUDA, float32 elsewhere; see resolve_dtype).
-    ``strength`` outside 0..2 (or NaN) raises validation.OptionError before any work.
+    ``tile``: anything :meth:`TileSetting.parse` accepts -- "auto" / 0 (whole image if it fits
+    ``memory_budget`` bytes, else tiles), None / "none" (always whole image) or an int (tile edge
+    in pixels). Results are float32 on the input's device; the network runs on ``device``
+    (default: the input's) in ``dtype`` (any :class:`precision.Precision` value; None = automatic:
+    float16 on CUDA, float32 elsewhere). A bad ``strength`` or ``tile`` raises
+    validation.OptionError before any work.
     """
     strength = check_number(STRENGTH, strength)
+    setting = TileSetting.parse(tile)
     x = sanitize(images)
     color, alpha = split_channels(x)
     rgb = network_input(color)
     device = torch.device(device) if device is not None else x.device
-    dtype = resolve_dtype(dtype, device)
-    validate_tile(tile)
-    if tile == "auto":
-        tile = choose_tile(x.shape[2], x.shape[3], x.shape[0], dtype, memory_budget)
+    dtype = compute_dtype(dtype, device)
+    tile = resolve_tile(setting, x.shape[2], x.shape[3], x.shape[0], dtype, memory_budget)
     light = predict_light(net, rgb, tile=tile, device=device, dtype=dtype, progress=progress)
     return compose(color, alpha, light, strength)
 
@@ -217,14 +211,14 @@ def with_tile_backoff(run: Callable[[int | None], T], tile: int | None, h: int, 
                 on_oom(tile)
 
 
-def enhance_with_backoff(net: CLIPLITNet, images: torch.Tensor, *, tile: int | str | None = "auto",
+def enhance_with_backoff(net: CLIPLITNet, images: torch.Tensor, *, tile: TileSetting | int | str | None = "auto",
                          memory_budget: int | None = None, on_oom: Callable[[int | None], None] | None = None,
                          **kwargs) -> EnhanceResult:
     """:func:`enhance`, halving the tile size after each out-of-memory error
     (whole image -> tiles sized for half the budget -> ... -> MIN_TILE, then re-raise).
     ``on_oom(next_tile)`` is called before each retry (free caches there)."""
-    dtype = resolve_dtype(kwargs.get("dtype"), kwargs.get("device") or images.device)
-    if tile == "auto":
-        tile = choose_tile(images.shape[-2], images.shape[-1], images.shape[0], dtype, memory_budget)
+    dtype = compute_dtype(kwargs.get("dtype"), kwargs.get("device") or images.device)
+    tile = resolve_tile(TileSetting.parse(tile), images.shape[-2], images.shape[-1], images.shape[0], dtype,
+                        memory_budget)
     return with_tile_backoff(lambda t: enhance(net, images, tile=t, memory_budget=memory_budget, **kwargs),
                              tile, images.shape[-2], images.shape[-1], on_oom)

@@ -33,10 +33,11 @@ import torch
 import torch.nn.functional as F
 
 from . import fastnet
-from .inference import (LIGHT_FLOOR, EnhanceResult, _backend_flags, choose_tile, compose, cpu_has_fast_bfloat16,
-                        enhance, network_input, predict_light, resolve_dtype, sanitize, split_channels,
-                        validate_tile)
+from .inference import (LIGHT_FLOOR, EnhanceResult, _backend_flags, compose, enhance, network_input, predict_light,
+                        resolve_tile, sanitize, split_channels)
 from .network import TOTAL_HALO, CLIPLITNet
+from .precision import compute_dtype
+from .tile_setting import TileSetting
 from .tiling import Progress, pooling_context
 from .validation import STRENGTH, check_number
 
@@ -101,15 +102,6 @@ def guided_upsample(guide_lo: torch.Tensor, p_lo: torch.Tensor, guide_hi: torch.
     coef = torch.cat([box_mean(a, radius), box_mean(b, radius)], 1).float()
     coef = F.interpolate(coef, size=guide_hi.shape[-2:], mode="bilinear", align_corners=False)
     return (coef[:, :3] * guide_hi).sum(1, keepdim=True).add_(coef[:, 3:])
-
-
-def resolve_preview_dtype(dtype, device) -> torch.dtype:
-    """The preview's compute dtype: as :func:`resolve_dtype`, except that automatic (None / "auto")
-    on a CPU with native bfloat16 is bfloat16 -- faster, and its rounding is far below the
-    preview's own approximation (measured: docs/performance.md, "Fast preview")."""
-    if (dtype is None or dtype == "auto") and torch.device(device).type == "cpu" and cpu_has_fast_bfloat16():
-        return torch.bfloat16
-    return resolve_dtype(dtype, device)
 
 
 def effective_scale(h: int, w: int, scale: float) -> float:
@@ -230,7 +222,7 @@ def preview_light(net: CLIPLITNet, rgb: torch.Tensor, *, scale: float = DEFAULT_
         log_lo = light_lo.to(low.device).clamp_min(LIGHT_FLOOR).log()
         return guided_upsample(low, log_lo, rgb, radius, eps).exp_()
     device = torch.device(device) if device is not None else rgb.device
-    dtype = resolve_preview_dtype(dtype, device)
+    dtype = compute_dtype(dtype, device)
     fw = fastnet.weights_for(net, device, dtype)
     blocks = calibration_blocks(size[0], size[1], H, W, cal_core, calibration_fraction(H, W, cal_frac))
     out = []
@@ -253,7 +245,7 @@ def preview_light(net: CLIPLITNet, rgb: torch.Tensor, *, scale: float = DEFAULT_
 
 def enhance_preview(net: CLIPLITNet, images: torch.Tensor, *, strength: float = 1.0, device=None,
                     dtype: torch.dtype | None = None, scale: float = DEFAULT_SCALE, radius: int = DEFAULT_RADIUS,
-                    eps: float = DEFAULT_EPS, tile: int | str | None = "auto", memory_budget: int | None = None,
+                    eps: float = DEFAULT_EPS, tile: TileSetting | int | str | None = "auto", memory_budget: int | None = None,
                     progress: Progress | None = None, calibrate: bool = True, cal_core: int = CAL_CORE,
                     cal_frac: float = CAL_FRAC) -> EnhanceResult:
     """Like :func:`cliplit_core.inference.enhance` (same inputs, outputs, channels, alpha and
@@ -261,6 +253,7 @@ def enhance_preview(net: CLIPLITNet, images: torch.Tensor, *, strength: float = 
     the exact result; ``calibrate=False`` skips the exact calibration windows (faster, less
     faithful: guided-filter upsampling of the raw low-resolution light map)."""
     strength = check_number(STRENGTH, strength)
+    setting = TileSetting.parse(tile)
     if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
         raise ValueError(f"scale must be a positive number, got {scale!r}")
     x = sanitize(images)
@@ -268,15 +261,13 @@ def enhance_preview(net: CLIPLITNet, images: torch.Tensor, *, strength: float = 
     H, W = x.shape[-2:]
     f = effective_scale(H, W, scale)
     if f <= 1.0:
-        return enhance(net, images, strength=strength, tile=tile, device=device, dtype=dtype,
+        return enhance(net, images, strength=strength, tile=setting, device=device, dtype=dtype,
                        memory_budget=memory_budget, progress=progress)
     rgb = network_input(color)
     dev = torch.device(device) if device is not None else x.device
-    dt = resolve_preview_dtype(dtype, dev)
+    dt = compute_dtype(dtype, dev)
     low_hw = (max(2, round(H / f)), max(2, round(W / f)))
-    validate_tile(tile)
-    if tile == "auto":
-        tile = choose_tile(low_hw[0], low_hw[1], x.shape[0], dt, memory_budget)
+    tile = resolve_tile(setting, low_hw[0], low_hw[1], x.shape[0], dt, memory_budget)
     light = preview_light(net, rgb, scale=f, radius=radius, eps=eps, device=dev, dtype=dt, tile=tile,
                           progress=progress, calibrate=calibrate, cal_core=cal_core, cal_frac=cal_frac)
     return compose(color, alpha, light, strength)

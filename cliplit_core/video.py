@@ -20,8 +20,10 @@ import torch
 from .errors import CLIPLITError
 from .imageio import to_float32, to_uint8
 from . import fastnet
-from .inference import choose_tile, compose, predict_light, resolve_dtype, split_channels
+from .inference import compose, predict_light, resolve_tile, split_channels
+from .precision import compute_dtype
 from .temporal import LightSmoother
+from .tile_setting import TileSetting
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 KEPT_CONTAINERS = (".mp4", ".mov", ".mkv")  # written in the input's container; others become .mp4
@@ -76,15 +78,13 @@ class _FrameEnhancer:
     def __init__(self, net, *, strength, device, dtype, memory_budget, sigma, tile):
         self.net = fastnet.weights_for(net, device, dtype)  # converted once per video, not per frame
         self.strength, self.device, self.dtype = strength, device, dtype
-        self.memory_budget, self.tile = memory_budget, tile
+        self.memory_budget, self.tile = memory_budget, TileSetting.parse(tile)
         self.smoother = LightSmoother(sigma)
         self.pending: deque = deque()  # (pixels, pts, time_base) waiting for their smoothed light map
 
     def push(self, pixels: np.ndarray, pts, time_base) -> list[tuple[np.ndarray, object, object]]:
         x = torch.from_numpy(to_float32(pixels)).permute(2, 0, 1)[None]
-        tile = self.tile
-        if tile == "auto":
-            tile = self.tile = choose_tile(x.shape[2], x.shape[3], 1, self.dtype, self.memory_budget)
+        tile = resolve_tile(self.tile, x.shape[2], x.shape[3], 1, self.dtype, self.memory_budget)
         light = predict_light(self.net, x, tile=tile, device=self.device, dtype=self.dtype)
         self.pending.append((pixels, pts, time_base))
         return self._apply(self.smoother.push(light, x))
@@ -102,7 +102,7 @@ class _FrameEnhancer:
         return done
 
 
-def enhance_video(net, src: Path, dst: Path, *, strength: float = 1.0, tile: int | str | None = "auto",
+def enhance_video(net, src: Path, dst: Path, *, strength: float = 1.0, tile: TileSetting | int | str | None = "auto",
                   device=None, dtype=None, memory_budget: int | None = None, temporal_smoothing: float = 0.0,
                   codec: str = "h264", crf: int | None = None,
                   progress: Callable[[int, int | None], None] | None = None) -> int:
@@ -111,7 +111,7 @@ def enhance_video(net, src: Path, dst: Path, *, strength: float = 1.0, tile: int
     av = _av()
     spec = VIDEO_CODECS[codec]
     device = torch.device(device) if device is not None else torch.device("cpu")
-    dtype = resolve_dtype(dtype, device)
+    dtype = compute_dtype(dtype, device)
     try:
         inp = av.open(str(src))
     except av.FFmpegError as e:

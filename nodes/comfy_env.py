@@ -251,3 +251,35 @@ def download_folder() -> Path:
     from ._core import weights
 
     return weights.cache_dir()
+
+
+# --------------------------------------------------------------------------- a core run
+LOWVRAM_FRACTION = 0.5  # of the free memory a run may use under --lowvram / --novram
+
+
+def _progress_reporter(extra=None):
+    """A (done, total) callback driving one ComfyUI ProgressBar (made on the first step, when the
+    total is known), then ``extra``."""
+    bar = None
+
+    def report(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = progress_bar(total)
+        bar.update_absolute(done, total)
+        if extra is not None:
+            extra(done, total)
+    return report
+
+
+def run_context(progress=None):
+    """The core's RunContext for a run inside ComfyUI (or its plain-torch stand-ins): ComfyUI's
+    device, free memory and unloading, its cache, a ProgressBar (plus ``progress(done, total)``),
+    the Cancel button, IMAGE outputs on the intermediate device, warnings in the CLIP-LIT log."""
+    from ._core import core_module
+
+    return core_module("run_context").RunContext(
+        device=compute_device(), free_bytes=free_bytes, memory_fraction=LOWVRAM_FRACTION if low_vram() else None,
+        free_memory=free_memory, empty_cache=soft_empty_cache, progress=_progress_reporter(progress),
+        raise_if_cancelled=throw_if_interrupted, output_device=intermediate_device(),
+        warn=lambda message: log.warning("Backlit Enhance: %s", message))

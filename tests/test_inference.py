@@ -145,8 +145,9 @@ def test_bad_shapes_are_refused(official_net):
         enhance(official_net, torch.rand(1, 5, 8, 8))
     with pytest.raises(ValueError, match=r"\[B, C, H, W\]"):
         enhance(official_net, torch.rand(3, 8, 8))
-    with pytest.raises(ValueError, match="tile"):
-        enhance(official_net, torch.rand(1, 3, 8, 8), tile=0)
+    for bad in (-1, 0.5, "big"):
+        with pytest.raises(ValueError, match="tile must be"):
+            enhance(official_net, torch.rand(1, 3, 8, 8), tile=bad)
 
 
 def test_float32_on_cuda_runs_without_tf32_and_restores_the_flags():

@@ -8,6 +8,7 @@ import torch
 from nodes_support import SHARED_DATA, backlit_crop, official_model, read_photo, to_uint8_round, to_uint8_truncate  # noqa: F401,E501
 
 import nodes
+from cliplit_core import inference, memory, run_plan, tiling
 from nodes import comfy_env
 from nodes import enhance as enh
 from nodes.errors import CLIPLITNodeError
@@ -90,10 +91,11 @@ def test_batch_equals_single_images(model, crop, crop_result):
 def test_batch_split_into_chunks_when_memory_is_short(model, crop, monkeypatch):
     batch = torch.cat([crop, crop.flip(2), crop.flip(1)])
     full, _ = enh.enhance_batch(model, batch)
-    per_image = enh.inference.whole_image_bytes(96, 128)
+    per_image = inference.whole_image_bytes(96, 128)
     monkeypatch.setattr(comfy_env, "compute_device", lambda: torch.device("cpu"))
-    monkeypatch.setattr(comfy_env, "free_bytes", lambda device: int(per_image * 1.5 / enh.CPU_FRACTION))
-    plan = enh.plan_run(model, 3, 96, 128, torch.float32)
+    monkeypatch.setattr(comfy_env, "free_bytes", lambda device: int(per_image * 1.5 / memory.CPU_FRACTION))
+    plan = run_plan.plan_run(3, 96, 128, torch.float32, enh.api.TileSetting.AUTO, net_bytes=model.net_bytes(),
+                             run=comfy_env.run_context())
     assert plan.chunk == 1 and plan.tile is None
     chunked, _ = enh.enhance_batch(model, batch)
     assert torch.allclose(chunked, full, atol=TOL6)
@@ -134,8 +136,6 @@ def test_mask_is_resized_and_broadcast_over_the_batch(model, crop):
     big[:, :, :64] = 1.0
     ref, _ = enh.enhance_batch(model, crop, mask=big, mask_feather=0)
     assert torch.allclose(out[0], out[1]) and torch.allclose(out[0, :, 4:60], ref[0, :, 4:60], atol=TOL5)
-    with pytest.raises(ValueError, match="mask must have shape"):
-        enh.prepare_mask(torch.zeros(2, 3, 4, 5, 6), 1, 4, 5, 0)
 
 
 # ----------------------------------------------------------------------------- channels, odd inputs
@@ -184,16 +184,19 @@ def test_wrong_inputs_give_node_errors(model, crop):
         node().execute(model, torch.rand(1, 8, 8, 5))
     with pytest.raises(CLIPLITNodeError, match="empty"):
         node().execute(model, torch.rand(0, 8, 8, 3))
+    with pytest.raises(CLIPLITNodeError, match="Backlit Enhance: mask must have shape"):
+        node().execute(model, crop, mask=torch.zeros(2, 3, 4, 5, 6))
 
 
 # ----------------------------------------------------------------------------- tiling and memory
 def test_tiles_chosen_from_free_memory_are_exact(model, crop, crop_result, monkeypatch):
     asked = []
     monkeypatch.setattr(comfy_env, "free_memory", lambda n, device: asked.append(n))
-    budget = enh.inference.whole_image_bytes(60, 60)
+    budget = inference.whole_image_bytes(60, 60)
     monkeypatch.setattr(comfy_env, "compute_device", lambda: torch.device("cpu"))
-    monkeypatch.setattr(comfy_env, "free_bytes", lambda device: int(budget / enh.CPU_FRACTION))
-    plan = enh.plan_run(model, 1, 96, 128, torch.float32)
+    monkeypatch.setattr(comfy_env, "free_bytes", lambda device: int(budget / memory.CPU_FRACTION))
+    plan = run_plan.plan_run(1, 96, 128, torch.float32, enh.api.TileSetting.AUTO, net_bytes=model.net_bytes(),
+                             run=comfy_env.run_context())
     assert plan.tile is not None and plan.tile < 128
     out, light = enh.enhance_batch(model, crop)
     assert asked and asked[-1] >= model.net_bytes()  # ComfyUI is asked to free memory first
@@ -206,18 +209,9 @@ def test_manual_tile_size_is_exact(model, crop, crop_result):
     assert torch.allclose(light, crop_result[1], atol=1e-4)
 
 
-def test_cpu_tiles_are_capped_for_a_responsive_progress_bar(model, monkeypatch):
-    monkeypatch.setattr(comfy_env, "compute_device", lambda: torch.device("cpu"))
-    monkeypatch.setattr(comfy_env, "free_bytes", lambda device: 1 << 40)
-    assert enh.plan_run(model, 1, 3000, 4000, torch.float32).tile == enh.CPU_MAX_TILE
-    assert enh.plan_run(model, 1, 768, 1024, torch.float32).tile is None
-    monkeypatch.setattr(comfy_env, "compute_device", lambda: torch.device("cuda"))
-    assert enh.plan_run(model, 1, 3000, 4000, torch.float32).tile is None  # no cap on GPUs
-
-
 def test_out_of_memory_halves_the_tile(model, crop, crop_result, monkeypatch):
     """Whole image 'does not fit': the run backs off to tiles and still gives the exact result."""
-    real = enh.inference.predict_light
+    real = inference.predict_light
     calls = []
 
     def oom_predict(net, rgb, *, tile=None, **kw):
@@ -227,7 +221,7 @@ def test_out_of_memory_halves_the_tile(model, crop, crop_result, monkeypatch):
         return real(net, rgb, tile=tile, **kw)
 
     emptied = []
-    monkeypatch.setattr(enh.inference, "predict_light", oom_predict)
+    monkeypatch.setattr(inference, "predict_light", oom_predict)
     monkeypatch.setattr(comfy_env, "soft_empty_cache", lambda: emptied.append(1))
     out, light = enh.enhance_batch(model, crop)
     assert calls == [None, 64] and len(emptied) >= 1
@@ -252,7 +246,7 @@ class Stop(Exception):
 def _count_tiles(monkeypatch):
     """Count the tiles the core computes (calls of the stem / whole-network on a window)."""
     seen = []
-    real = enh.tiling.predict_light_tiled
+    real = tiling.predict_light_tiled
 
     def counting(fw, x, tile, *args, progress=None, **kw):
         def cb(done, total):
@@ -261,7 +255,7 @@ def _count_tiles(monkeypatch):
                 progress(done, total)
         return real(fw, x, tile, *args, progress=cb, **kw)
 
-    monkeypatch.setattr(enh.inference, "predict_light_tiled", counting)
+    monkeypatch.setattr(inference, "predict_light_tiled", counting)
     return seen
 
 
@@ -305,12 +299,9 @@ def test_small_tiles_are_warned_about_with_their_cost(model, crop, caplog):
         return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
 
     (msg,) = warnings_for(48)
-    assert msg.startswith("Backlit Enhance: tile_size 48 splits each 128x96 image into 6 tiles, each run twice "
+    assert msg.startswith("Backlit Enhance: tile size 48 splits each 128x96 image into 6 tiles, each run twice "
                           "with a 17-pixel border; tiles under 256 px are slow")
     assert warnings_for(0) == [] and warnings_for(256) == []  # automatic, or not small
-    assert enh.small_tile_warning(128, 1024, 1024).startswith("Backlit Enhance: tile_size 128 splits each "
-                                                              "1024x1024 image into 64 tiles")
-    assert enh.small_tile_warning(128, 100, 120) is None  # the whole image fits one tile
 
 
 # ----------------------------------------------------------------------------- precision and sharing

@@ -85,7 +85,9 @@ def test_node_refuses_out_of_range_numbers(option, value, monkeypatch):
     def no_work(*args, **kwargs):
         raise AssertionError("the node started working before checking its inputs")
 
-    monkeypatch.setattr(node, "plan_run", no_work)
+    from cliplit_core import run_plan
+
+    monkeypatch.setattr(run_plan, "plan_run", no_work)
     model = CLIPLITModel(net=CLIPLITNet().eval(), source="random")
     with pytest.raises(CLIPLITNodeError, match=f"Backlit Enhance: {option} must be"):
         node.CLIPLITBacklitEnhance.execute(model, torch.rand(1, 8, 8, 3), **{option: value})

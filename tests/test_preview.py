@@ -171,15 +171,21 @@ def test_preview_is_close_to_exact_on_a_photo(net):
     assert bf16 > 40 and abs(bf16 - fp32) < 0.5
 
 
-def test_preview_auto_dtype_is_bfloat16_on_cpus_that_have_it(monkeypatch):
-    monkeypatch.setattr(preview, "cpu_has_fast_bfloat16", lambda: True)
-    assert preview.resolve_preview_dtype(None, "cpu") == torch.bfloat16
-    assert preview.resolve_preview_dtype("auto", "cpu") == torch.bfloat16
-    assert preview.resolve_preview_dtype(torch.float32, "cpu") == torch.float32  # explicit stays
-    assert preview.resolve_preview_dtype("fp32", "cpu") == torch.float32
-    assert preview.resolve_preview_dtype(None, "cuda") == torch.float16
-    monkeypatch.setattr(preview, "cpu_has_fast_bfloat16", lambda: False)
-    assert preview.resolve_preview_dtype(None, "cpu") == torch.float32
+def test_preview_auto_dtype_means_what_it_means_for_exact_runs(net, monkeypatch):
+    """'auto' is float32 on a CPU for the preview too, even on a CPU with native bfloat16
+    (bfloat16 is there when asked for)."""
+    from cliplit_core import inference
+
+    monkeypatch.setattr(inference, "cpu_has_fast_bfloat16", lambda: True)
+    monkeypatch.setattr(preview, "cpu_has_fast_bfloat16", lambda: True, raising=False)
+    monkeypatch.setattr(preview, "MIN_LOW_PIXELS", 1)  # the reduced-resolution path on a small image
+    seen = []
+    real = preview.fastnet.weights_for
+    monkeypatch.setattr(preview.fastnet, "weights_for", lambda n, d, dt: seen.append(dt) or real(n, d, dt))
+    x = torch.rand(1, 3, 96, 128)
+    preview.enhance_preview(net, x, scale=2, dtype="auto", device="cpu")
+    preview.enhance_preview(net, x, scale=2, dtype="bf16", device="cpu")
+    assert seen == [torch.float32, torch.bfloat16]
 
 
 def test_cli_fast_writes_results(tmp_path, net, monkeypatch, no_size_floors):

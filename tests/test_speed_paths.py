@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from cliplit_core import fastnet
-from cliplit_core.inference import enhance, predict_light, resolve_dtype
+from cliplit_core.inference import enhance, predict_light
+from cliplit_core.precision import compute_dtype
 from cliplit_core.network import PPM_BINS, CLIPLITNet
 from cliplit_core.tiling import predict_light_tiled, tile_grid, tile_windows, window_sides
 
@@ -204,14 +205,14 @@ def test_official_parity_on_reference_small(net):
         assert (light - want).abs().max().item() < 1e-4
 
 
-def test_resolve_dtype():
-    assert resolve_dtype(None, "cpu") == torch.float32
-    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
-    assert resolve_dtype(None, "cuda") == torch.float16
-    assert resolve_dtype(None, "cuda:1") == torch.float16
-    assert resolve_dtype(torch.bfloat16, "cuda") == torch.bfloat16
-    assert resolve_dtype("fp16", "cpu") == torch.float16
-    assert resolve_dtype("float32", "cuda") == torch.float32
+def test_compute_dtype():
+    assert compute_dtype(None, "cpu") == torch.float32
+    assert compute_dtype("auto", torch.device("cpu")) == torch.float32
+    assert compute_dtype(None, "cuda") == torch.float16
+    assert compute_dtype(None, "cuda:1") == torch.float16
+    assert compute_dtype(torch.bfloat16, "cuda") == torch.bfloat16
+    assert compute_dtype("fp16", "cpu") == torch.float16
+    assert compute_dtype("float32", "cuda") == torch.float32
 
 
 def test_no_float64_on_devices_without_it():

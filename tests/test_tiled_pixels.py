@@ -9,6 +9,7 @@ from PIL import Image
 from cliplit_core.cli import main
 from cliplit_core.imageio import read_image_info, to_float32, write_image, write_png
 from cliplit_core.inference import enhance
+from cliplit_core.options import EnhanceOptions
 from cliplit_core.photo import enhance_photo
 
 from conftest import synthetic_photo
@@ -53,7 +54,7 @@ def test_tiled_run_holds_no_float_copy_of_the_image(random_net):
     pixels = (synthetic_photo(h, w, seed=2) * 255).astype(np.uint8)
     tracemalloc.start()
     try:
-        out, light = enhance_photo(random_net, pixels, tile=64, with_light=True)
+        out, light = enhance_photo(random_net, pixels, EnhanceOptions(tile=64), with_light=True)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -81,5 +82,5 @@ def test_automatic_tiles_on_a_cpu_stay_small_whatever_the_free_memory(monkeypatc
     seen = []
     monkeypatch.setattr(photo, "enhance_pixels", lambda net, pixels, tile, **kw: seen.append(tile) or (pixels, None))
     pixels = np.zeros((2000, 3000, 3), np.uint8)
-    photo.enhance_photo(None, pixels, tile="auto", device="cpu", memory_budget=4 << 30)
+    photo.enhance_photo(None, pixels, EnhanceOptions(tile="auto"), device="cpu", memory_budget=4 << 30)
     assert seen == [photo.CPU_AUTO_MAX_TILE] == [768]
