@@ -73,8 +73,10 @@ def _first_frame(av, path: Path):
 class _FrameEnhancer:
     """Light map of each frame, smoothed over time when asked, then applied."""
 
-    def __init__(self, net, *, strength, device, dtype, memory_budget, sigma, tile):
+    def __init__(self, net, *, strength, device, dtype, memory_budget, sigma, tile, fast=False,
+                 requested_dtype=None):
         self.net = fastnet.weights_for(net, device, dtype)  # converted once per video, not per frame
+        self.model, self.fast, self.requested_dtype = net, fast, requested_dtype
         self.strength, self.device, self.dtype = strength, device, dtype
         self.memory_budget, self.tile = memory_budget, tile
         self.smoother = LightSmoother(sigma)
@@ -85,7 +87,12 @@ class _FrameEnhancer:
         tile = self.tile
         if tile == "auto":
             tile = self.tile = choose_tile(x.shape[2], x.shape[3], 1, self.dtype, self.memory_budget)
-        light = predict_light(self.net, x, tile=tile, device=self.device, dtype=self.dtype)
+        if self.fast:
+            from .preview import preview_light
+
+            light = preview_light(self.model, x, device=self.device, dtype=self.requested_dtype)
+        else:
+            light = predict_light(self.net, x, tile=tile, device=self.device, dtype=self.dtype)
         self.pending.append((pixels, pts, time_base))
         return self._apply(self.smoother.push(light, x))
 
@@ -104,14 +111,15 @@ class _FrameEnhancer:
 
 def enhance_video(net, src: Path, dst: Path, *, strength: float = 1.0, tile: int | str | None = "auto",
                   device=None, dtype=None, memory_budget: int | None = None, temporal_smoothing: float = 0.0,
-                  codec: str = "h264", crf: int | None = None,
+                  codec: str = "h264", crf: int | None = None, fast: bool = False,
                   progress: Callable[[int, int | None], None] | None = None) -> int:
     """Enhance every frame of ``src`` into ``dst`` (written atomically); returns the frame count.
+    ``fast``: each frame's light map from the preview (``preview.preview_light``).
     ``progress(frames_done, frames_total_or_None)`` after each frame."""
     av = _av()
     spec = VIDEO_CODECS[codec]
     device = torch.device(device) if device is not None else torch.device("cpu")
-    dtype = resolve_dtype(dtype, device)
+    requested_dtype, dtype = dtype, resolve_dtype(dtype, device)
     try:
         inp = av.open(str(src))
     except av.FFmpegError as e:
@@ -137,7 +145,8 @@ def enhance_video(net, src: Path, dst: Path, *, strength: float = 1.0, tile: int
                     vout.set_display_rotation(rotation)
                 audio = {a.index: out.add_stream_from_template(a) for a in inp.streams.audio}
                 frames = _FrameEnhancer(net, strength=strength, device=device, dtype=dtype,
-                                        memory_budget=memory_budget, sigma=temporal_smoothing, tile=tile)
+                                        memory_budget=memory_budget, sigma=temporal_smoothing, tile=tile,
+                                        fast=fast, requested_dtype=requested_dtype)
                 written = 0
 
                 def encode(done):
