@@ -120,3 +120,23 @@ def test_bad_videos_and_options_get_clear_errors(tmp_path, official_weights_path
     for bad in (["--crf", "60"], ["--crf", "10", "--video-codec", "lossless"], ["--temporal-smoothing", "-1"]):
         assert main(["enhance", str(tmp_path), "-o", str(tmp_path / "out")] + bad) == 2
         assert "error: --" in capsys.readouterr().err
+
+
+def test_fast_videos_take_each_frames_light_map_from_the_preview(tmp_path, official_net, monkeypatch):
+    from cliplit_core import preview
+
+    frames = clip_frames()[:4]
+    src = tmp_path / "c.mp4"
+    write_clip(src, frames)
+    calls = []
+    real = preview.preview_light
+
+    def counted(net, rgb, **kw):
+        calls.append(tuple(rgb.shape))
+        return real(net, rgb, **kw)
+
+    monkeypatch.setattr(preview, "preview_light", counted)
+    assert video.enhance_video(official_net, src, tmp_path / "f.mp4", device="cpu", fast=True) == 4
+    assert calls == [(1, 3, H, W)] * 4
+    assert video.enhance_video(official_net, src, tmp_path / "e.mp4", device="cpu") == 4
+    assert len(calls) == 4  # the exact run does not use it
