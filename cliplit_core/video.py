@@ -21,6 +21,7 @@ from .errors import CLIPLITError
 from .imageio import to_float32, to_uint8
 from . import fastnet
 from .inference import choose_tile, compose, predict_light, resolve_dtype, split_channels
+from .preview import DEFAULT_SCALE, effective_scale, preview_light, resolve_preview_dtype
 from .temporal import LightSmoother
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
@@ -76,7 +77,9 @@ class _FrameEnhancer:
     def __init__(self, net, *, strength, device, dtype, memory_budget, sigma, tile, fast=False,
                  requested_dtype=None):
         self.net = fastnet.weights_for(net, device, dtype)  # converted once per video, not per frame
-        self.model, self.fast, self.requested_dtype = net, fast, requested_dtype
+        self.preview_net, self.requested_dtype = None, requested_dtype
+        if fast:  # the preview's own weights (bfloat16 on CPUs that have it), also converted once
+            self.preview_net = fastnet.weights_for(net, device, resolve_preview_dtype(requested_dtype, device))
         self.strength, self.device, self.dtype = strength, device, dtype
         self.memory_budget, self.tile = memory_budget, tile
         self.smoother = LightSmoother(sigma)
@@ -87,10 +90,8 @@ class _FrameEnhancer:
         tile = self.tile
         if tile == "auto":
             tile = self.tile = choose_tile(x.shape[2], x.shape[3], 1, self.dtype, self.memory_budget)
-        if self.fast:
-            from .preview import preview_light
-
-            light = preview_light(self.model, x, device=self.device, dtype=self.requested_dtype)
+        if self.preview_net is not None and effective_scale(x.shape[2], x.shape[3], DEFAULT_SCALE) > 1:
+            light = preview_light(self.preview_net, x, device=self.device, dtype=self.requested_dtype)
         else:
             light = predict_light(self.net, x, tile=tile, device=self.device, dtype=self.dtype)
         self.pending.append((pixels, pts, time_base))
