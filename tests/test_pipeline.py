@@ -37,7 +37,7 @@ class Flight:
 
     def work(self, i, value):
         assert value == i * 10
-        time.sleep(0.01)
+        time.sleep(0.02)
         with self.lock:
             self.read_waiting -= 1
             self.results_waiting += 1
@@ -46,7 +46,7 @@ class Flight:
 
     def finish(self, i, result):
         assert result == i
-        time.sleep(0.02)  # the writer is the slowest stage: results would pile up without a bound
+        time.sleep(0.03)  # the writer is the slowest stage: results would pile up without a bound
         self.threads.add(threading.current_thread().name)
         with self.lock:
             self.results_waiting -= 1
@@ -63,7 +63,7 @@ def test_items_are_finished_in_order_with_a_bounded_number_in_flight(jobs):
     if jobs == 1:
         assert f.max_read_waiting == 1 and f.threads == {threading.current_thread().name}
     else:
-        assert f.max_read_waiting == jobs  # the reads do run ahead
+        assert f.max_read_waiting >= 2  # the reads do run ahead
         assert f.threads == {"cliplit-writer"}
 
 
