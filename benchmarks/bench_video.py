@@ -97,7 +97,8 @@ def child(mode: str, src: Path, dst: Path, weights: Path, device: str = "cpu") -
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size", default="640x360", help="WIDTHxHEIGHT of the clip (default 640x360; below about 0.07 MP --fast is the exact path)")
+    ap.add_argument("--size", default="640x360",
+                    help="WIDTHxHEIGHT of the clip (default 640x360; below about 0.07 MP --fast is the exact path)")
     ap.add_argument("--frames", type=int, default=12, help="frames in the clip (default 12)")
     ap.add_argument("--modes", default="io,fast,exact", help="comma-separated: io, fast, exact (default all)")
     ap.add_argument("--weights", type=Path, default=WEIGHTS)

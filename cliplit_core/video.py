@@ -9,7 +9,6 @@ imported only when a video is enhanced.
 from __future__ import annotations
 
 import os
-import sys
 from collections import deque
 from pathlib import Path
 from typing import Callable, NamedTuple
