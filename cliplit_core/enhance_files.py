@@ -179,10 +179,12 @@ def _enhance_files(args, ranks: Ranks, *, strength: float, quality: int, max_pix
             bar.update(1)
         return True
 
-    stopped = not run_in_order(plan, read, work, finish, jobs=jobs)
+    try:
+        stopped = not run_in_order(plan, read, work, finish, jobs=jobs)
+    finally:
+        if bar:  # also when interrupted: a bar left open would shift later bars of this process
+            bar.close()
     enhanced, failures = counts["enhanced"], counts["failures"]
-    if bar:
-        bar.close()
     if video_plan and not stopped:
         done, failed = enhance_video_files(net, video_plan, args, device, default_budget(device))
         enhanced, failures = enhanced + done, failures + failed

@@ -38,20 +38,25 @@ def default_jobs() -> int:
 
 class _Writer(threading.Thread):
     """Runs ``finish`` on each handed-over job in order; stops finishing (but keeps draining its
-    inbox) once ``finish`` returned False or raised, or ``stop`` was called."""
+    inbox) once ``finish`` returned False or raised, or ``stopped`` was set. Ends when ``close``
+    was called and the inbox is empty."""
 
     def __init__(self, finish: Callable[[Any, Any], bool | None]):
         super().__init__(name="cliplit-writer", daemon=True)
         self.finish = finish
         self.inbox: queue.Queue = queue.Queue(maxsize=1)
         self.stopped = threading.Event()
+        self.closed = threading.Event()
         self.error: BaseException | None = None
 
     def run(self) -> None:
         while True:
-            job = self.inbox.get()
-            if job is _END:
-                return
+            try:
+                job = self.inbox.get(timeout=0.05)
+            except queue.Empty:
+                if self.closed.is_set() and self.inbox.empty():  # closed after the last hand-over
+                    return
+                continue
             if self.stopped.is_set():
                 continue
             try:
@@ -73,7 +78,8 @@ class _Writer(threading.Thread):
         return False
 
     def close(self) -> None:
-        self.inbox.put(_END)
+        """Finish the queued jobs (unless stopped), then end; waits for that."""
+        self.closed.set()
         self.join()
 
 
@@ -114,14 +120,14 @@ def run_in_order(items: Iterable[T], read: Callable[[T], Any], work: Callable[[T
                 break
             del result
     except BaseException:
-        writer.stopped.set()
+        writer.stopped.set()  # an interrupt or a failure: nothing more is finished
+        raise
+    finally:
+        writer.closed.set()  # the writer ends even if this thread is interrupted below
         for f in pending:
             f.cancel()
         readers.shutdown(wait=True, cancel_futures=True)
         writer.close()
-        raise
-    readers.shutdown(wait=True, cancel_futures=True)
-    writer.close()
     if writer.error is not None:
         raise writer.error
     return completed and not writer.stopped.is_set()
