@@ -7,10 +7,10 @@ import signal
 import sys
 
 from .errors import CLIPLITError
-from .imageio import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, OUTPUT_FORMATS
+from .imageio import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, OUTPUT_FORMATS, PNG_COMPRESS_LEVEL
 from .precision import Precision
 from .tile_setting import TileSetting
-from .validation import MAX_MEGAPIXELS, QUALITY, STRENGTH, OptionError, argparse_type
+from .validation import JOBS, MAX_MEGAPIXELS, PNG_COMPRESSION, QUALITY, STRENGTH, OptionError, argparse_type
 
 
 def parse_tile(text: str) -> TileSetting:
@@ -61,6 +61,14 @@ def _add_enhance(sub) -> None:
                    help="bits per channel of the results: auto (default) = 16 for 16-bit inputs written as PNG, "
                         "else 8; 16 needs --format png")
     p.add_argument("--quality", type=argparse_type(QUALITY), default=95, help="JPEG / WebP quality 1..100 (default 95)")
+    p.add_argument("--png-compression", type=argparse_type(PNG_COMPRESSION), default=PNG_COMPRESS_LEVEL,
+                   metavar="LEVEL",
+                   help=f"zlib level of PNG results, 0 (none, fastest, largest) .. 9 (smallest, slowest); the pixels "
+                        f"are the same at every level (default {PNG_COMPRESS_LEVEL}, as ComfyUI's SaveImage)")
+    p.add_argument("--jobs", type=argparse_type(JOBS), default=None, metavar="N",
+                   help="images in flight in a folder run: the next images are read and finished ones written "
+                        "while the network runs, at most N - 1 read ahead of the one being enhanced "
+                        "(default: the CPU cores; 1 = one image after another). The files are the same")
     p.add_argument("--max-pixels", type=argparse_type(MAX_MEGAPIXELS), default=DEFAULT_MAX_PIXELS / 1e6,
                    metavar="MEGAPIXELS",
                    help=f"refuse images larger than this (default {DEFAULT_MAX_PIXELS / 1e6:g}, i.e. 1 gigapixel; "

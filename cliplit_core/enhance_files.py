@@ -4,18 +4,23 @@ from __future__ import annotations
 import errno
 import sys
 from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
 
 from .atomicfile import write_together
 from .checkpoint import load_network
 from .enhance_videos import enhance_video_files, plan_video_outputs
 from .errors import ImageReadError
-from .imageio import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, OUTPUT_FORMATS, list_images, read_image_info, save_image
+from .imageio import (DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, OUTPUT_FORMATS, PNG_COMPRESS_LEVEL, ImageInfo, list_images,
+                      read_image_info, save_image)
 from .options import EnhanceOptions, Mode
 from .memory import default_budget, default_device, resolve_device
 from .outputs import OurFiles, PlannedOutput, check_output_option, plan_outputs, prepare_output_dir
 from .photo import enhance_photo
+from .pipeline import default_jobs, run_in_order
 from .sharding import Ranks, start
-from .validation import MAX_MEGAPIXELS, QUALITY, check_number
+from .validation import JOBS, MAX_MEGAPIXELS, PNG_COMPRESSION, QUALITY, check_number
 from .video import VIDEO_EXTENSIONS, is_video
 from .weights import resolve_weights
 
@@ -52,11 +57,23 @@ def _tile_progress(bar, src: Path):
 _FATAL_WRITE_ERRORS = {getattr(errno, n) for n in ("ENOSPC", "EDQUOT", "EROFS", "EIO") if hasattr(errno, n)}
 
 
-def _write_result(planned: PlannedOutput, image, light, *, fmt: str, bits: int, quality: int, info) -> None:
+class _Enhanced(NamedTuple):
+    """One input's result, on its way to the writer."""
+
+    image: np.ndarray
+    light: np.ndarray | None
+    info: ImageInfo
+    bits: int
+    drops_alpha: bool  # the input has alpha, the output format has none
+
+
+def _write_result(planned: PlannedOutput, image, light, *, fmt: str, bits: int, quality: int, info,
+                  png_level: int = PNG_COMPRESS_LEVEL) -> None:
     """The result and its light map (when planned), all or none."""
-    writes = [(planned.main, lambda tmp: save_image(tmp, image, bits=bits, quality=quality, info=info, fmt=fmt))]
+    writes = [(planned.main, lambda tmp: save_image(tmp, image, bits=bits, quality=quality, info=info, fmt=fmt,
+                                                    png_level=png_level))]
     if len(planned.files) > 1 and light is not None:
-        writes.append((planned.files[1], lambda tmp: save_image(tmp, light, fmt="png")))
+        writes.append((planned.files[1], lambda tmp: save_image(tmp, light, fmt="png", png_level=png_level)))
     write_together(writes)
 
 
@@ -69,18 +86,20 @@ def enhance_files(args) -> int:
                              temporal_smoothing=getattr(args, "temporal_smoothing", 0.0))
     quality = check_number(QUALITY, getattr(args, "quality", 95))
     max_pixels = int(check_number(MAX_MEGAPIXELS, getattr(args, "max_pixels", DEFAULT_MAX_PIXELS / 1e6)) * 1e6)
+    png_level = check_number(PNG_COMPRESSION, getattr(args, "png_compression", PNG_COMPRESS_LEVEL))
+    jobs = check_number(JOBS, getattr(args, "jobs", None) or default_jobs())
     outdir = check_output_option(args.output)
     resolve_device(args.device)  # a device this machine lacks is an error before anything else
     ranks = start(args.device, default_device())  # torchrun: this process's share of the inputs
     try:
         return _enhance_files(args, ranks, options=options, quality=quality, max_pixels=max_pixels,
-                              outdir=outdir)
+                              outdir=outdir, png_level=png_level, jobs=jobs)
     finally:
         ranks.finish()
 
 
-def _enhance_files(args, ranks: Ranks, *, options: EnhanceOptions, quality: int, max_pixels: int,
-                   outdir: Path) -> int:
+def _enhance_files(args, ranks: Ranks, *, options: EnhanceOptions, quality: int, max_pixels: int, outdir: Path,
+                   png_level: int, jobs: int) -> int:
     fmt = getattr(args, "format", "png")
     spec = OUTPUT_FORMATS[fmt]
     ours = OurFiles(outdir)
@@ -106,49 +125,67 @@ def _enhance_files(args, ranks: Ranks, *, options: EnhanceOptions, quality: int,
         print(f"warning: {msg}", file=sys.stderr)
     weights = resolve_weights(args.weights, progress=None)
     net = load_network(weights)
-    failures, enhanced = len(problems) if ranks.is_main else 0, 0
+    failures = len(problems) if ranks.is_main else 0
     planned = len(plan) + len(video_plan)
     ranks.wait_for_all()  # every rank has named all outputs before any is written
     plan, video_plan = ranks.share(plan), ranks.share(video_plan)
     bar = _progress_bar(len(plan)) if plan and ranks.is_main else None
-    stopped = False
-    for item in plan:
-        src = item.src
+    bits_option = getattr(args, "bits", "8")
+    strip = getattr(args, "strip_metadata", False)
+    counts = {"enhanced": 0, "failures": failures}
+
+    def read(item: PlannedOutput):
         try:
-            arr, info = read_image_info(src, native=True, max_pixels=max_pixels)
+            return read_image_info(item.src, native=True, max_pixels=max_pixels)
         except ImageReadError as e:
-            failures += 1
-            _say(bar, f"error: {e} -- skipped")
+            return e
+
+    def work(item: PlannedOutput, got):
+        if isinstance(got, ImageReadError):
+            return got
+        arr, info = got
+        bits = (16 if info.bits == 16 and spec.sixteen_bit else 8) if bits_option == "auto" else int(bits_option)
+        image, light = enhance_photo(net, arr, options=options, device=device, memory_budget=default_budget(device),
+                                     bits=bits, with_light=args.save_light, progress=_tile_progress(bar, item.src))
+        return _Enhanced(image, light, info, bits, drops_alpha=arr.shape[2] in (2, 4) and not spec.alpha)
+
+    def finish(item: PlannedOutput, done) -> bool:
+        """Messages, the files and the counts of one input, in input order; False stops the run."""
+        src = item.src
+        if isinstance(done, ImageReadError):
+            counts["failures"] += 1
+            _say(bar, f"error: {done} -- skipped")
             if bar:
                 bar.update(1)
-            continue
-        bits = getattr(args, "bits", "8")
-        bits = (16 if info.bits == 16 and spec.sixteen_bit else 8) if bits == "auto" else int(bits)
-        image, light = enhance_photo(net, arr, options=options, device=device, memory_budget=default_budget(device),
-                                     bits=bits, with_light=args.save_light, progress=_tile_progress(bar, src))
-        if arr.shape[2] in (2, 4) and not spec.alpha:
+            return True
+        if done.drops_alpha:
             _say(bar, f"warning: {src.name}: {fmt} has no alpha channel; the result drops it")
-        del arr  # a huge photo's pixels are not needed while its result is encoded
         try:
-            _write_result(item, image, light, fmt=fmt, bits=bits, quality=quality,
-                          info=None if getattr(args, "strip_metadata", False) else info)
+            _write_result(item, done.image, done.light, fmt=fmt, bits=done.bits, quality=quality,
+                          info=None if strip else done.info, png_level=png_level)
             ours.record(item.files)
         except OSError as e:
-            failures += 1
+            counts["failures"] += 1
             _say(bar, f"error: cannot write {item.main}: {e.strerror or e}")
             if e.errno in _FATAL_WRITE_ERRORS:
-                _say(bar, f"error: stopped; {enhanced} of {len(plan)} results were written, nothing partial is left")
-                stopped = True
-                break
+                _say(bar, f"error: stopped; {counts['enhanced']} of {len(plan)} results were written, "
+                          "nothing partial is left")
+                return False
             if bar:
                 bar.update(1)
-            continue
-        enhanced += 1
+            return True
+        counts["enhanced"] += 1
         if bar:
             bar.set_postfix_str(src.name[-30:])
             bar.update(1)
-    if bar:
-        bar.close()
+        return True
+
+    try:
+        stopped = not run_in_order(plan, read, work, finish, jobs=jobs)
+    finally:
+        if bar:  # also when interrupted: a bar left open would shift later bars of this process
+            bar.close()
+    enhanced, failures = counts["enhanced"], counts["failures"]
     if video_plan and not stopped:
         done, failed = enhance_video_files(net, video_plan, args, device, default_budget(device))
         enhanced, failures = enhanced + done, failures + failed

@@ -45,6 +45,7 @@ def enhance_video_files(net, plan: list[tuple[Path, Path]], args, device, memory
             n = enhance_video(net, src, dst, strength=args.strength, tile=args.tile, device=device,
                               dtype=args.dtype, memory_budget=memory_budget,
                               temporal_smoothing=args.temporal_smoothing, codec=args.video_codec, crf=args.crf,
+                              fast=getattr(args, "fast", False),
                               progress=progress)
         except VideoError as e:
             failed += 1

@@ -41,9 +41,11 @@ DEFAULT_MAX_PIXELS = 1_000_000_000
 PILLOW_DEFAULT_MAX_PIXELS = 89_478_485
 BOMB_PIXELS_PER_BYTE = 100
 
-# zlib level of PNG results: 4 (as ComfyUI's SaveImage) writes a 3 MP photo about 2x faster than
-# Pillow's default 6 for files about 3 % larger (benchmarks/bench_cold_start.py measures both)
+# zlib level of PNG results (the default of --png-compression): 4 (as ComfyUI's SaveImage) writes a
+# 3 MP photo about 2x faster than Pillow's default 6 for files about 3 % larger
+# (benchmarks/bench_png_levels.py measures every level)
 PNG_COMPRESS_LEVEL = 4
+PNG_LEVELS = range(10)  # zlib: 0 = stored, 1 = fastest ... 9 = smallest
 
 _SIXTEEN_BIT_RAWMODES = {"RGB;16B": ("RGB;16B", "RGB;16L"), "RGBA;16B": ("RGBA;16B", "RGBA;16L")}
 
@@ -287,11 +289,11 @@ def _png_chunk(tag: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
 
 
-def _png16_idat(a16: np.ndarray, rows_per_chunk: int = 256) -> bytes:
-    """zlib stream (level 6) of the filter-0 scanlines, built a band of rows at a time
+def _png16_idat(a16: np.ndarray, rows_per_chunk: int = 256, level: int = PNG_COMPRESS_LEVEL) -> bytes:
+    """zlib stream (``level``) of the filter-0 scanlines, built a band of rows at a time
     (the same bytes as compressing all scanlines at once, without a copy of the whole image)."""
     h, w, c = a16.shape
-    z = zlib.compressobj(PNG_COMPRESS_LEVEL)
+    z = zlib.compressobj(level)
     parts = []
     for y in range(0, h, rows_per_chunk):
         band = a16[y:y + rows_per_chunk]
@@ -303,8 +305,8 @@ def _png16_idat(a16: np.ndarray, rows_per_chunk: int = 256) -> bytes:
     return b"".join(parts)
 
 
-def encode_png16(a16: np.ndarray, info: ImageInfo | None = None) -> bytes:
-    """uint16 H x W x C (C 1..4) as a 16-bit PNG (filter 0, zlib level 6), with the ICC profile (iCCP)
+def encode_png16(a16: np.ndarray, info: ImageInfo | None = None, level: int = PNG_COMPRESS_LEVEL) -> bytes:
+    """uint16 H x W x C (C 1..4) as a 16-bit PNG (filter 0, zlib ``level``), with the ICC profile (iCCP)
     and EXIF (eXIf) of ``info`` when given."""
     h, w, c = a16.shape
     out = [b"\x89PNG\r\n\x1a\n",
@@ -314,25 +316,27 @@ def encode_png16(a16: np.ndarray, info: ImageInfo | None = None) -> bytes:
     if info is not None and info.exif:
         exif = info.exif[6:] if info.exif.startswith(b"Exif\x00\x00") else info.exif
         out.append(_png_chunk(b"eXIf", exif))
-    out += [_png_chunk(b"IDAT", _png16_idat(a16)), _png_chunk(b"IEND", b"")]
+    out += [_png_chunk(b"IDAT", _png16_idat(a16, level=level)), _png_chunk(b"IEND", b"")]
     return b"".join(out)
 
 
 def write_image(path: str | os.PathLike, arr: np.ndarray, *, bits: int = 8, quality: int = 95,
-                info: ImageInfo | None = None, fmt: str | None = None) -> None:
+                info: ImageInfo | None = None, fmt: str | None = None, png_level: int = PNG_COMPRESS_LEVEL) -> None:
     """Write float H x W x C (C 1..4) in 0..1 (or pixels already rounded: uint8 for ``bits`` 8,
     uint16 for 16), atomically, as the file type its suffix names
     (.png, .jpg/.jpeg, .webp, .tif/.tiff). ``bits`` 16 is for PNG only; ``quality`` (1..100) for
-    JPEG / WebP; ``info`` carries the input's ICC profile and EXIF over. JPEG has no alpha: an
-    alpha channel is dropped (the caller warns). ``fmt`` overrides the suffix (a key of OUTPUT_FORMATS)."""
+    JPEG / WebP; ``png_level`` (0..9) is PNG's zlib level (the same pixels at every level); ``info``
+    carries the input's ICC profile and EXIF over. JPEG has no alpha: an alpha channel is dropped
+    (the caller warns). ``fmt`` overrides the suffix (a key of OUTPUT_FORMATS)."""
     path = Path(path)
     fmt = fmt or format_of(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_together([(path, lambda tmp: save_image(tmp, arr, bits=bits, quality=quality, info=info, fmt=fmt))])
+    write_together([(path, lambda tmp: save_image(tmp, arr, bits=bits, quality=quality, info=info, fmt=fmt,
+                                                  png_level=png_level))])
 
 
 def save_image(path: str | os.PathLike, arr: np.ndarray, *, bits: int = 8, quality: int = 95,
-               info: ImageInfo | None = None, fmt: str | None = None) -> None:
+               info: ImageInfo | None = None, fmt: str | None = None, png_level: int = PNG_COMPRESS_LEVEL) -> None:
     """What :func:`write_image` does, but writing ``path`` directly (not atomic: for callers that
     write to a temporary file themselves, see atomicfile.write_together)."""
     path = Path(path)
@@ -344,6 +348,8 @@ def save_image(path: str | os.PathLike, arr: np.ndarray, *, bits: int = 8, quali
         raise ValueError(f"{path}: 16-bit output needs PNG, not {fmt}")
     if not 1 <= int(quality) <= 100:
         raise ValueError(f"quality must be 1..100, got {quality}")
+    if png_level not in PNG_LEVELS:
+        raise ValueError(f"png_level must be 0..9, got {png_level}")
     if arr.dtype in (np.uint8, np.uint16) and arr.dtype != (np.uint8 if bits == 8 else np.uint16):
         raise ValueError(f"{arr.dtype} pixels cannot be written with {bits} bits")
     if arr.ndim == 2:
@@ -351,7 +357,7 @@ def save_image(path: str | os.PathLike, arr: np.ndarray, *, bits: int = 8, quali
     if not spec.alpha and arr.shape[2] in (2, 4):
         arr = arr[..., :-1]
     if bits == 16:
-        path.write_bytes(encode_png16(arr if arr.dtype == np.uint16 else to_uint16(arr), info))
+        path.write_bytes(encode_png16(arr if arr.dtype == np.uint16 else to_uint16(arr), info, png_level))
         return
     a = arr if arr.dtype == np.uint8 else to_uint8(arr)
     im = Image.fromarray(a[..., 0] if a.shape[2] == 1 else a)
@@ -361,7 +367,7 @@ def save_image(path: str | os.PathLike, arr: np.ndarray, *, bits: int = 8, quali
     if info is not None and info.exif:
         opts["exif"] = info.exif
     if fmt == "png":
-        opts["compress_level"] = PNG_COMPRESS_LEVEL
+        opts["compress_level"] = int(png_level)
     if fmt in ("jpg", "webp"):
         opts["quality"] = int(quality)
     if fmt == "jpg" and quality >= 90:

@@ -1,4 +1,8 @@
-"""The ``enhance`` command under ``torchrun``: every process (rank) takes its share of the inputs.
+"""Processes started by ``torchrun``: each one's rank, device and the process group, set up in one
+place for the ``enhance`` command and the trainer (``trainer.distributed`` adds the training
+collectives on top).
+
+The ``enhance`` command under ``torchrun``: every process (rank) takes its share of the inputs.
 
 ``torchrun --nproc_per_node=N -m cliplit_core enhance ...`` starts N copies of the
 command. Each one lists and names the outputs of *all* inputs the same way (so the
@@ -43,10 +47,16 @@ class Ranks:
     world: int = 1
     device: torch.device = torch.device("cpu")
     group_here: bool = False  # the process group was started here (and is ended by finish)
+    local_rank: int = 0       # the rank among the processes on this machine
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        """More than one process (the collectives do something)."""
+        return self.world > 1
 
     def share(self, items: Sequence[T]) -> list[T]:
         """Every ``world``-th item from ``rank`` on (neighbours in a folder are often alike in size)."""
@@ -63,6 +73,7 @@ class Ranks:
         return tuple(int(v) for v in t.tolist())
 
     def wait_for_all(self) -> None:
+        """A barrier: returns when every rank has called it."""
         if self.world > 1:
             import torch.distributed as dist
 
@@ -80,7 +91,9 @@ class Ranks:
 
 
 def start(requested_device: str | None, default: torch.device) -> Ranks:
-    """Join the process group when launched by torchrun; a single process otherwise."""
+    """Join the process group when launched by torchrun (NCCL on CUDA, gloo otherwise; on a CPU
+    the ranks on one machine split its cores); a single process otherwise. ``default`` is the
+    device when none is requested (a CUDA one without index becomes ``cuda:LOCAL_RANK``)."""
     if not launched_by_torchrun():
         return Ranks(device=torch.device(requested_device) if requested_device else default)
     import torch.distributed as dist
@@ -96,4 +109,4 @@ def start(requested_device: str | None, default: torch.device) -> Ranks:
     if device.type == "cpu":  # share the cores instead of oversubscribing them
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local_world)))
-    return Ranks(rank, world, device, here)
+    return Ranks(rank, world, device, group_here=here, local_rank=local_rank)

@@ -9,7 +9,6 @@ imported only when a video is enhanced.
 from __future__ import annotations
 
 import os
-import sys
 from collections import deque
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -22,6 +21,7 @@ from .imageio import to_float32, to_uint8
 from . import fastnet
 from .inference import compose, predict_light, resolve_tile, split_channels
 from .precision import compute_dtype
+from .preview import DEFAULT_SCALE, effective_scale, preview_light
 from .temporal import LightSmoother
 from .tile_setting import TileSetting
 
@@ -75,8 +75,9 @@ def _first_frame(av, path: Path):
 class _FrameEnhancer:
     """Light map of each frame, smoothed over time when asked, then applied."""
 
-    def __init__(self, net, *, strength, device, dtype, memory_budget, sigma, tile):
+    def __init__(self, net, *, strength, device, dtype, memory_budget, sigma, tile, fast=False):
         self.net = fastnet.weights_for(net, device, dtype)  # converted once per video, not per frame
+        self.fast = fast  # each frame's light map from the preview, with the same weights
         self.strength, self.device, self.dtype = strength, device, dtype
         self.memory_budget, self.tile = memory_budget, TileSetting.parse(tile)
         self.smoother = LightSmoother(sigma)
@@ -84,8 +85,11 @@ class _FrameEnhancer:
 
     def push(self, pixels: np.ndarray, pts, time_base) -> list[tuple[np.ndarray, object, object]]:
         x = torch.from_numpy(to_float32(pixels)).permute(2, 0, 1)[None]
-        tile = resolve_tile(self.tile, x.shape[2], x.shape[3], 1, self.dtype, self.memory_budget)
-        light = predict_light(self.net, x, tile=tile, device=self.device, dtype=self.dtype)
+        if self.fast and effective_scale(x.shape[2], x.shape[3], DEFAULT_SCALE) > 1:
+            light = preview_light(self.net, x, device=self.device, dtype=self.dtype)
+        else:
+            tile = resolve_tile(self.tile, x.shape[2], x.shape[3], 1, self.dtype, self.memory_budget)
+            light = predict_light(self.net, x, tile=tile, device=self.device, dtype=self.dtype)
         self.pending.append((pixels, pts, time_base))
         return self._apply(self.smoother.push(light, x))
 
@@ -104,9 +108,10 @@ class _FrameEnhancer:
 
 def enhance_video(net, src: Path, dst: Path, *, strength: float = 1.0, tile: TileSetting | int | str | None = "auto",
                   device=None, dtype=None, memory_budget: int | None = None, temporal_smoothing: float = 0.0,
-                  codec: str = "h264", crf: int | None = None,
+                  codec: str = "h264", crf: int | None = None, fast: bool = False,
                   progress: Callable[[int, int | None], None] | None = None) -> int:
     """Enhance every frame of ``src`` into ``dst`` (written atomically); returns the frame count.
+    ``fast``: each frame's light map from the preview (``preview.preview_light``).
     ``progress(frames_done, frames_total_or_None)`` after each frame."""
     av = _av()
     spec = VIDEO_CODECS[codec]
@@ -137,7 +142,8 @@ def enhance_video(net, src: Path, dst: Path, *, strength: float = 1.0, tile: Til
                     vout.set_display_rotation(rotation)
                 audio = {a.index: out.add_stream_from_template(a) for a in inp.streams.audio}
                 frames = _FrameEnhancer(net, strength=strength, device=device, dtype=dtype,
-                                        memory_budget=memory_budget, sigma=temporal_smoothing, tile=tile)
+                                        memory_budget=memory_budget, sigma=temporal_smoothing, tile=tile,
+                                        fast=fast)
                 written = 0
 
                 def encode(done):

@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import torch
 
 from cliplit_core.cli import main
 from cliplit_core.imageio import write_png
@@ -45,3 +46,15 @@ def test_torchrun_two_cpu_processes_write_the_single_process_files(tmp_path, off
 
     ours = OurFiles(tmp_path / "two")  # both processes recorded what they wrote (a rerun replaces it)
     assert all(ours.owns(tmp_path / "two" / name) for name in one)
+
+
+def test_the_trainer_joins_processes_through_the_core():
+    from trainer import distributed
+
+    assert distributed.DistInfo is Ranks  # one process-group setup, the core's
+    info = distributed.init(None)  # not launched by torchrun: one process, nothing to join
+    assert (info.rank, info.world, info.local_rank, info.enabled, info.group_here) == (0, 1, 0, False, False)
+    assert info.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    distributed.barrier(info)  # no-ops for one process
+    distributed.shutdown(info)
+    assert Ranks(rank=1, world=2, local_rank=1).enabled and not Ranks(rank=1, world=2).is_main

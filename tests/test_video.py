@@ -120,3 +120,37 @@ def test_bad_videos_and_options_get_clear_errors(tmp_path, official_weights_path
     for bad in (["--crf", "60"], ["--crf", "10", "--video-codec", "lossless"], ["--temporal-smoothing", "-1"]):
         assert main(["enhance", str(tmp_path), "-o", str(tmp_path / "out")] + bad) == 2
         assert "error: --" in capsys.readouterr().err
+
+
+def test_fast_videos_take_each_frames_light_map_from_the_preview(tmp_path, official_net, monkeypatch):
+    frames = np.repeat(np.repeat(clip_frames()[:3], 6, axis=1), 6, axis=2)  # 288 x 384: big enough to preview
+    src = tmp_path / "c.mp4"
+    with av.open(str(src), "w") as out:
+        vs = out.add_stream("libx264", rate=FPS)
+        vs.width, vs.height, vs.pix_fmt = 6 * W, 6 * H, "yuv420p"
+        for t, img in enumerate(frames):
+            f = av.VideoFrame.from_ndarray(img, format="rgb24")
+            f.pts = t
+            out.mux(vs.encode(f))
+        out.mux(vs.encode(None))
+    calls = []
+    real = video.preview_light
+
+    def counted(net, rgb, **kw):
+        calls.append((tuple(rgb.shape), net))
+        return real(net, rgb, **kw)
+
+    monkeypatch.setattr(video, "preview_light", counted)
+    assert video.enhance_video(official_net, src, tmp_path / "f.mp4", device="cpu", fast=True) == 3
+    assert [c[0] for c in calls] == [(1, 3, 6 * H, 6 * W)] * 3
+    assert calls[0][1] is calls[2][1]  # the weights are converted once per video, not per frame
+    assert video.enhance_video(official_net, src, tmp_path / "e.mp4", device="cpu") == 3
+    assert len(calls) == 3  # the exact run does not use it
+
+    def decoded(path):
+        with av.open(str(path)) as c:
+            return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])])
+
+    fast, exact = decoded(tmp_path / "f.mp4"), decoded(tmp_path / "e.mp4")
+    assert fast.shape == exact.shape == (3, 6 * H, 6 * W, 3)
+    assert np.abs(fast.astype(int) - exact.astype(int)).mean() < 3  # a close approximation

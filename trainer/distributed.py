@@ -13,84 +13,30 @@ Only rank 0 writes checkpoints, logs, images and the output file.
 """
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-
 import torch
 import torch.distributed as dist
 
-from .config import TrainerError
+from cliplit_core.sharding import Ranks, launched_by_torchrun, start
 
-
-@dataclass
-class DistInfo:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    device: torch.device = torch.device("cpu")
-    initialised_here: bool = False
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world > 1
-
-
-def launched_by_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
-
-
-def choose_device(requested: str | None, local_rank: int = 0) -> torch.device:
-    if requested:
-        dev = torch.device(requested)
-        if dev.type == "cuda":
-            if not torch.cuda.is_available():
-                raise TrainerError(f"--device {requested}: CUDA is not available on this machine")
-            if dev.index is None:
-                dev = torch.device("cuda", local_rank % max(1, torch.cuda.device_count()))
-        return dev
-    if torch.cuda.is_available():
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    return torch.device("cpu")
+# The process group, ranks and devices are the core's (cliplit_core.sharding); this module adds
+# what training needs on top of them.
+DistInfo = Ranks
+__all__ = ["DistInfo", "launched_by_torchrun", "init", "shutdown", "barrier", "all_reduce_sum", "all_reduce_grads",
+           "broadcast_tensors", "agree"]
 
 
 def init(requested_device: str | None) -> DistInfo:
-    """Set up the process group when launched by torchrun; a plain single process otherwise."""
-    if not launched_by_torchrun():
-        return DistInfo(device=choose_device(requested_device))
-    rank = int(os.environ["RANK"])
-    world = int(os.environ["WORLD_SIZE"])
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = choose_device(requested_device, local_rank)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    initialised = False
-    if not dist.is_initialized():
-        dist.init_process_group(backend=backend, rank=rank, world_size=world)
-        initialised = True
-    if device.type == "cpu":
-        # share the CPU cores between the processes instead of oversubscribing them
-        cores = os.cpu_count() or 1
-        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-        torch.set_num_threads(max(1, cores // max(1, local_world)))
-    return DistInfo(rank, world, local_rank, device, initialised)
+    """Set up the process group when launched by torchrun; a plain single process otherwise.
+    Without ``--device``: CUDA when available (``cuda:LOCAL_RANK``), else the CPU."""
+    return start(requested_device, torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu"))
 
 
 def shutdown(info: DistInfo) -> None:
-    if info.enabled and info.initialised_here and dist.is_initialized():
-        dist.destroy_process_group()
+    info.finish()
 
 
 def barrier(info: DistInfo) -> None:
-    if info.enabled:
-        if info.device.type == "cuda":
-            dist.barrier(device_ids=[info.device.index])
-        else:
-            dist.barrier()
+    info.wait_for_all()
 
 
 def all_reduce_sum(info: DistInfo, t: torch.Tensor) -> torch.Tensor:
