@@ -170,9 +170,6 @@ class CLIPBackbone:
         x = x.float()
         return F.normalize(x, dim=-1) if normalize else x
 
-    def parameters_frozen(self) -> bool:
-        return not any(p.requires_grad for p in self.model.parameters())
-
 
 # --------------------------------------------------------------------------- building
 _CACHE: dict[tuple, CLIPBackbone] = {}

@@ -343,32 +343,20 @@ def forward(fw: FastWeights, x: torch.Tensor) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- defaults
-# Options per (device type, dtype). CPU: channels-last measured 1.5x faster than NCHW
-# (README.md, Performance). CUDA: NOT yet measured (no GPU time was available); NCHW follows
-# the only GPU figures we have (the authors' formulation on an H200) (fp16 NCHW 1.5x faster than fp32, fp16 channels-last 12x slower
-# for this network). benchmarks/bench_inference.py --device cuda compares all variants
-# (channels-last, first / last conv padded to 8 channels, ...) through OPTIONS_OVERRIDE.
-OPTIONS_OVERRIDE: dict | None = None
-
-
 def default_options(device, dtype: torch.dtype) -> dict:
-    """FastWeights options (channels_last, pad_in, pad_out, fold_padding) for a device and dtype."""
-    if OPTIONS_OVERRIDE is not None:
-        return dict(OPTIONS_OVERRIDE)
-    device = torch.device(device)
-    if device.type == "cuda":
-        # NCHW until the GPU table says otherwise: the only GPU measurement we have (the authors' formulation)
-        # found fp16 NCHW 1.5x faster than fp32 and fp16 channels-last 12x slower for this network.
-        return {"channels_last": False, "pad_in": 0, "pad_out": 0, "fold_padding": True}
-    return {"channels_last": device.type == "cpu", "pad_in": 0, "pad_out": 0, "fold_padding": True}
+    """FastWeights options (channels_last, pad_in, pad_out, fold_padding) for a device and dtype.
 
-
-def use_channels_last(device, dtype: torch.dtype) -> bool:
-    return default_options(device, dtype)["channels_last"]
+    CPU: channels-last, measured 1.5x faster than NCHW (README.md, Performance). CUDA: NCHW,
+    following the only GPU figures we have (the authors' formulation on an H200: fp16 NCHW 1.5x
+    faster than fp32, fp16 channels-last 12x slower for this network); benchmarks/bench_inference.py
+    --device cuda compares all variants by passing prepared FastWeights to enhance()."""
+    channels_last = torch.device(device).type == "cpu"
+    return {"channels_last": channels_last, "pad_in": 0, "pad_out": 0, "fold_padding": True}
 
 
 def weights_for(net, device, dtype: torch.dtype) -> FastWeights:
-    """``net`` prepared for inference on ``device`` in ``dtype`` with the measured best options."""
+    """``net`` prepared for inference on ``device`` in ``dtype`` with the measured best options
+    (a prepared :class:`FastWeights` is returned as it is)."""
     if isinstance(net, FastWeights):
         return net
     return FastWeights(net, device, dtype, **default_options(device, dtype))

@@ -170,7 +170,3 @@ class CLIPLITNet(nn.Module):
         pixels with atomics (78 % of an H100 training step): what training uses."""
         feats = self.stem(x)
         return self.head(feats, self.pooling_context(feats) if separable_upsampling else None)
-
-
-def count_parameters(net: nn.Module) -> int:
-    return sum(p.numel() for p in net.parameters())
