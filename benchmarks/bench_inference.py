@@ -147,7 +147,7 @@ def cpu_child(args) -> None:
         net = load_network(weights)
         if spec.get("options"):  # these FastWeights options instead of fastnet.default_options
             dt = spec.get("dtype", torch.float32)
-            net = fastnet.FastWeights(load_network(weights), "cpu", dt, **spec["options"])
+            net = fastnet.FastWeights(net, "cpu", dt, **spec["options"])
         if spec["kind"] == "preview":
             from cliplit_core.preview import enhance_preview
 
