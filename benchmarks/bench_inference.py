@@ -49,7 +49,7 @@ from procmem import rss_kib  # noqa: E402
 from cliplit_core import fastnet  # noqa: E402
 from cliplit_core.checkpoint import load_network  # noqa: E402
 from cliplit_core.imageio import read_image  # noqa: E402
-from cliplit_core.inference import enhance  # noqa: E402
+from cliplit_core.inference import enhance, resolve_dtype  # noqa: E402
 
 GIB = 1024 ** 3
 
@@ -145,8 +145,9 @@ def cpu_child(args) -> None:
         run = lambda: authors_enhance(net, x)  # noqa: E731
     else:
         net = load_network(weights)
-        if spec.get("options"):
-            fastnet.OPTIONS_OVERRIDE = spec["options"]
+        if spec.get("options"):  # these FastWeights options instead of fastnet.default_options
+            dt = spec.get("dtype", torch.float32)
+            net = fastnet.FastWeights(net, "cpu", dt, **spec["options"])
         if spec["kind"] == "preview":
             from cliplit_core.preview import enhance_preview
 
@@ -242,16 +243,6 @@ def tf32(enabled: bool):
         yield
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
-
-
-@contextlib.contextmanager
-def options(opts):
-    old = fastnet.OPTIONS_OVERRIDE
-    fastnet.OPTIONS_OVERRIDE = opts
-    try:
-        yield
-    finally:
-        fastnet.OPTIONS_OVERRIDE = old
 
 
 @contextlib.contextmanager
@@ -384,9 +375,15 @@ def light_only_rows(net, x, rounds, base, L_ref):
     return rows
 
 
-def ours(net, x, **kw):
+def ours(net, x, options=None, **kw):
+    """``enhance(net, x, **kw)``; with ``options``, the network is prepared with these FastWeights
+    options (inside the timed call, as enhance() does with fastnet.default_options)."""
     def fn():
-        r = enhance(net, x, **kw)
+        model = net
+        if options is not None:
+            dev = torch.device(kw.get("device") or x.device)
+            model = fastnet.FastWeights(net, dev, resolve_dtype(kw.get("dtype"), dev), **options)
+        r = enhance(model, x, **kw)
         return r.image, r.light
     return fn
 
@@ -429,7 +426,9 @@ def gpu_main(args) -> None:
     an16 = load_authors_net(args.weights, dev).half()
     all_rows = []
     half_cl = {"channels_last": True, "pad_in": 0, "pad_out": 0}
-    opts = lambda **kw: (lambda: options({**half_cl, **kw}))  # noqa: E731
+    def opts(**kw):
+        return {**half_cl, **kw}
+
     nchw = {"channels_last": False, "pad_in": 0, "pad_out": 0}
 
     # ---------------------------------------------------------------- throughput (image on the GPU)
@@ -445,26 +444,22 @@ def gpu_main(args) -> None:
             V("authors fp32 whole (PyTorch defaults: TF32 convs)", authors_fn(an, x)),
             V("authors fp32 whole, strict fp32 (TF32 off)", authors_fn(an, x), lambda: tf32(False), rounds=2),
             V("authors fp16 whole NCHW", lambda: authors_enhance(an16, x.half()), rounds=3),
-            V("ours fp32 whole NCHW (TF32)", ours(net, x, tile=None, dtype=torch.float32), lambda: options(nchw)),
-            V("ours fp32 whole NCHW strict (TF32 off)", ours(net, x, tile=None, dtype=torch.float32),
-              lambda: _stack(options(nchw), tf32(False)), rounds=2),
-            V("ours fp32 whole channels_last (TF32)", ours(net, x, tile=None, dtype=torch.float32),
-              lambda: options({**nchw, "channels_last": True})),
-            V("ours fp16 whole NCHW", ours(net, x, tile=None, dtype=torch.float16), lambda: options(nchw)),
-            V("ours fp16 whole CL", ours(net, x, tile=None, dtype=torch.float16), opts()),
-            V("ours fp16 whole CL pad_in 8", ours(net, x, tile=None, dtype=torch.float16), opts(pad_in=8)),
-            V("ours fp16 whole CL pad_out 8", ours(net, x, tile=None, dtype=torch.float16), opts(pad_out=8)),
-            V("ours fp16 whole CL pad 8/8", ours(net, x, tile=None, dtype=torch.float16), opts(pad_in=8, pad_out=8)),
-            V("ours fp16 whole CL, F.pad reflect (no folding)", ours(net, x, tile=None, dtype=torch.float16),
-              opts(fold_padding=False)),
-            V("ours fp16 whole CL, cudnn.benchmark on", ours(net, x, tile=None, dtype=torch.float16),
-              lambda: _stack(options(half_cl), cudnn_benchmark(True))),
-            V("ours fp16 whole CL pad 8/8, cudnn.benchmark on", ours(net, x, tile=None, dtype=torch.float16),
-              lambda: _stack(options({**half_cl, "pad_in": 8, "pad_out": 8}), cudnn_benchmark(True))),
-            V("ours bf16 whole CL", ours(net, x, tile=None, dtype=torch.bfloat16), opts()),
-            V("ours fp16 CL tiled 1024", ours(net, x, tile=1024, dtype=torch.float16), opts()),
-            V("ours fp16 CL tiled 2048", ours(net, x, tile=2048, dtype=torch.float16), opts()),
-            V("ours fp32 tiled 2048 (TF32)", ours(net, x, tile=2048, dtype=torch.float32), lambda: options(nchw)),
+            V("ours fp32 whole NCHW (TF32)", ours(net, x, tile=None, dtype=torch.float32, options=nchw)),
+            V("ours fp32 whole NCHW strict (TF32 off)", ours(net, x, tile=None, dtype=torch.float32, options=nchw),
+              lambda: tf32(False), rounds=2),
+            V("ours fp32 whole channels_last (TF32)", ours(net, x, tile=None, dtype=torch.float32, options={**nchw, "channels_last": True})),
+            V("ours fp16 whole NCHW", ours(net, x, tile=None, dtype=torch.float16, options=nchw)),
+            V("ours fp16 whole CL", ours(net, x, tile=None, dtype=torch.float16, options=opts())),
+            V("ours fp16 whole CL pad_in 8", ours(net, x, tile=None, dtype=torch.float16, options=opts(pad_in=8))),
+            V("ours fp16 whole CL pad_out 8", ours(net, x, tile=None, dtype=torch.float16, options=opts(pad_out=8))),
+            V("ours fp16 whole CL pad 8/8", ours(net, x, tile=None, dtype=torch.float16, options=opts(pad_in=8, pad_out=8))),
+            V("ours fp16 whole CL, F.pad reflect (no folding)", ours(net, x, tile=None, dtype=torch.float16, options=opts(fold_padding=False))),
+            V("ours fp16 whole CL, cudnn.benchmark on", ours(net, x, tile=None, dtype=torch.float16, options=half_cl), lambda: cudnn_benchmark(True)),
+            V("ours fp16 whole CL pad 8/8, cudnn.benchmark on", ours(net, x, tile=None, dtype=torch.float16, options={**half_cl, "pad_in": 8, "pad_out": 8}), lambda: cudnn_benchmark(True)),
+            V("ours bf16 whole CL", ours(net, x, tile=None, dtype=torch.bfloat16, options=opts())),
+            V("ours fp16 CL tiled 1024", ours(net, x, tile=1024, dtype=torch.float16, options=opts())),
+            V("ours fp16 CL tiled 2048", ours(net, x, tile=2048, dtype=torch.float16, options=opts())),
+            V("ours fp32 tiled 2048 (TF32)", ours(net, x, tile=2048, dtype=torch.float32, options=nchw)),
             V("ours DEFAULT (enhance(dtype=None, tile=None))", ours(net, x, tile=None)),
             V("ours DEFAULT tiled 2048 (enhance(dtype=None, tile=2048))", ours(net, x, tile=2048)),
         ]
@@ -484,9 +479,8 @@ def gpu_main(args) -> None:
     if args.profile:
         x = load_photo(args.image, float(args.sizes.split(",")[0]), dev)
         x3 = load_photo(args.image, args.profile_mp, dev)
-        with options(half_cl):
-            profile("ours fp16 CL whole", ours(net, x, tile=None, dtype=torch.float16))
-            profile("ours fp16 CL tiled 2048", ours(net, x, tile=2048, dtype=torch.float16))
+        profile("ours fp16 CL whole", ours(net, x, tile=None, dtype=torch.float16, options=half_cl))
+        profile("ours fp16 CL tiled 2048", ours(net, x, tile=2048, dtype=torch.float16, options=half_cl))
         profile("authors fp32 (TF32)", authors_fn(an, x))
         an16cl = load_authors_net(args.weights, dev).half().to(memory_format=torch.channels_last)
         x3cl = x3.half().contiguous(memory_format=torch.channels_last)
@@ -516,14 +510,12 @@ def gpu_main(args) -> None:
                               lambda x=x: tuple(t.cpu() for t in authors_enhance(an, x.to(dev))), rounds=1))
         for t in args.mem_tiles_fp32.split(","):
             variants.append(V(f"ours fp32 tiled {t} strict" + (" (= reference)" if mp > args.authors_max_mp else ""), ours(net, x, tile=int(t), dtype=torch.float32,
-                                                                   device=dev),
-                              lambda: _stack(options(nchw), tf32(False)), rounds=1))
+                                                                   device=dev, options=nchw), lambda: tf32(False), rounds=1))
         for t in args.mem_tiles.split(","):
-            variants.append(V(f"ours fp16 tiled {t}", ours(net, x, tile=int(t), dtype=torch.float16, device=dev),
-                              opts(), rounds=2))
+            variants.append(V(f"ours fp16 tiled {t}", ours(net, x, tile=int(t), dtype=torch.float16, device=dev, options=opts()), rounds=2))
         variants.append(V(f"ours fp16 tiled {args.mem_tiles.split(',')[0]}, cudnn.benchmark on",
-                          ours(net, x, tile=int(args.mem_tiles.split(",")[0]), dtype=torch.float16, device=dev),
-                          lambda: _stack(options(half_cl), cudnn_benchmark(True)), rounds=1))
+                          ours(net, x, tile=int(args.mem_tiles.split(",")[0]), dtype=torch.float16, device=dev,
+                               options=half_cl), lambda: cudnn_benchmark(True), rounds=1))
         variants.append(V(f"ours DEFAULT tiled {args.mem_tiles.split(',')[0]}",
                           ours(net, x, tile=int(args.mem_tiles.split(",")[0]), device=dev), rounds=2))
         # reference: the authors' (strict) where it fits, else our first strict fp32 tiled result
@@ -534,8 +526,9 @@ def gpu_main(args) -> None:
                 holder["ref"] = (E_r.cpu(), L_r.cpu())
                 del E_r, L_r
         else:
-            with torch.inference_mode(), tf32(False), options(nchw):
-                r = enhance(net, x, tile=int(args.mem_tiles_fp32.split(",")[0]), dtype=torch.float32, device=dev)
+            with torch.inference_mode(), tf32(False):
+                r = enhance(fastnet.FastWeights(net, dev, torch.float32, **nchw), x,
+                            tile=int(args.mem_tiles_fp32.split(",")[0]), dtype=torch.float32, device=dev)
                 holder["ref"] = (r.image, r.light)
                 del r
         torch.cuda.empty_cache()
@@ -577,14 +570,6 @@ def gpu_main(args) -> None:
     print_table(mem_rows, "bounded memory (image on CPU; * = fidelity vs our strict fp32 tiled result)")
     print(f"[total {time.time() - t_start:.0f} s]")
     save_partial(all_rows)
-
-
-@contextlib.contextmanager
-def _stack(*cms):
-    with contextlib.ExitStack() as st:
-        for c in cms:
-            st.enter_context(c)
-        yield
 
 
 def profile(name, fn):

@@ -17,11 +17,6 @@ def temp_path_for(path: str | os.PathLike) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
 
 
-def is_temp_name(name: str) -> bool:
-    """True for names :func:`temp_path_for` makes (left behind only when a process was killed)."""
-    return bool(_TEMP_NAME.match(name))
-
-
 def _process_exists(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import CLIPLITError, ImageReadError
-from .imageio import list_images, write_png
+from .imageio import list_images, read_image, write_png
 from .validation import BATCH_SIZE, PROMPT_LENGTH, argparse_type, check_number
 from .outputs import OurFiles, check_output_option, plan_outputs, prepare_output_dir
 
@@ -62,10 +62,6 @@ def _read_rgb(path: Path) -> torch.Tensor:
     """[3, H, W] float32 in 0..1 (gray expanded, alpha dropped)."""
     import torch
 
-    try:
-        from .imageio import read_image
-    except ImportError:  # pragma: no cover - the core always ships imageio
-        read_image = _read_image_pillow
     arr = read_image(path)
     c = arr.shape[2]
     if c in (1, 2):
@@ -73,16 +69,6 @@ def _read_rgb(path: Path) -> torch.Tensor:
     elif c == 4:
         arr = arr[..., :3]
     return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
-
-
-def _read_image_pillow(path) -> np.ndarray:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ImageReadError(f"{path}: cannot read image ({e})") from None
 
 
 def _device(name: str | None) -> torch.device:

@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 DEFAULT_SCORE_MODEL = "ViT-B-32"
 DEFAULT_IDENTITY_MODEL = "RN101"
 DEFAULT_PRETRAINED = "openai"
-RANDOM_WEIGHTS = "none"
+RANDOM_WEIGHTS = clip_weights.RANDOM_WEIGHTS
 PRECISIONS = ("fp32", "fp16", "bf16")
 
 
@@ -169,9 +169,6 @@ class CLIPBackbone:
             x = proj(x) if isinstance(proj, nn.Linear) else x @ proj
         x = x.float()
         return F.normalize(x, dim=-1) if normalize else x
-
-    def parameters_frozen(self) -> bool:
-        return not any(p.requires_grad for p in self.model.parameters())
 
 
 # --------------------------------------------------------------------------- building
@@ -312,7 +309,7 @@ def build_backbone(model: str = DEFAULT_SCORE_MODEL, pretrained: str = DEFAULT_P
     # resolve the weights first: a bad tag or a missing file fails before building a big model
     if pretrained.lower() == RANDOM_WEIGHTS:
         weights = None
-    elif Path(pretrained).is_file() or Path(pretrained).suffix.lower() in (".pt", ".pth", ".bin", ".safetensors"):
+    elif clip_weights.names_weights_file(pretrained):
         weights = Path(pretrained)
         if not weights.is_file():
             raise CLIPBackboneError(f"{weights}: CLIP weights file not found")

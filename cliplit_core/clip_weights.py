@@ -11,7 +11,9 @@ minute of retries.
 
 The CLI, the trainer (through :mod:`.clip_backbone`) and the ComfyUI nodes all
 resolve tags here; they differ only in the sentence that says what to do with a
-file downloaded by hand (``how_to_use``).
+file downloaded by hand (``how_to_use``). :func:`resolve_clip` turns a user's pair of
+settings (model name or config file, tag / weights file / ``none``) into local files,
+looking relative names up in a model's folders (:class:`.model_files.ModelFiles`).
 """
 from __future__ import annotations
 
@@ -22,7 +24,10 @@ from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from .errors import CLIPBackboneError
+from .model_files import ModelFiles
 
+RANDOM_WEIGHTS = "none"  # pretrained setting for random weights (tests and timing only)
+WEIGHTS_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")  # a pretrained setting naming a file, not a tag
 HF_WEIGHTS_NAME = "open_clip_pytorch_model.bin"  # open_clip's default file in a hub repository
 PROBE_TIMEOUT_S = 3.0
 DEFAULT_HOW_TO_USE = ("pass its path instead of the tag (--clip-pretrained FILE; for the trainer's identity loss "
@@ -41,6 +46,11 @@ class TagWeights(NamedTuple):
 def is_config_path(model: str) -> bool:
     """True when ``model`` is an open_clip model-config JSON file rather than a model name."""
     return model.lower().endswith(".json") or Path(model).is_file()
+
+
+def names_weights_file(pretrained: str) -> bool:
+    """True when ``pretrained`` is meant as a weights file (an existing file or a weights suffix), not a tag."""
+    return Path(pretrained).suffix.lower() in WEIGHTS_SUFFIXES or Path(pretrained).is_file()
 
 
 def tag_config(model: str, pretrained: str) -> dict | None:
@@ -182,3 +192,50 @@ def tag_weights(model: str, pretrained: str, *, how_to_use: str = DEFAULT_HOW_TO
         first = (str(e).splitlines() or [type(e).__name__])[0]
         raise _unavailable(model, pretrained, tag, f"the download failed ({type(e).__name__}: {first[:200]})",
                            how_to_use) from None
+
+
+class ClipChoice(NamedTuple):
+    """A CLIP backbone setting resolved to what :func:`.clip_backbone.load_backbone` takes."""
+
+    model: str  # open_clip model name, or the full path of a model-config JSON
+    pretrained: str  # full path of a local weights file, "none", or a tag open_clip does not know
+    quick_gelu: bool | None  # the tag's activation; None: decided by the backbone builder
+
+
+def resolve_clip(model: str, pretrained: str, files: ModelFiles | None = None, *,
+                 how_to_use: str | None = None) -> ClipChoice:
+    """Resolve a CLIP setting: relative config / weights names are looked up in ``files``' folders,
+    a pretrained tag becomes its local weights file (from the caches, else downloaded only when
+    the download server answers within seconds, see :func:`tag_weights`).
+
+    Raises :class:`CLIPBackboneError` for a missing config or weights file (naming the folders
+    looked in) and a tag given for a config-file model, :class:`CLIPWeightsUnavailableError`
+    when a tag's weights are neither here nor downloadable. An unknown tag is passed on: the
+    backbone builder's error lists the known tags.
+    """
+    files = files or ModelFiles()
+    model, pretrained = model.strip(), pretrained.strip()
+    looked_in = f"looked in {files.folder_list()} and as an absolute path"
+    if model.lower().endswith(".json"):
+        found = files.find(model) or (Path(model) if Path(model).is_file() else None)
+        if found is None:
+            raise CLIPBackboneError(f"CLIP model config {model!r} not found ({looked_in})")
+        model = str(found)
+    if pretrained.lower() == RANDOM_WEIGHTS:
+        return ClipChoice(model, RANDOM_WEIGHTS, None)
+    local = files.find(pretrained) or (Path(pretrained) if Path(pretrained).is_file() else None)
+    if local is not None:
+        return ClipChoice(model, str(local), None)
+    if names_weights_file(pretrained):
+        raise CLIPBackboneError(f"CLIP weights file {pretrained!r} not found ({looked_in})")
+    if is_config_path(model):
+        raise CLIPBackboneError(f"CLIP model {model} is a config file: give its weights as a local file, "
+                                f"or '{RANDOM_WEIGHTS}' for random weights")
+    if tag_config(model, pretrained) is None:
+        return ClipChoice(model, pretrained, None)
+    if how_to_use is None:
+        folder = files.downloads()
+        how_to_use = (f"put it into {folder} and set clip_pretrained to its file name" if folder is not None
+                      else "set clip_pretrained to the file's path")
+    found = tag_weights(model, pretrained, how_to_use=how_to_use)
+    return ClipChoice(model, found.file, found.quick_gelu)

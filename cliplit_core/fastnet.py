@@ -30,8 +30,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .network import PPM_BINS, CLIPLITNet, bilinear_align_corners_weights
+from .network import HEAD_LAYERS, LRELU_SLOPE, PPM_BINS, STEM_LAYERS, CLIPLITNet, ResidualBlock, \
+    bilinear_align_corners_weights
 
+Window = tuple[int, int, int, int]  # (y0, y1, x0, x1) in image coordinates
 Sides = tuple[bool, bool, bool, bool]  # (top, bottom, left, right): which window edges are image borders
 ALL_SIDES: Sides = (True, True, True, True)
 _BIN_OFFSETS = tuple(sum(PPM_BINS[:k]) for k in range(len(PPM_BINS)))
@@ -76,8 +78,17 @@ class FastWeights:
             return _Conv(w.contiguous(memory_format=fmt), b,
                          m.padding_mode == "reflect" if reflect is None else reflect, bool(fold_padding))
 
-        self.cond1 = conv(net.cond1, cin=self.pad_in)
-        self.stem_blocks = [(conv(rb.conv1), conv(rb.conv2)) for rb in (net.ResidualBlock1, net.ResidualBlock2)]
+        def layer(name: str, act: str | None, **kw):
+            m = getattr(net, name)
+            if isinstance(m, ResidualBlock):
+                return (conv(m.conv1), conv(m.conv2)), None
+            return conv(m, **kw), act
+
+        first, last = STEM_LAYERS[0][0], HEAD_LAYERS[-1][0]
+        self.out_dtype = torch.float32 if out_fp32 else dtype
+        self.stem_layers = [layer(n, a, **({"cin": self.pad_in} if n == first else {})) for n, a in STEM_LAYERS]
+        self.head_layers = [layer(n, a, **({"cout": pad_out, "dt": self.out_dtype} if n == last else {}))
+                            for n, a in HEAD_LAYERS]
         fuse_w = net.PPM1.fuse[0].weight.detach()
         c = fuse_w.shape[0]
         self.fuse_x = _Conv(fuse_w[:, :c].to(device=self.device, dtype=dtype).contiguous(memory_format=fmt),
@@ -88,13 +99,6 @@ class FastWeights:
                          for f in net.PPM1.features]
         self.branch_slope = [f[2].weight.detach().to(device=self.device, dtype=torch.float32)
                              for f in net.PPM1.features]
-        self.condx = conv(net.condx)
-        self.mid_blocks = [(conv(rb.conv1), conv(rb.conv2)) for rb in (net.ResidualBlock3, net.ResidualBlock4)]
-        self.condy = conv(net.condy)
-        self.end_blocks = [(conv(rb.conv1), conv(rb.conv2)) for rb in (net.ResidualBlock5, net.ResidualBlock6)]
-        self.out_dtype = torch.float32 if out_fp32 else dtype
-        self.cond_add1 = conv(net.cond_add1, cout=pad_out, dt=self.out_dtype)
-        self.stem_channels = net.cond1.out_channels
 
     def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
@@ -128,18 +132,29 @@ def conv3x3(x: torch.Tensor, c: _Conv, sides: Sides = ALL_SIDES) -> torch.Tensor
 
 
 def _residual(x: torch.Tensor, convs: tuple[_Conv, _Conv], sides: Sides) -> torch.Tensor:
-    y = F.leaky_relu_(conv3x3(x, convs[0], sides), 0.2)
+    y = F.leaky_relu_(conv3x3(x, convs[0], sides), LRELU_SLOPE)
     z = conv3x3(y, convs[1], sides)
     del y
-    return F.leaky_relu_(z.add_(x), 0.2)
+    return F.leaky_relu_(z.add_(x), LRELU_SLOPE)
+
+
+def _run_layers(layers, y: torch.Tensor, sides: Sides) -> torch.Tensor:
+    """The layers of a table (network.STEM_LAYERS / HEAD_LAYERS) as prepared by FastWeights."""
+    for convs, act in layers:
+        if isinstance(convs, tuple):
+            y = _residual(y, convs, sides)
+        else:
+            y = conv3x3(y.to(convs.weight.dtype), convs, sides)  # to(): only the float32 last conv converts
+            if act == "lrelu":
+                y = F.leaky_relu_(y, LRELU_SLOPE)
+            elif act == "relu":
+                y = F.relu_(y)
+    return y
 
 
 def stem(fw: FastWeights, x: torch.Tensor, sides: Sides = ALL_SIDES) -> torch.Tensor:
     """Features before the pyramid pooling of a window ``x`` already prepared by ``fw.prepare_input``."""
-    y = F.leaky_relu_(conv3x3(x, fw.cond1, sides), 0.2)
-    for blk in fw.stem_blocks:
-        y = _residual(y, blk, sides)
-    return y
+    return _run_layers(fw.stem_layers, x, sides)
 
 
 def _unbox(v):
@@ -156,14 +171,8 @@ def head(fw: FastWeights, feats, ctx, sides: Sides = ALL_SIDES) -> torch.Tensor:
     del feats
     y = F.leaky_relu_(y.add_(ctx), fw.fuse_slope)
     del ctx
-    y = conv3x3(y, fw.condx, sides)
-    for blk in fw.mid_blocks:
-        y = _residual(y, blk, sides)
-    y = conv3x3(y, fw.condy, sides)
-    for blk in fw.end_blocks:
-        y = _residual(y, blk, sides)
-    y = conv3x3(y.to(fw.out_dtype), fw.cond_add1, sides)
-    return F.relu_(y[:, :1] if y.shape[1] > 1 else y)
+    y = _run_layers(fw.head_layers, y, sides)
+    return y[:, :1] if y.shape[1] > 1 else y  # zero-padded output channels (pad_out) dropped
 
 
 # --------------------------------------------------------------------------- pyramid pooling
@@ -292,47 +301,61 @@ def context_map(fw: FastWeights, branches: list[torch.Tensor], full_hw: tuple[in
     return torch.matmul(ay.to(dt), t)  # [N, cout, h, w]
 
 
-# --------------------------------------------------------------------------- whole image
+# --------------------------------------------------------------------------- the forward pass
+def pooling_branches(fw: FastWeights, sums: torch.Tensor, full_hw: tuple[int, int]) -> list[torch.Tensor]:
+    """The pyramid pooling's branch outputs ([N, 8, b, b] per bin, float32) of a whole image of
+    size ``full_hw`` from the bin sums of its stem features (:func:`partial_bin_sums`, added up)."""
+    return branch_outputs(fw, pooled_from_sums(sums, full_hw))
+
+
+def light_map(fw: FastWeights, x: torch.Tensor, branches: list[torch.Tensor] | None = None,
+              full_hw: tuple[int, int] | None = None, windows: list[Window] | None = None,
+              sides: Sides = ALL_SIDES) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The network's forward pass for inference: stem -> pyramid pooling context -> head.
+
+    Returns (light map ``[N, 1, h, w]`` in ``fw.out_dtype``, the pooling branches used).
+
+    * Whole image (``branches`` None): ``x`` is an RGB batch ``[N, 3, H, W]`` (H, W >= 2); its
+      own stem features give the pooling context.
+    * Windows of a larger image: ``x`` holds, stacked along the batch in the order of
+      ``windows`` (image coordinates ``(y0, y1, x0, x1)``), the window of each of the N images
+      of size ``full_hw`` whose pooling ``branches`` (:func:`pooling_branches`) were computed
+      beforehand; ``sides`` says which window edges are image borders (the same for all).
+      Only a window's core (away from inner edges by ``network.TOTAL_HALO``) is exact.
+    """
+    x = fw.prepare_input(x)
+    feats = stem(fw, x, sides)
+    del x
+    if branches is None:
+        full_hw = tuple(feats.shape[-2:])
+        windows = [(0, full_hw[0], 0, full_hw[1])]
+        branches = pooling_branches(fw, partial_bin_sums(feats, windows[0], (0, 0), full_hw), full_hw)
+    parts = [context_map(fw, branches, full_hw, win) for win in windows]
+    ctx = [parts.pop() if len(parts) == 1 else torch.cat(parts, 0)]
+    box = [feats]
+    del feats, parts
+    return head(fw, box, ctx, sides), branches
+
+
 def forward(fw: FastWeights, x: torch.Tensor) -> torch.Tensor:
     """Light map [N, 1, H, W] (``fw.out_dtype``) of a whole image batch (H, W >= 2)."""
-    x = fw.prepare_input(x)
-    H, W = x.shape[-2:]
-    feats = stem(fw, x)
-    del x
-    sums = partial_bin_sums(feats, (0, H, 0, W), (0, 0), (H, W))
-    ctx = context_map(fw, branch_outputs(fw, pooled_from_sums(sums, (H, W))), (H, W), (0, H, 0, W))
-    box = [feats]
-    del feats
-    return head(fw, box, [ctx])
+    return light_map(fw, x)[0]
 
 
 # --------------------------------------------------------------------------- defaults
-# Options per (device type, dtype). CPU: channels-last measured 1.5x faster than NCHW
-# (docs/performance.md). CUDA: NOT yet measured (no GPU time was available); NCHW follows
-# the only GPU figures we have (the authors' formulation on an H200) (fp16 NCHW 1.5x faster than fp32, fp16 channels-last 12x slower
-# for this network). benchmarks/bench_inference.py --device cuda compares all variants
-# (channels-last, first / last conv padded to 8 channels, ...) through OPTIONS_OVERRIDE.
-OPTIONS_OVERRIDE: dict | None = None
-
-
 def default_options(device, dtype: torch.dtype) -> dict:
-    """FastWeights options (channels_last, pad_in, pad_out, fold_padding) for a device and dtype."""
-    if OPTIONS_OVERRIDE is not None:
-        return dict(OPTIONS_OVERRIDE)
-    device = torch.device(device)
-    if device.type == "cuda":
-        # NCHW until the GPU table says otherwise: the only GPU measurement we have (the authors' formulation)
-        # found fp16 NCHW 1.5x faster than fp32 and fp16 channels-last 12x slower for this network.
-        return {"channels_last": False, "pad_in": 0, "pad_out": 0, "fold_padding": True}
-    return {"channels_last": device.type == "cpu", "pad_in": 0, "pad_out": 0, "fold_padding": True}
+    """FastWeights options (channels_last, pad_in, pad_out, fold_padding) for a device and dtype.
 
-
-def use_channels_last(device, dtype: torch.dtype) -> bool:
-    return default_options(device, dtype)["channels_last"]
+    CPU: channels-last, faster than NCHW (measured: docs/performance.md). CUDA: NCHW,
+    until the GPU is measured (docs/performance.md, "GPU"); benchmarks/bench_inference.py
+    --device cuda compares all variants by passing prepared FastWeights to enhance()."""
+    channels_last = torch.device(device).type == "cpu"
+    return {"channels_last": channels_last, "pad_in": 0, "pad_out": 0, "fold_padding": True}
 
 
 def weights_for(net, device, dtype: torch.dtype) -> FastWeights:
-    """``net`` prepared for inference on ``device`` in ``dtype`` with the measured best options."""
+    """``net`` prepared for inference on ``device`` in ``dtype`` with the measured best options
+    (a prepared :class:`FastWeights` is returned as it is)."""
     if isinstance(net, FastWeights):
         return net
     return FastWeights(net, device, dtype, **default_options(device, dtype))

@@ -1,9 +1,8 @@
 """The CLIP-LIT losses (docs/design.md, "Losses and their scales"), all batched.
 
 Each function computes the paper's formula (scale 1) and takes ``scale=`` for the
-authors' effective scale; the scales are the constants below. The composite
-helpers :class:`EnhancementLoss` and :func:`reconstruction_loss` use the
-authors' scales by default.
+authors' effective scale; the scales are the constants below (the trainer combines
+the terms with them).
 
 ===========================  ===========================================  ==========================
 loss                          formula                                      authors' effective scale
@@ -21,7 +20,8 @@ prompt refinement (margins)   hinge terms below, each averaged over batch  ``PRO
 The margin-ranking losses take per-image backlit probabilities ``S`` (``[B]``;
 row ``i`` of each argument belongs to the same training sample, as in the
 authors' ``nn.MarginRankingLoss`` with label 1) and return the batch mean of
-``max(0, S_should_be_lower - S_should_be_higher + margin)`` summed over terms:
+``max(0, S_should_be_lower - S_should_be_higher + margin)`` summed over terms
+(:func:`ranking_loss`, given the terms of one of these rankings):
 
 * first refinement: ``max(0, S(I_w) - S(I_b) + m0)``
 * ``L_prompt1``: ``... + max(0, S(I_t) - S(I_b) + m0) + max(0, S(I_w) - S(I_t) + m1)``
@@ -186,34 +186,6 @@ class IdentityLoss:
         return identity_loss_from_features(self.features(enhanced), target, self.alphas, scale=self.scale)
 
 
-def reconstruction_loss(backbone: CLIPBackbone, *, scale: float = IDENTITY_LOSS_SCALE) -> IdentityLoss:
-    """The reconstruction-stage objective: ``25 * L_identity`` with all alphas 1."""
-    return IdentityLoss(backbone, RECONSTRUCTION_ALPHAS, scale=scale)
-
-
-class EnhancementLoss:
-    """The enhancement-stage objective, authors' scales by default:
-    ``clip_scale * L_clip + identity_weight * identity_scale * L_identity`` (alphas 1, 1, 1, 1, 0.5).
-
-    ``__call__(enhanced, original)`` returns ``(total, {"clip": ..., "identity": ...})``
-    with the two scaled terms detached for logging.
-    """
-
-    def __init__(self, clip_backbone: CLIPBackbone, prompt, identity_backbone: CLIPBackbone, *,
-                 clip_scale: float = CLIP_LOSS_SCALE, identity_scale: float = IDENTITY_LOSS_SCALE,
-                 identity_weight: float = ENHANCEMENT_IDENTITY_WEIGHT,
-                 alphas: Sequence[float] = ENHANCEMENT_ALPHAS, antialias: bool = False):
-        self.clip = CLIPLoss(clip_backbone, prompt, scale=clip_scale, antialias=antialias)
-        self.identity = IdentityLoss(identity_backbone, alphas, scale=identity_scale, antialias=antialias)
-        self.identity_weight = float(identity_weight)
-
-    def __call__(self, enhanced: torch.Tensor, original: torch.Tensor):
-        lc = self.clip(enhanced)
-        li = self.identity(enhanced, original)
-        total = lc + self.identity_weight * li
-        return total, {"clip": lc.detach(), "identity": li.detach()}
-
-
 # --------------------------------------------------------------------------- 4. prompt refinement
 def margin_hinge(should_be_lower: torch.Tensor, should_be_higher: torch.Tensor, margin: float) -> torch.Tensor:
     """Batch mean of ``max(0, should_be_lower - should_be_higher + margin)``
@@ -221,33 +193,9 @@ def margin_hinge(should_be_lower: torch.Tensor, should_be_higher: torch.Tensor, 
     return F.relu(should_be_lower - should_be_higher + margin).mean()
 
 
-def first_refinement_loss(s_backlit: torch.Tensor, s_welllit: torch.Tensor, *, m0: float = MARGIN_M0,
-                          scale: float = 1.0) -> torch.Tensor:
-    """``max(0, S(I_w) - S(I_b) + m0)`` (no enhancement results yet)."""
-    return scale * margin_hinge(s_welllit, s_backlit, m0)
-
-
-def prompt_loss_1(s_backlit: torch.Tensor, s_welllit: torch.Tensor, s_result: torch.Tensor, *,
-                  m0: float = MARGIN_M0, m1: float = MARGIN_M1, scale: float = 1.0) -> torch.Tensor:
-    """``L_prompt1``: backlit > result > well-lit in ``S``, with margins m0, m0, m1."""
-    return scale * (margin_hinge(s_welllit, s_backlit, m0)
-                    + margin_hinge(s_result, s_backlit, m0)
-                    + margin_hinge(s_welllit, s_result, m1))
-
-
-def prompt_loss_2(s_backlit: torch.Tensor, s_welllit: torch.Tensor, s_result: torch.Tensor,
-                  s_previous: torch.Tensor, *, m0: float = MARGIN_M0, m1: float = MARGIN_M1,
-                  m2: float = MARGIN_M2, scale: float = 1.0) -> torch.Tensor:
-    """``L_prompt2``: backlit > previous result > current result > well-lit, margins m0, m0, m1, m2."""
-    return scale * (margin_hinge(s_welllit, s_backlit, m0)
-                    + margin_hinge(s_previous, s_backlit, m0)
-                    + margin_hinge(s_welllit, s_result, m1)
-                    + margin_hinge(s_result, s_previous, m2))
-
-
 def ranking_loss(scores: dict[str, torch.Tensor], terms) -> torch.Tensor:
     """Sum of ``max(0, S(lower) - S(higher) + margin)`` over ``(higher, lower, margin)`` terms:
-    the general form of the refinement losses above, for any ranking order and margins."""
+    the refinement losses for any ranking order and margins (the trainer's rankings: trainer/schedule.py)."""
     total = None
     for higher, lower, margin in terms:
         t = margin_hinge(scores[lower], scores[higher], float(margin))

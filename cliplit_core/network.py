@@ -8,7 +8,9 @@ load after stripping the ``module.`` prefix of ``nn.DataParallel``.
 The forward pass is split into :meth:`CLIPLITNet.stem` (everything before the
 global pyramid pooling) and :meth:`CLIPLITNet.head` (the pooling fusion and all
 later layers) so that the tiled path can compute the global pooling context
-once and inject it tile by tile.
+once and inject it tile by tile. The layer order of both parts is written down
+once, in :data:`STEM_LAYERS` and :data:`HEAD_LAYERS`: this module (autograd:
+training and the reference) and ``fastnet`` (inference) both run those tables.
 """
 from __future__ import annotations
 
@@ -26,6 +28,22 @@ STEM_HALO = 5
 HEAD_HALO = 12
 TOTAL_HALO = STEM_HALO + HEAD_HALO
 
+# The layer order, (module name, activation after it), for every execution of the network.
+# The pyramid pooling (PPM1) sits between the two; residual blocks carry their own activations.
+STEM_LAYERS = (("cond1", "lrelu"), ("ResidualBlock1", None), ("ResidualBlock2", None))
+HEAD_LAYERS = (("condx", None), ("ResidualBlock3", None), ("ResidualBlock4", None), ("condy", None),
+               ("ResidualBlock5", None), ("ResidualBlock6", None), ("cond_add1", "relu"))
+LRELU_SLOPE = 0.2
+
+
+def activate(y: torch.Tensor, act: str | None) -> torch.Tensor:
+    """A layer table's activation, in place: "lrelu" (slope 0.2), "relu" or None."""
+    if act == "lrelu":
+        return F.leaky_relu(y, LRELU_SLOPE, inplace=True)
+    if act == "relu":
+        return F.relu(y, inplace=True)
+    return y
+
 
 def _conv3x3(cin: int, cout: int, bias: bool, reflect: bool) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 3, 1, 1, bias=bias, padding_mode="reflect" if reflect else "zeros")
@@ -40,9 +58,9 @@ class ResidualBlock(nn.Module):
         self.conv2 = _conv3x3(channels, channels, bias=False, reflect=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.leaky_relu(self.conv1(x), 0.2, inplace=True)
+        y = F.leaky_relu(self.conv1(x), LRELU_SLOPE, inplace=True)
         y = self.conv2(y)
-        return F.leaky_relu(y.add_(x), 0.2, inplace=True)
+        return F.leaky_relu(y.add_(x), LRELU_SLOPE, inplace=True)
 
 
 def bilinear_align_corners_weights(out_size: int, in_size: int, start: int, stop: int,
@@ -126,21 +144,29 @@ class CLIPLITNet(nn.Module):
         self.ResidualBlock6 = ResidualBlock(32)
         self.cond_add1 = _conv3x3(32, 1, bias=True, reflect=outer)
 
+    def _run(self, layers, y: torch.Tensor) -> torch.Tensor:
+        for name, act in layers:
+            y = activate(getattr(self, name)(y), act)
+        return y
+
     def stem(self, x: torch.Tensor) -> torch.Tensor:
         """Features before the pyramid pooling (receptive radius ``STEM_HALO``)."""
-        y = F.leaky_relu(self.cond1(x), 0.2, inplace=True)
-        return self.ResidualBlock2(self.ResidualBlock1(y))
+        return self._run(STEM_LAYERS, x)
 
     def head(self, feats: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         """Everything from the pooling fusion on (receptive radius ``HEAD_HALO``)."""
-        y = self.PPM1(feats, context)
-        y = self.ResidualBlock4(self.ResidualBlock3(self.condx(y)))
-        y = self.ResidualBlock6(self.ResidualBlock5(self.condy(y)))
-        return F.relu(self.cond_add1(y), inplace=True)
+        return self._run(HEAD_LAYERS, self.PPM1(feats, context))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.stem(x))
+    def pooling_context(self, feats: torch.Tensor) -> torch.Tensor:
+        """The pyramid pooling's upsampled branches for the whole image of stem features ``feats``,
+        as two small matrix products per branch (:meth:`PPM.context`) instead of ``F.interpolate``."""
+        h, w = feats.shape[-2:]
+        return self.PPM1.context([f(feats) for f in self.PPM1.features], (h, w), (0, h, 0, w))
 
-
-def count_parameters(net: nn.Module) -> int:
-    return sum(p.numel() for p in net.parameters())
+    def forward(self, x: torch.Tensor, separable_upsampling: bool = False) -> torch.Tensor:
+        """Light map of ``x``. ``separable_upsampling``: upsample the pooling branches with
+        :meth:`pooling_context` (same values up to float rounding). Its backward is a matmul
+        instead of ``interpolate``'s backward, which scatters every output pixel into a few input
+        pixels with atomics (78 % of an H100 training step): what training uses."""
+        feats = self.stem(x)
+        return self.head(feats, self.pooling_context(feats) if separable_upsampling else None)

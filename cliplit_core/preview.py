@@ -153,8 +153,7 @@ def _exact_blocks(fw: fastnet.FastWeights, rgb: torch.Tensor, blocks, fy: float,
     for k in range(0, len(wins), CAL_CHUNK):
         part = wins[k:k + CAL_CHUNK]
         xb = torch.cat([rgb[:, :, y0:y1, x0:x1] for y0, y1, x0, x1 in part], 0)
-        ctx = torch.cat([fastnet.context_map(fw, branches, (H, W), win) for win in part], 0)
-        out = fastnet.head(fw, [fastnet.stem(fw, fw.prepare_input(xb), inner)], [ctx], inner)
+        out, _ = fastnet.light_map(fw, xb, branches, (H, W), part, inner)
         out = out[:, :, TOTAL_HALO:TOTAL_HALO + ch, TOTAL_HALO:TOTAL_HALO + cw].to(rgb.device, torch.float32)
         res.append(F.interpolate(out, size=(b, b), mode="area"))
     return torch.cat(res, 0)
@@ -193,13 +192,8 @@ def _low_light(fw: fastnet.FastWeights, net, low: torch.Tensor, tile, device, dt
         light = predict_light(net, low, tile=tile, device=device, dtype=dtype, progress=progress)
         return light, pooling_context(net, low, tile, device, dtype)
     with _backend_flags(fw.device, dtype):
-        x = fw.prepare_input(low)
-        feats = fastnet.stem(fw, x)
-        del x
-        sums = fastnet.partial_bin_sums(feats, (0, h, 0, w), (0, 0), (h, w))
-        branches = fastnet.branch_outputs(fw, fastnet.pooled_from_sums(sums, (h, w)))
-        ctx = fastnet.context_map(fw, branches, (h, w), (0, h, 0, w))
-        light = fastnet.head(fw, [feats], [ctx]).to(low.device, torch.float32)
+        light, branches = fastnet.light_map(fw, low)
+        light = light.to(low.device, torch.float32)
     if progress is not None:
         progress(1, 1)
     return light, branches

@@ -170,9 +170,3 @@ def smooth_light(light: torch.Tensor, frames: torch.Tensor, sigma: float,
         out += smoother.push(light[t:t + 1], frames[t:t + 1])
     out += smoother.finish()
     return torch.cat(out)
-
-
-def mean_brightness_flicker(frames: torch.Tensor) -> float:
-    """Mean absolute change of the frames' mean brightness between neighbours (the flicker measure)."""
-    m = frames.float().mean(dim=(1, 2, 3))
-    return float((m[1:] - m[:-1]).abs().mean()) if len(m) > 1 else 0.0

@@ -31,7 +31,7 @@ from . import fastnet
 from .network import STEM_HALO, TOTAL_HALO, CLIPLITNet
 
 Progress = Callable[[int, int], None]
-Window = tuple[int, int, int, int]
+Window = fastnet.Window
 
 
 class WindowSource(Protocol):
@@ -116,7 +116,7 @@ def pooling_context(net: CLIPLITNet, x: torch.Tensor, tile: int, device, dtype,
     fw = _weights(net, device, dtype)
     H, W = x.shape[-2:]
     sums = pooling_sums(fw, x, tile, progress, total)
-    return [b.to(dtype) for b in fastnet.branch_outputs(fw, fastnet.pooled_from_sums(sums, (H, W)))]
+    return [b.to(dtype) for b in fastnet.pooling_branches(fw, sums, (H, W))]
 
 
 @torch.inference_mode()
@@ -133,15 +133,12 @@ def light_tiles(net: CLIPLITNet, x: Source, tile: int, device, dtype: torch.dtyp
     cores = tile_grid(H, W, tile)
     total = 2 * len(cores)
     sums = pooling_sums(fw, x, tile, progress, total)
-    branches = fastnet.branch_outputs(fw, fastnet.pooled_from_sums(sums, (H, W)))
+    branches = fastnet.pooling_branches(fw, sums, (H, W))
     windows = tile_windows(cores, TOTAL_HALO, H, W)
     for k, core in _run_tiles(cores, total, len(cores), progress):
         win = windows[k]
-        y0, y1, x0, x1 = win
-        sides = window_sides(win, H, W)
-        out = fastnet.head(fw, [fastnet.stem(fw, fw.prepare_input(read_window(x, win)), sides)],
-                           [fastnet.context_map(fw, branches, (H, W), win)], sides)
-        cy0, cx0 = core[0] - y0, core[2] - x0
+        out, _ = fastnet.light_map(fw, read_window(x, win), branches, (H, W), [win], window_sides(win, H, W))
+        cy0, cx0 = core[0] - win[0], core[2] - win[2]
         yield core, out[:, :, cy0:cy0 + core[1] - core[0], cx0:cx0 + core[3] - core[2]]
 
 

@@ -243,6 +243,14 @@ def find_model_file(name: str) -> Path | None:
     return None
 
 
+def model_files():
+    """The core's description of where CLIP-LIT files live (models/cliplit/, looked up the way ComfyUI does)."""
+    from ._core import core_module
+
+    return core_module("model_files").ModelFiles(folders=tuple(model_folders()), lookup=find_model_file,
+                                                 download_folder=download_folder())
+
+
 def download_folder() -> Path:
     """Where the official weights are downloaded to (the first model folder)."""
     folders = model_folders()

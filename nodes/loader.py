@@ -5,7 +5,7 @@ import logging
 from pathlib import Path
 
 from . import comfy_env
-from ._core import checkpoint, core_module, errors, weights
+from ._core import core_module, weights
 from .comfy_env import io
 from .errors import node_errors
 from .model import AUTO, DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, CLIPLITModel
@@ -18,16 +18,11 @@ OFFICIAL = "official (download if missing)"
 NO_PROMPT_FILE = "(none: from model file, else zero-shot)"
 
 
-class ModelFileError(errors.CLIPLITError):
-    """A model file name from the node does not resolve to a file."""
+ModelFileError = core_module("model_files").ModelFileNotFoundError
 
 
 def _resolve(name: str, what: str) -> Path:
-    path = comfy_env.find_model_file(name)
-    if path is None:
-        folders = ", ".join(str(f) for f in comfy_env.model_folders()) or "(no model folder configured)"
-        raise ModelFileError(f"{what} {name!r} not found in the CLIP-LIT model folders: {folders}")
-    return path
+    return comfy_env.model_files().require(name, what)
 
 
 def official_path(progress=None) -> Path:
@@ -64,25 +59,11 @@ def file_stamp(path: Path | None) -> str:
 def load_cliplit_model(model_name: str, *, prompt_pair: str | None = None, clip_model: str = AUTO,
                        clip_pretrained: str = AUTO, progress=None) -> CLIPLITModel:
     """Build the CLIPLIT_MODEL object. Raises a CLIPLITError (a clear node error) on any bad input."""
-    if model_name == OFFICIAL:
-        path = official_path(progress)
-    else:
-        path = _resolve(model_name, "model file")
-    w = checkpoint.read_weights(path)
-    net = checkpoint.build_network(w).to(comfy_env.offload_device())
-    pair, pair_source = None, ""
-    if prompt_pair and prompt_pair != NO_PROMPT_FILE:
-        ppath = _resolve(prompt_pair, "prompt-pair file")
-        pair = core_module("prompts").PromptPair.load(ppath)
-        pair_source = str(ppath)
-    elif w.prompt_pair is not None:
-        pair = core_module("prompts").PromptPair.load(path)
-        pair_source = str(path)
-    if pair is not None:
-        pair.requires_grad_(False)
-    model = CLIPLITModel(net=net, source=str(path), padding=w.padding, metadata=dict(w.metadata),
-                         prompt_pair=pair, prompt_source=pair_source,
-                         clip_model=(clip_model or AUTO).strip(), clip_pretrained=(clip_pretrained or AUTO).strip())
+    path = official_path(progress) if model_name == OFFICIAL else _resolve(model_name, "model file")
+    model = core_module("model").load_model(
+        path, prompt_pair=None if prompt_pair in (None, "", NO_PROMPT_FILE) else prompt_pair,
+        clip_model=clip_model, clip_pretrained=clip_pretrained, files=comfy_env.model_files(),
+        offload_device=comfy_env.offload_device())
     log.info("CLIP-LIT: loaded %s", model)
     return model
 

@@ -131,8 +131,7 @@ def test_identity_loss_matches_per_image_loop(tiny_rn):
             loop += sum(a * F.mse_loss(t.squeeze(0), b.squeeze(0)) for a, t, b in zip(alphas, ft, fb))
     assert batched.item() == pytest.approx(float(loop), rel=1e-5)
     assert losses.IdentityLoss(tiny_rn, alphas)(original, original).item() == 0.0
-    rec = losses.reconstruction_loss(tiny_rn)
-    assert rec.alphas == (1.0,) * 5 and rec.scale == 25.0
+    assert losses.RECONSTRUCTION_ALPHAS == (1.0,) * 5 and losses.IDENTITY_LOSS_SCALE == 25.0
 
 
 # --------------------------------------------------------------------------- margin losses
@@ -140,48 +139,66 @@ S_B = torch.tensor([0.9, 0.3])
 S_W = torch.tensor([0.2, 0.1])
 S_T = torch.tensor([0.5, 0.25])
 S_PREV = torch.tensor([0.7, 0.2])
+SCORES = {"backlit": S_B, "welllit": S_W, "result": S_T, "previous": S_PREV}
+
+
+def first_refinement_loss(m0=losses.MARGIN_M0):
+    """``max(0, S(I_w) - S(I_b) + m0)`` (no enhancement results yet)."""
+    return losses.ranking_loss(SCORES, [("backlit", "welllit", m0)])
+
+
+def prompt_loss_1(m0=losses.MARGIN_M0, m1=losses.MARGIN_M1):
+    """``L_prompt1``: backlit > result > well-lit in ``S``, with margins m0, m0, m1."""
+    return losses.ranking_loss(SCORES, [("backlit", "welllit", m0), ("backlit", "result", m0),
+                                        ("result", "welllit", m1)])
+
+
+def prompt_loss_2(m0=losses.MARGIN_M0, m1=losses.MARGIN_M1, m2=losses.MARGIN_M2):
+    """``L_prompt2``: backlit > previous result > current result > well-lit, margins m0, m0, m1, m2."""
+    return losses.ranking_loss(SCORES, [("backlit", "welllit", m0), ("backlit", "previous", m0),
+                                        ("result", "welllit", m1), ("previous", "result", m2)])
 
 
 def test_first_refinement_hand_computed():
     # max(0, S_w - S_b + 0.9) = (0.2, 0.7) -> 0.45
-    assert losses.first_refinement_loss(S_B, S_W).item() == pytest.approx(0.45)
+    assert first_refinement_loss().item() == pytest.approx(0.45)
     # the authors' first round used m0 = 1.0: (0.3, 0.8) -> 0.55; scale 200 -> 110
-    got = losses.first_refinement_loss(S_B, S_W, m0=losses.AUTHORS_FIRST_REFINEMENT_M0,
-                                       scale=losses.PROMPT_LOSS_SCALE)
+    got = first_refinement_loss(m0=losses.AUTHORS_FIRST_REFINEMENT_M0) * losses.PROMPT_LOSS_SCALE
     assert got.item() == pytest.approx(110.0)
 
 
 def test_prompt_loss_1_hand_computed():
     # 0.45 + mean(max(0, S_t - S_b + 0.9)) = mean(0.5, 0.85) = 0.675
     #      + mean(max(0, S_w - S_t + 0.2)) = mean(0, 0.05) = 0.025   -> 1.15
-    assert losses.prompt_loss_1(S_B, S_W, S_T).item() == pytest.approx(1.15)
-    assert losses.prompt_loss_1(S_B, S_W, S_T, scale=200).item() == pytest.approx(230.0)
+    assert prompt_loss_1().item() == pytest.approx(1.15)
 
 
 def test_prompt_loss_2_hand_computed():
     # 0.45 + mean(max(0, S_prev - S_b + 0.9)) = mean(0.7, 0.8) = 0.75
     #      + mean(max(0, S_w - S_t + 0.2)) = 0.025
     #      + mean(max(0, S_t - S_prev + 0.2)) = mean(0, 0.25) = 0.125   -> 1.35
-    assert losses.prompt_loss_2(S_B, S_W, S_T, S_PREV).item() == pytest.approx(1.35)
+    assert prompt_loss_2().item() == pytest.approx(1.35)
     # late-round margins m1 = m2 = 0.1: third term 0, fourth mean(0, 0.15) = 0.075 -> 1.275
-    got = losses.prompt_loss_2(S_B, S_W, S_T, S_PREV, m1=losses.AUTHORS_LATE_M1, m2=losses.AUTHORS_LATE_M1)
+    got = prompt_loss_2(m1=losses.AUTHORS_LATE_M1, m2=losses.AUTHORS_LATE_M1)
     assert got.item() == pytest.approx(1.275)
 
 
 def test_margin_terms_equal_torch_margin_ranking_loss():
     ones = torch.ones(2)
     ref = torch.nn.MarginRankingLoss(0.9)(S_B, S_W, ones)  # authors: margin_loss_L(inp, ref, 1)
-    assert losses.first_refinement_loss(S_B, S_W).item() == pytest.approx(ref.item())
+    assert first_refinement_loss().item() == pytest.approx(ref.item())
 
 
 # --------------------------------------------------------------------------- gradients, batching
 def test_gradients_reach_the_image_not_the_backbones(tiny_vit, tiny_rn):
     pair = PromptPair.random(tiny_vit, 8, generator=torch.Generator().manual_seed(3))
-    loss_fn = losses.EnhancementLoss(tiny_vit, pair, tiny_rn)
     original = torch.rand(2, 3, 48, 40)
     enhanced = (original * 1.5).clamp(0, 1).requires_grad_(True)
-    total, parts = loss_fn(enhanced, original)
-    assert total.item() == pytest.approx(parts["clip"].item() + 0.9 * parts["identity"].item(), rel=1e-6)
+    # the enhancement objective as the trainer forms it: 320 L_clip + 0.9 x 25 L_identity
+    lc = losses.CLIPLoss(tiny_vit, pair, scale=losses.CLIP_LOSS_SCALE)(enhanced)
+    li = losses.IdentityLoss(tiny_rn, losses.ENHANCEMENT_ALPHAS, scale=losses.IDENTITY_LOSS_SCALE)(enhanced, original)
+    total = lc + losses.ENHANCEMENT_IDENTITY_WEIGHT * li
+    assert losses.ENHANCEMENT_IDENTITY_WEIGHT == 0.9
     total.backward()
     assert enhanced.grad is not None and torch.isfinite(enhanced.grad).all()
     assert enhanced.grad.abs().sum() > 0
@@ -210,7 +227,10 @@ def test_prompt_loss_gradients_reach_the_prompt_only(tiny_vit):
     feats = F.normalize(torch.randn(6, tiny_vit.embed_dim), dim=-1)
     tf = pair.text_features(tiny_vit)
     s = backlit_probability_from_features(feats, tf)
-    loss = losses.prompt_loss_2(s[:2], s[2:4], s[4:], s[:2].flip(0), scale=losses.PROMPT_LOSS_SCALE)
+    ranked = {"backlit": s[:2], "welllit": s[2:4], "result": s[4:], "previous": s[:2].flip(0)}
+    terms = [("backlit", "welllit", 0.9), ("backlit", "previous", 0.9), ("result", "welllit", 0.2),
+             ("previous", "result", 0.2)]
+    loss = losses.PROMPT_LOSS_SCALE * losses.ranking_loss(ranked, terms)
     loss = loss + losses.prompt_init_loss(feats, tf, torch.tensor([0, 1, 0, 1, 0, 1]))
     loss.backward()
     assert pair.embeddings.grad is not None and pair.embeddings.grad.abs().sum() > 0

@@ -1,14 +1,14 @@
 import pytest
 import torch
 
-from cliplit_core.network import CLIPLITNet, count_parameters
+from cliplit_core.network import CLIPLITNet
 
 
 def test_parameter_count_and_keys_match_the_authors(official_weights_path):
     from cliplit_core.checkpoint import safe_torch_load
 
     net = CLIPLITNet()
-    assert count_parameters(net) == 278_790
+    assert sum(p.numel() for p in net.parameters()) == 278_790
     authors = safe_torch_load(official_weights_path)
     assert all(k.startswith("module.") for k in authors)
     assert sorted(k[len("module."):] for k in authors) == sorted(net.state_dict())

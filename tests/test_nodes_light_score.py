@@ -12,7 +12,6 @@ from nodes_support import OFFICIAL_WEIGHTS, require, write_tiny_clip
 import nodes
 from cliplit_core import clip_weights
 from nodes import comfy_env
-from nodes import model as mdl
 from nodes.errors import CLIPLITNodeError
 from nodes.loader import load_cliplit_model
 
@@ -118,15 +117,6 @@ def test_offline_clip_download_fails_fast_and_clearly(folder, monkeypatch):
             "https://huggingface.co/timm/vit_base_patch32_clip_224.openai/resolve/main/open_clip_model.safetensors"
             ) in msg
     assert str(folder) in msg and "clip_pretrained" in msg
-
-
-def test_cached_tag_weights_are_used_without_network(monkeypatch, tmp_path):
-    f = tmp_path / "open_clip_model.safetensors"
-    f.write_bytes(b"x")
-    monkeypatch.setattr(clip_weights, "cached_tag_file", lambda cfg: str(f))
-    monkeypatch.setattr(clip_weights, "can_reach_download_server", lambda: pytest.fail("probed the network"))
-    model, pretrained, quick_gelu = mdl.resolve_clip_settings("ViT-B-32", "openai")
-    assert (model, pretrained, quick_gelu) == ("ViT-B-32", str(f), True)
 
 
 @pytest.mark.parametrize("clip_model, clip_pretrained, expected", [

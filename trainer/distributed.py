@@ -22,7 +22,7 @@ from cliplit_core.sharding import Ranks, launched_by_torchrun, start
 # what training needs on top of them.
 DistInfo = Ranks
 __all__ = ["DistInfo", "launched_by_torchrun", "init", "shutdown", "barrier", "all_reduce_sum", "all_reduce_grads",
-           "broadcast_tensors", "agree"]
+           "broadcast_tensors"]
 
 
 def init(requested_device: str | None) -> DistInfo:
@@ -70,12 +70,3 @@ def broadcast_tensors(info: DistInfo, tensors) -> None:
         return
     for t in tensors:
         dist.broadcast(t.data, src=0)
-
-
-def agree(info: DistInfo, flag: bool) -> bool:
-    """True if ``flag`` is true on any process (e.g. an error or re-initialisation)."""
-    if not info.enabled:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=info.device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)

@@ -22,7 +22,6 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -111,15 +110,9 @@ def psnr_y(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def enhancer_forward(net: CLIPLITNet, x: torch.Tensor) -> torch.Tensor:
-    """``net(x)`` for training: the pyramid pooling's upsampling of its 1x1 ... 6x6 branches
-    is done as two small matrix products (``PPM.context``, the tiling code's exact form of
-    ``interpolate(bilinear, align_corners=True)``). Same values up to float rounding, but
-    its backward is a matmul instead of interpolate's backward, which scatters every output
-    pixel into a few input pixels with atomics: that alone was 78 % of an H100 training step."""
-    feats = net.stem(x)
-    h, w = feats.shape[-2:]
-    branches = [f(feats) for f in net.PPM1.features]
-    return net.head(feats, net.PPM1.context(branches, (h, w), (0, h, 0, w)))
+    """``net(x)`` for training: the pyramid pooling's branches upsampled by matrix products
+    (``CLIPLITNet.forward(separable_upsampling=True)``), whose backward is fast on GPUs."""
+    return net(x, separable_upsampling=True)
 
 
 def apply_training_light(x: torch.Tensor, light: torch.Tensor) -> torch.Tensor:
