@@ -11,13 +11,15 @@ import logging
 import torch
 
 from . import comfy_env
-from ._core import core_module, inference
+from ._core import core_module
 from .comfy_env import io, ui
 from .errors import node_errors, require_model
 from .model import RANDOM_WEIGHTS, CLIPLITModel
 from .sockets import CLIPLIT_MODEL
 
 log = logging.getLogger("CLIP-LIT")
+
+light_scores = core_module("light_scores")
 
 CATEGORY = "image/enhance/CLIP-LIT"
 CLIP_ACTIVATION_BYTES = 512 << 20  # generous for ViT-B/32 batches of windows
@@ -28,68 +30,44 @@ def _param_bytes(module: torch.nn.Module) -> int:
 
 
 def format_scores(scores: list[float], model: CLIPLITModel) -> str:
-    lines = [f"image {i + 1}: {s:.4f}" for i, s in enumerate(scores)]
-    if len(scores) > 1:
-        lines.append(f"mean: {sum(scores) / len(scores):.4f}")
-    if model.clip_pretrained.lower() == RANDOM_WEIGHTS:
-        lines.append("WARNING: CLIP has random weights (clip_pretrained = none): these scores are meaningless")
-    return "\n".join(lines)
+    return light_scores.format_scores(scores, model.clip_pretrained.lower() == RANDOM_WEIGHTS)
 
 
 def score_batch(model: CLIPLITModel, images: torch.Tensor, *, heatmap: bool = True, window: float = 0.5,
                 progress=None) -> tuple[float, str, torch.Tensor, list[float]]:
     """ComfyUI IMAGE [B, H, W, C] -> (mean light score, per-image text, backlit heatmap [B, H, W], scores).
 
-    Progress counts CLIP passes (per image: the whole image, then its heatmap windows batch by
-    batch); after each step the ProgressBar moves, ``progress(done, total)`` is called and
-    ComfyUI's Cancel button is checked, so a long heatmap stops within one batch of windows.
+    The work is the core's ``light_scores.score_batch``; this adds ComfyUI's device, memory
+    manners, progress bar and Cancel button (checked after every batch of heatmap windows).
     """
     if images.dim() == 3:
         images = images[None]
-    scores_mod = core_module("scores")
-    heatmap_mod = core_module("heatmap")
-    x = inference.sanitize(images.movedim(-1, 1))
-    color, _ = inference.split_channels(x)
-    rgb = inference.network_input(color)
-    b, _, h, w = rgb.shape
-    window = float(window)
-    grid = heatmap_mod.heatmap_grid(h, w, window) if heatmap else None
-    per_image = 1 + (len(grid) if grid is not None else 0)
-    total = b * per_image
+    x = images.movedim(-1, 1)
+    b, _, h, w = x.shape
     bb = model.backbone()  # lazy; offline it fails within seconds, naming the file to download
     device = comfy_env.compute_device()
     comfy_env.free_memory(_param_bytes(bb.model) + CLIP_ACTIVATION_BYTES, device)
     bb = model.backbone_on(device)
-    text = model.text_features(bb)
-    if grid is not None:
+    if heatmap:
+        grid = core_module("heatmap").heatmap_grid(h, w, float(window))
         log.info("CLIP Light Score: %d image(s) %dx%d, heatmap of %d windows of %dx%d px per image", b, w, h,
                  len(grid), grid.win_w, grid.win_h)
-    bar = comfy_env.progress_bar(total)
+    bar = comfy_env.progress_bar(light_scores.passes(b, h, w, heatmap, float(window)))
 
-    def step(done: int) -> None:
+    def step(done: int, total: int) -> None:
         bar.update_absolute(done, total)
         if progress is not None:
             progress(done, total)
         comfy_env.throw_if_interrupted()
 
-    scores: list[float] = []
-    heat = torch.zeros(b, h, w, dtype=torch.float32)
     try:
-        for i in range(b):
-            img = rgb[i:i + 1].to(device)
-            scores.append(float(scores_mod.score_images(img, text, bb)[0]))
-            start = i * per_image + 1
-            step(start)
-            if grid is not None:
-                lit = heatmap_mod.light_score_heatmap(img, text, bb, window=window,
-                                                      on_batch=lambda done, _n, _s=start: step(_s + done))
-                heat[i] = (1.0 - lit[0]).clamp(0, 1).float().cpu()
+        res = light_scores.score_batch(x, model.text_features(bb), bb, heatmap=heatmap, window=window, progress=step)
     finally:
         del bb
         if device.type != "cpu":
             comfy_env.soft_empty_cache()
-    mean = sum(scores) / len(scores)
-    return mean, format_scores(scores, model), heat.to(comfy_env.intermediate_device()), scores
+    heat = res.backlit_heatmap.to(comfy_env.intermediate_device())
+    return res.mean, format_scores(res.scores, model), heat, res.scores
 
 
 class CLIPLITLightScore(io.ComfyNode):
