@@ -29,16 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("CLIPLIT_SHARED_DATA") or ROOT.parent / "shared" / "data")
-WEIGHTS = DATA / "official_weights" / "enhancement_model.pth"
-
-
-def load() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "?"
+from bench_env import DATA, ROOT, WEIGHTS, load
 
 
 def make_folder(folder: Path, photos: int, megapixels: float, source: Path) -> float:
