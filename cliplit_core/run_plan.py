@@ -54,9 +54,9 @@ def small_tile_warning(tile: int, height: int, width: int) -> str | None:
         return None
     n = len(tile_grid(height, width, int(tile)))
     return (f"tile size {tile} splits each {width}x{height} image into {n} tiles, each run twice with a "
-            f"{TOTAL_HALO}-pixel border; tiles under {SMALL_TILE} px are slow (on a 512x512 image on a CPU, "
-            f"64 px tiles took 11x as long as automatic tiling, 128 px 4x). Use automatic tiling unless "
-            f"memory is short: tiling is exact at any size.")
+            f"{TOTAL_HALO}-pixel border; tiles under {SMALL_TILE} px are slow (measured: docs/performance.md, "
+            f"\"Tile size in Backlit Enhance\"). Use automatic tiling unless memory is short: tiling is "
+            f"exact at any size.")
 
 
 def steps_per_call(height: int, width: int, tile: int | None) -> int:
