@@ -95,7 +95,7 @@ def start(requested_device: str | None, default: torch.device) -> Ranks:
     the ranks on one machine split its cores); a single process otherwise. ``default`` is the
     device when none is requested (a CUDA one without index becomes ``cuda:LOCAL_RANK``)."""
     if not launched_by_torchrun():
-        return Ranks(device=torch.device(requested_device) if requested_device else default)
+        return Ranks(device=rank_device(requested_device, 0, default))
     import torch.distributed as dist
 
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
