@@ -122,7 +122,7 @@ def test_defaults_are_the_authors():
     assert (c.clip_model, c.clip_pretrained, c.identity_model, c.identity_pretrained) == \
         ("ViT-B-32", "openai", "RN101", "openai")
     assert (c.reinit_psnr, c.reinit_after) == (8.0, 100)
-    assert c.init_scheme == "identity" and c.padding == "reflect"  # our choices (README, Training)
+    assert c.init_scheme == "identity" and c.padding == "reflect"  # our choices (docs/training.md)
 
 
 def test_help_names_every_flag():
