@@ -14,6 +14,7 @@ import torch
 
 from . import inference, run_plan
 from .masks import apply_light_map, prepare_mask
+from .memory import param_bytes
 from .options import EnhanceOptions, Mode
 from .precision import Precision
 from .run_context import RunContext
@@ -35,7 +36,7 @@ class _BareNet:
         return self.net
 
     def net_bytes(self) -> int:
-        return sum(p.numel() * p.element_size() for p in self.net.parameters())
+        return param_bytes(self.net)
 
 
 def _as_model(model):

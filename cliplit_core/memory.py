@@ -9,6 +9,11 @@ CPU_FRACTION = 0.5   # of available RAM the whole-image path may use on CPU
 GPU_FRACTION = 0.8   # of free device memory
 
 
+def param_bytes(module: torch.nn.Module) -> int:
+    """Bytes the parameters of ``module`` take (what moving it to a device costs there)."""
+    return sum(p.numel() * p.element_size() for p in module.parameters())
+
+
 def available_bytes(device: torch.device | str) -> int | None:
     """Free memory of ``device`` in bytes, or None when unknown."""
     device = torch.device(device)

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from . import checkpoint, clip_weights
+from .memory import param_bytes
 from .model_files import ModelFiles
 from .network import PADDING_VARIANTS, TOTAL_HALO
 
@@ -115,7 +116,7 @@ class CLIPLITModel:
         return copy.deepcopy(self.net).to(device=device, dtype=dtype)
 
     def net_bytes(self) -> int:
-        return sum(p.numel() * p.element_size() for p in self.net.parameters())
+        return param_bytes(self.net)
 
     # ------------------------------------------------------------------ CLIP (lazy)
     def _offload(self) -> torch.device:

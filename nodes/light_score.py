@@ -11,7 +11,7 @@ import logging
 import torch
 
 from . import comfy_env
-from ._core import core_module
+from ._core import core_module, memory
 from .comfy_env import io, ui
 from .errors import node_errors, require_model
 from .model import RANDOM_WEIGHTS, CLIPLITModel
@@ -23,10 +23,6 @@ light_scores = core_module("light_scores")
 
 CATEGORY = "image/enhance/CLIP-LIT"
 CLIP_ACTIVATION_BYTES = 512 << 20  # generous for ViT-B/32 batches of windows
-
-
-def _param_bytes(module: torch.nn.Module) -> int:
-    return sum(p.numel() * p.element_size() for p in module.parameters())
 
 
 def format_scores(scores: list[float], model: CLIPLITModel) -> str:
@@ -46,7 +42,7 @@ def score_batch(model: CLIPLITModel, images: torch.Tensor, *, heatmap: bool = Tr
     b, _, h, w = x.shape
     bb = model.backbone()  # lazy; offline it fails within seconds, naming the file to download
     device = comfy_env.compute_device()
-    comfy_env.free_memory(_param_bytes(bb.model) + CLIP_ACTIVATION_BYTES, device)
+    comfy_env.free_memory(memory.param_bytes(bb.model) + CLIP_ACTIVATION_BYTES, device)
     bb = model.backbone_on(device)
     if heatmap:
         grid = core_module("heatmap").heatmap_grid(h, w, float(window))
