@@ -78,9 +78,19 @@ class _Writer(threading.Thread):
         return False
 
     def close(self) -> None:
-        """Finish the queued jobs (unless stopped), then end; waits for that."""
+        """Finish the queued jobs (unless stopped), then end; waits for that. An interrupt that
+        arrives while waiting stops the writer, is still waited through (the writer lets go of
+        its current item, its own clean-up done), and is raised afterwards."""
         self.closed.set()
-        self.join()
+        interrupted: BaseException | None = None
+        while self.is_alive():
+            try:
+                self.join()
+            except BaseException as e:  # noqa: BLE001 - raised again once the writer has ended
+                self.stopped.set()
+                interrupted = interrupted or e
+        if interrupted is not None:
+            raise interrupted
 
 
 def run_in_order(items: Iterable[T], read: Callable[[T], Any], work: Callable[[T, Any], Any],
@@ -124,10 +134,12 @@ def run_in_order(items: Iterable[T], read: Callable[[T], Any], work: Callable[[T
         raise
     finally:
         writer.closed.set()  # the writer ends even if this thread is interrupted below
-        for f in pending:
-            f.cancel()
-        readers.shutdown(wait=True, cancel_futures=True)
-        writer.close()
+        try:
+            for f in pending:
+                f.cancel()
+            readers.shutdown(wait=True, cancel_futures=True)
+        finally:
+            writer.close()
     if writer.error is not None:
         raise writer.error
     return completed and not writer.stopped.is_set()
