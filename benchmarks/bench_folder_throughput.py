@@ -15,6 +15,13 @@ the same bytes as the sequential run's (``--fast`` and exact separately).
 
 ``--torch-threads 1`` adds both variants with torch's intra-op threads set to 1 (``OMP_NUM_THREADS=1``),
 to see whether the reader and writer threads compete with the network's threads.
+
+``--baseline REV`` adds the sequential code of an earlier commit (``git archive REV``, run from a
+temporary folder with the same Python): the "code of today" an issue measured against. Its files
+may differ in bytes (other PNG settings), so for it the benchmark reports the largest pixel
+difference to the sequential run's images instead of requiring the same bytes::
+
+    python benchmarks/bench_folder_throughput.py --photos 12 --megapixels 3 --rounds 3 --baseline cfdd949^
 """
 from __future__ import annotations
 
@@ -59,13 +66,38 @@ def digest(folder: Path) -> str:
     return h.hexdigest()
 
 
+def max_pixel_difference(a: Path, b: Path) -> int:
+    """The largest difference, in levels, between the same-named images of two output folders."""
+    import numpy as np
+    from PIL import Image
+
+    names = sorted(p.name for p in a.iterdir() if not p.name.startswith("."))
+    if names != sorted(p.name for p in b.iterdir() if not p.name.startswith(".")):
+        return -1
+    worst = 0
+    for n in names:
+        with Image.open(a / n) as x, Image.open(b / n) as y:
+            worst = max(worst, int(np.abs(np.asarray(x, np.int32) - np.asarray(y, np.int32)).max()))
+    return worst
+
+
+def extract(rev: str, dest: Path) -> Path:
+    """The project's files at commit ``rev`` (git archive), unpacked into ``dest``."""
+    dest.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], capture_output=True)
+    if archive.returncode:
+        raise SystemExit(f"git archive {rev}: {archive.stderr.decode(errors='replace').strip()}")
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    return dest
+
+
 def run_once(folder: Path, out: Path, weights: Path, extra: list[str], env_extra: dict,
-             device: str = "cpu") -> float:
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), **env_extra)
+             device: str = "cpu", root: Path = ROOT) -> float:
+    env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""), **env_extra)
     cmd = [sys.executable, "-m", "cliplit_core", "enhance", str(folder), "-o", str(out), "--weights", str(weights),
            "--device", device] + extra
     t = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=root)
     dt = time.perf_counter() - t
     if p.returncode:
         raise SystemExit(f"failed ({' '.join(extra)}):\n{p.stderr[-2000:]}")
@@ -85,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--source", type=Path, default=DATA / "backlit")
     ap.add_argument("--weights", type=Path, default=WEIGHTS)
     ap.add_argument("--device", default="cpu", help="--device of the runs (default cpu)")
+    ap.add_argument("--baseline", metavar="REV", default=None,
+                    help="also run the sequential code of this git commit (e.g. the code an issue measured)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args(argv)
     for p in (args.source, args.weights):
@@ -93,50 +127,71 @@ def main(argv: list[str] | None = None) -> int:
             return 2
 
     pipelined = ["--jobs", str(args.jobs)] if args.jobs else []
-    variants = [("sequential (--jobs 1)", ["--jobs", "1"], {}),
-                (f"pipelined ({' '.join(pipelined) or '--jobs default'})", pipelined, {})]
+    variants = [("sequential (--jobs 1)", ["--jobs", "1"], {}, ROOT),
+                (f"pipelined ({' '.join(pipelined) or '--jobs default'})", pipelined, {}, ROOT)]
     if args.torch_threads:
         env = {"OMP_NUM_THREADS": str(args.torch_threads)}
-        variants += [(f"sequential, {args.torch_threads} torch threads", ["--jobs", "1"], env),
-                     (f"pipelined, {args.torch_threads} torch threads", pipelined, env)]
+        variants += [(f"sequential, {args.torch_threads} torch threads", ["--jobs", "1"], env, ROOT),
+                     (f"pipelined, {args.torch_threads} torch threads", pipelined, env, ROOT)]
     rows = []
     with tempfile.TemporaryDirectory(prefix="cliplit-bench-folder-") as tmp:
         tmp = Path(tmp)
+        baseline = None
+        if args.baseline:
+            baseline = f"code of {args.baseline} (sequential)"
+            variants.append((baseline, [], {}, extract(args.baseline, tmp / "baseline")))
         mp = make_folder(tmp / "in", args.photos, args.megapixels, args.source)
         print(f"# {args.photos} photos, {mp:.1f} MP in all, from {args.source.name}; whole-process runs; "
               f"{os.cpu_count()} CPUs, --device {args.device}\n")
-        print("| mode | variant | seconds (median) | images/s | x sequential | load before runs |\n"
-              "|---|---|---|---|---|---|")
+        print("| mode | variant | seconds (median) | images/s | x sequential | "
+              + (f"x {args.baseline} | " if baseline else "") + "load before runs |\n"
+              + "|---|---|---|---|---|" + ("---|" if baseline else "") + "---|")
         summary = []
         for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
             flag = ["--fast"] if mode == "fast" else []
             times: dict[str, list[float]] = {v[0]: [] for v in variants}
             loads: dict[str, list[str]] = {v[0]: [] for v in variants}
-            digests = {}
+            digests, pixels = {}, {}
             for _ in range(args.rounds):
-                for name, extra, env in variants:
+                for name, extra, env, root in variants:
                     out = tmp / "out"
                     if out.exists():
                         for f in out.iterdir():
                             f.unlink()
                         out.rmdir()
                     loads[name].append(load())
-                    times[name].append(run_once(tmp / "in", out, args.weights, flag + extra, env, args.device))
+                    times[name].append(run_once(tmp / "in", out, args.weights, flag + extra, env, args.device, root))
                     digests[name] = digest(out)
+                    if name == variants[0][0]:
+                        keep = tmp / f"sequential-{mode}"
+                        if not keep.exists():
+                            out.rename(keep)
+                    elif name == baseline:
+                        pixels[name] = max_pixel_difference(out, tmp / f"sequential-{mode}")
             base = statistics.median(times[variants[0][0]])
-            for name, _, _ in variants:
+            old = statistics.median(times[baseline]) if baseline else None
+            for name, _, _, _ in variants:
                 t = statistics.median(times[name])
                 row = {"mode": mode, "variant": name, "seconds": t, "images_per_s": args.photos / t,
                        "ratio": base / t, "loads": loads[name], "same_files": digests[name] == digests[variants[0][0]]}
+                if baseline:
+                    row["ratio_to_baseline"] = old / t
+                if name == baseline:
+                    row["max_level_difference"] = pixels[name]
                 rows.append(row)
                 print(f"| {mode} | {name} | {t:.1f} | {args.photos / t:.3f} | {base / t:.2f}x | "
-                      f"{'; '.join(loads[name])} |", flush=True)
+                      + (f"{old / t:.2f}x | " if baseline else "") + f"{'; '.join(loads[name])} |", flush=True)
+                if name == baseline:
+                    continue
                 if not row["same_files"]:
                     print(f"error: {name} wrote other files than the sequential run", file=sys.stderr)
                     return 1
-            summary.append(f"{mode} {base / statistics.median(times[variants[1][0]]):.2f}x")
+            pipe = statistics.median(times[variants[1][0]])
+            summary.append(f"{mode} {base / pipe:.2f}x" + (f" ({old / pipe:.2f}x the code of {args.baseline}; its images "
+                                                          f"differ by at most {pixels[baseline]} levels)"
+                                                          if baseline else ""))
     print(f"\nsummary: pipelined vs sequential, whole process, {args.photos} photos ({mp:.1f} MP): "
-          + ", ".join(summary) + " (same files)")
+          + ", ".join(summary) + " (pipelined and sequential: same files)")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
     return 0

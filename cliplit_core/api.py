@@ -69,7 +69,7 @@ def enhance(model, images: torch.Tensor, options: EnhanceOptions = EnhanceOption
     model = _as_model(model)
     b, c, h, w = images.shape
     device = run.compute_device()
-    dtype = options.precision.resolve(device)
+    dtype = options.precision.resolve(device, preview=options.mode is Mode.PREVIEW)
     plan = run_plan.plan_run(b, h, w, dtype, options.tile, net_bytes=model.net_bytes(), run=run)
     if plan.tile is not None and options.tile.mode is TileMode.FIXED:
         small = run_plan.small_tile_warning(options.tile.size, h, w)

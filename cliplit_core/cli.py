@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 
@@ -108,7 +109,21 @@ def _run_convert(args) -> int:
     return 0
 
 
+def _passive_openmp_waits(jobs: int | None) -> None:
+    """Before torch is loaded, for a pipelined run (``--jobs`` above 1, the default on a multi-core
+    machine): OpenMP threads that wait for work sleep instead of spinning (``OMP_WAIT_POLICY=PASSIVE``,
+    unless the user set it). The reader and writer threads share the cores with torch's threads; a
+    spinning OpenMP thread takes a core from the PNG encoder, and the encoder, in turn, stalls the
+    network's next parallel region. Measured: docs/performance.md, "Folders". Called in-process after
+    torch is loaded it changes nothing (OpenMP reads its settings once), so it leaves them alone."""
+    from .pipeline import default_jobs
+
+    if "torch" not in sys.modules and (jobs or default_jobs()) > 1:
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+
 def _run_enhance(args) -> int:
+    _passive_openmp_waits(args.jobs)
     from .enhance_files import enhance_files
 
     if args.bits == "16" and not OUTPUT_FORMATS[args.format].sixteen_bit:

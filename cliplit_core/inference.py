@@ -74,16 +74,6 @@ def apply_light(color: torch.Tensor, light: torch.Tensor, strength: float = 1.0)
     return torch.nan_to_num(color / l, nan=0.0, posinf=1.0).clamp_(0.0, 1.0)
 
 
-def cpu_has_fast_bfloat16() -> bool:
-    """True when this CPU computes bfloat16 natively (AVX-512 BF16 or AMX): oneDNN's bfloat16 convs
-    then run faster than float32 (measured: docs/performance.md); elsewhere they are emulated."""
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    try:
-        return any(bool(getattr(torch.cpu, name)()) for name in checks if hasattr(torch.cpu, name))
-    except Exception:  # noqa: BLE001 - private helpers: unknown means no
-        return False
-
-
 def whole_image_bytes(h: int, w: int, batch: int = 1, dtype: torch.dtype = torch.float32) -> int:
     elem = torch.empty((), dtype=dtype).element_size()
     return int(batch * h * w * WHOLE_IMAGE_BYTES_PER_PIXEL_PER_ELEMENT_BYTE * elem)

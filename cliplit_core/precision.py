@@ -1,9 +1,15 @@
 """The compute precision: one vocabulary for the command line, the nodes and the Python API.
 
 A user's string (``"bf16"``, ``"auto"`` ...) is parsed once into a :class:`Precision`;
-:meth:`Precision.resolve` turns it into the torch dtype for a device. ``auto`` has one
-meaning everywhere, exact and preview runs alike: float16 on CUDA (measured to meet the
-fidelity bar in benchmarks/bench_inference.py), float32 on every other device.
+:meth:`Precision.resolve` turns it into the torch dtype for a device and a kind of run.
+``auto`` is defined here and nowhere else (docs/design.md, "Precision"): the fastest dtype
+that meets the run's fidelity bar on the device,
+
+* exact runs (within one 8-bit level of float32): float16 on CUDA, float32 on every other device;
+* fast previews (their own approximation dominates; bfloat16 rounding is far below it):
+  float16 on CUDA, bfloat16 on a CPU that computes it natively (AVX-512 BF16 or AMX), float32
+  elsewhere.
+
 torch is imported only when a dtype is needed (``--help`` stays light).
 """
 from __future__ import annotations
@@ -20,7 +26,8 @@ class Precision(enum.Enum):
     """How the enhancement network computes (the result is always float32)."""
 
     FP32 = ("fp32", "float32", "32-bit floats: reproduces the authors' results")
-    AUTO = ("auto", None, "float16 on CUDA GPUs, float32 on every other device")
+    AUTO = ("auto", None, "float16 on CUDA GPUs; for the fast preview bfloat16 on CPUs that compute it "
+                          "natively; float32 otherwise")
     FP16 = ("fp16", "float16", "16-bit floats: faster on GPUs (benchmarks/bench_dtype_fidelity.py measures "
                                "how close)")
     BF16 = ("bf16", "bfloat16", "bfloat16: fast on recent GPUs and on CPUs with AVX-512 BF16 or AMX "
@@ -64,13 +71,20 @@ class Precision(enum.Enum):
                     return p
         raise OptionError(f"precision must be {cls.describe_choices()}, got {value!r}")
 
-    def resolve(self, device):
-        """The torch dtype this precision computes in on ``device`` (a torch.device or its name)."""
+    def resolve(self, device, *, preview: bool = False):
+        """The torch dtype this precision computes in on ``device`` (a torch.device or its name), for
+        an exact run or (``preview``) a fast preview. Only ``auto`` depends on them (module docstring)."""
         import torch
 
         name = self.dtype_name
         if name is None:
-            name = AUTO_CUDA_DTYPE if torch.device(device).type == "cuda" else "float32"
+            kind = torch.device(device).type
+            if kind == "cuda":
+                name = AUTO_CUDA_DTYPE
+            elif preview and kind == "cpu" and cpu_has_fast_bfloat16():
+                name = "bfloat16"
+            else:
+                name = "float32"
         return getattr(torch, name)
 
     def __str__(self) -> str:
@@ -80,6 +94,18 @@ class Precision(enum.Enum):
 _ALIASES = {"float32": "fp32", "float": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16"}
 
 
-def compute_dtype(value, device):
-    """``Precision.parse(value).resolve(device)``: the torch dtype for any accepted precision value."""
-    return Precision.parse(value).resolve(device)
+def compute_dtype(value, device, *, preview: bool = False):
+    """``Precision.parse(value).resolve(device, preview=preview)``: the torch dtype for any accepted value."""
+    return Precision.parse(value).resolve(device, preview=preview)
+
+
+def cpu_has_fast_bfloat16() -> bool:
+    """True when this CPU computes bfloat16 natively (AVX-512 BF16 or AMX): oneDNN's bfloat16 convs
+    then run faster than float32 (measured: docs/performance.md); elsewhere they are emulated."""
+    import torch
+
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    try:
+        return any(bool(getattr(torch.cpu, name)()) for name in checks if hasattr(torch.cpu, name))
+    except Exception:  # noqa: BLE001 - private helpers: unknown means no
+        return False

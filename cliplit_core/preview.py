@@ -216,7 +216,7 @@ def preview_light(net: CLIPLITNet, rgb: torch.Tensor, *, scale: float = DEFAULT_
         log_lo = light_lo.to(low.device).clamp_min(LIGHT_FLOOR).log()
         return guided_upsample(low, log_lo, rgb, radius, eps).exp_()
     device = torch.device(device) if device is not None else rgb.device
-    dtype = compute_dtype(dtype, device)
+    dtype = compute_dtype(dtype, device, preview=True)
     fw = fastnet.weights_for(net, device, dtype)
     blocks = calibration_blocks(size[0], size[1], H, W, cal_core, calibration_fraction(H, W, cal_frac))
     out = []
@@ -259,7 +259,7 @@ def enhance_preview(net: CLIPLITNet, images: torch.Tensor, *, strength: float = 
                        memory_budget=memory_budget, progress=progress)
     rgb = network_input(color)
     dev = torch.device(device) if device is not None else x.device
-    dt = compute_dtype(dtype, dev)
+    dt = compute_dtype(dtype, dev, preview=True)
     low_hw = (max(2, round(H / f)), max(2, round(W / f)))
     tile = resolve_tile(setting, low_hw[0], low_hw[1], x.shape[0], dt, memory_budget)
     light = preview_light(net, rgb, scale=f, radius=radius, eps=eps, device=dev, dtype=dt, tile=tile,

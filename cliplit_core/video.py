@@ -116,7 +116,7 @@ def enhance_video(net, src: Path, dst: Path, *, strength: float = 1.0, tile: Til
     av = _av()
     spec = VIDEO_CODECS[codec]
     device = torch.device(device) if device is not None else torch.device("cpu")
-    dtype = compute_dtype(dtype, device)
+    dtype = compute_dtype(dtype, device, preview=fast)  # a --fast video: frames too small to preview too
     try:
         inp = av.open(str(src))
     except av.FFmpegError as e:

@@ -89,7 +89,8 @@ class CLIPLITBacklitEnhance(io.ComfyNode):
                     "small images gain less (figures: docs/performance.md).")),
                 io.Combo.Input("precision", options=list(PRECISIONS), default="fp32", optional=True, tooltip=(
                     "Compute precision. fp32 reproduces the authors' results; 'auto' picks the fastest one that "
-                    "stays close (fp16 on NVIDIA GPUs, fp32 on CPU); fp16/bf16 are faster on GPUs, bf16 also on "
+                    "stays close (fp16 on NVIDIA GPUs; on CPU fp32, or bf16 for the fast preview where the CPU "
+                    "computes it natively); fp16/bf16 are faster on GPUs, bf16 also on "
                     "CPUs with AVX-512 BF16 or AMX, at a small cost in accuracy (figures: docs/performance.md).")),
                 io.Int.Input("tile_size", default=0, **_limits(validation.TILE_SIZE), step=64, optional=True,
                              tooltip=(

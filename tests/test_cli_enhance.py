@@ -133,3 +133,32 @@ def test_jpeg_output_drops_alpha_with_a_warning_and_bad_options_fail(tmp_path, o
     assert "--bits 16 needs --format png" in capsys.readouterr().err
     assert main(["enhance", str(tmp_path / "rgba.png"), "-o", str(tmp_path / "o"), "--quality", "0",
                  "--weights", str(official_weights_path)]) == 2
+
+
+OPENMP_POLICY_SEEN = """
+import os, sys
+from cliplit_core import cli
+rc = cli.main(sys.argv[1:])
+print(rc, 'torch' in sys.modules, os.environ.get('OMP_WAIT_POLICY'))
+"""
+
+
+def test_a_pipelined_run_lets_idle_openmp_threads_sleep_before_torch_is_loaded(tmp_path):
+    """--jobs above 1: OMP_WAIT_POLICY=PASSIVE is set before torch (and its OpenMP) is loaded,
+    unless the user set a policy; --jobs 1 leaves the environment alone."""
+    import os
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+
+    def seen(jobs: str, **env) -> str:
+        base = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+        r = subprocess.run([sys.executable, "-c", OPENMP_POLICY_SEEN, "enhance", str(empty), "-o",
+                            str(tmp_path / "out"), "--jobs", jobs], cwd=REPO, capture_output=True, text=True,
+                           env={**base, **env}, timeout=120)
+        assert "no input images" in r.stderr
+        return r.stdout.split()
+
+    assert seen("2") == ["1", "True", "PASSIVE"]  # torch loaded afterwards, by the run itself
+    assert seen("1") == ["1", "True", "None"]
+    assert seen("2", OMP_WAIT_POLICY="ACTIVE") == ["1", "True", "ACTIVE"]
