@@ -16,6 +16,9 @@ the same bytes as the sequential run's (``--fast`` and exact separately).
 ``--torch-threads 1`` adds both variants with torch's intra-op threads set to 1 (``OMP_NUM_THREADS=1``),
 to see whether the reader and writer threads compete with the network's threads.
 
+``--openmp-spinning`` adds the pipelined run with OpenMP's waiting threads spinning
+(``OMP_WAIT_POLICY=ACTIVE``) instead of sleeping, the command's choice for pipelined runs.
+
 ``--baseline REV`` adds the sequential code of an earlier commit (``git archive REV``, run from a
 temporary folder with the same Python): the "code of today" an issue measured against. Its files
 may differ in bytes (other PNG settings), so for it the benchmark reports the largest pixel
@@ -117,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--source", type=Path, default=DATA / "backlit")
     ap.add_argument("--weights", type=Path, default=WEIGHTS)
     ap.add_argument("--device", default="cpu", help="--device of the runs (default cpu)")
+    ap.add_argument("--openmp-spinning", action="store_true",
+                    help="also run the pipelined variant with OMP_WAIT_POLICY=ACTIVE")
     ap.add_argument("--baseline", metavar="REV", default=None,
                     help="also run the sequential code of this git commit (e.g. the code an issue measured)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
@@ -133,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         env = {"OMP_NUM_THREADS": str(args.torch_threads)}
         variants += [(f"sequential, {args.torch_threads} torch threads", ["--jobs", "1"], env, ROOT),
                      (f"pipelined, {args.torch_threads} torch threads", pipelined, env, ROOT)]
+    if args.openmp_spinning:
+        variants.append(("pipelined, OpenMP threads spinning (OMP_WAIT_POLICY=ACTIVE)", pipelined,
+                         {"OMP_WAIT_POLICY": "ACTIVE"}, ROOT))
     rows = []
     with tempfile.TemporaryDirectory(prefix="cliplit-bench-folder-") as tmp:
         tmp = Path(tmp)
