@@ -120,8 +120,17 @@ def light_score_heatmap(images: torch.Tensor, text, backbone: CLIPBackbone, *, w
     """
     if images.dim() == 3:
         images = images.unsqueeze(0)
+    grid = heatmap_grid(images.shape[-2], images.shape[-1], window, max_windows)
+    return heatmap_on_grid(images, text, backbone, grid, batch_size=batch_size, antialias=antialias,
+                           on_batch=on_batch)
+
+
+def heatmap_on_grid(images: torch.Tensor, text, backbone: CLIPBackbone, grid: HeatmapGrid, *,
+                    batch_size: int = BATCH_WINDOWS, antialias: bool = False,
+                    on_batch: OnBatch | None = None) -> torch.Tensor:
+    """:func:`light_score_heatmap` over the windows of a grid already computed for these
+    ``[B, 3, H, W]`` images (one :func:`heatmap_grid` call serves a whole batch)."""
     b, _, h, w = images.shape
-    grid = heatmap_grid(h, w, window, max_windows)
     boxes, wh, ww = grid.boxes, grid.win_h, grid.win_w
     dev = images.device
     weight = _tent(wh, dev)[:, None] * _tent(ww, dev)[None, :]

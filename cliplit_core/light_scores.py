@@ -29,34 +29,63 @@ class LightScores:
         return sum(self.scores) / len(self.scores)
 
 
-def passes(batch: int, height: int, width: int, heatmap: bool, window: float) -> int:
-    """CLIP passes of a run: what ``progress`` counts to."""
-    per_image = 1 + (len(heatmap_mod.heatmap_grid(height, width, window)) if heatmap else 0)
-    return batch * per_image
+@dataclass(frozen=True)
+class ScorePlan:
+    """The CLIP passes of a batch: each image whole, then the windows of ``grid`` (the same for
+    every image; None without a heatmap). The grid is computed once, by :func:`plan`."""
+    batch: int
+    height: int
+    width: int
+    grid: heatmap_mod.HeatmapGrid | None
+
+    @property
+    def per_image(self) -> int:
+        return 1 + (len(self.grid) if self.grid is not None else 0)
+
+    @property
+    def passes(self) -> int:
+        """What ``progress`` counts to."""
+        return self.batch * self.per_image
+
+    def __str__(self) -> str:
+        size = f"{self.batch} image(s) {self.width}x{self.height}"
+        if self.grid is None:
+            return f"{size}, no heatmap"
+        return f"{size}, heatmap of {len(self.grid)} windows of {self.grid.win_w}x{self.grid.win_h} px per image"
 
 
-def score_batch(images: torch.Tensor, text: torch.Tensor, backbone, *, heatmap: bool = True, window: float = 0.5,
+def plan(images: torch.Tensor, *, heatmap: bool = True, window: float = 0.5) -> ScorePlan:
+    """The plan :func:`score_batch` follows for ``images`` [B, C, H, W] (``window``: the heatmap
+    window side as a fraction, see heatmap.heatmap_grid)."""
+    b, h, w = images.shape[0], images.shape[-2], images.shape[-1]
+    return ScorePlan(b, h, w, heatmap_mod.heatmap_grid(h, w, float(window)) if heatmap else None)
+
+
+def score_batch(images: torch.Tensor, text: torch.Tensor, backbone, run: ScorePlan | None = None, *,
                 progress: Progress | None = None) -> LightScores:
     """``images`` [B, C, H, W] in 0..1 (1-4 channels; alpha is ignored) -> :class:`LightScores`.
     ``text``: the prompt pair's ``[2, D]`` text features; ``backbone``: a CLIP backbone on the
-    device to run on (each image moves there on its own)."""
+    device to run on (each image moves there on its own); ``run``: :func:`plan` of these images
+    (default: with a heatmap of windows of half the shorter side)."""
     color, _ = inference.split_channels(inference.sanitize(images))
     rgb = inference.network_input(color)
     b, _, h, w = rgb.shape
-    window = float(window)
-    per_image = passes(1, h, w, heatmap, window)
-    total = b * per_image
+    run = plan(rgb) if run is None else run
+    if (run.batch, run.height, run.width) != (b, h, w):
+        raise ValueError(f"the score plan is for {run.batch} image(s) {run.width}x{run.height}, "
+                         f"got {b} image(s) {w}x{h}")
+    total = run.passes
     found: list[float] = []
     heat = torch.zeros(b, h, w, dtype=torch.float32)
     for i in range(b):
         img = rgb[i:i + 1].to(backbone.device)
         found.append(float(scores_mod.score_images(img, text, backbone)[0]))
-        start = i * per_image + 1
+        start = i * run.per_image + 1
         if progress is not None:
             progress(start, total)
-        if heatmap:
+        if run.grid is not None:
             on_batch = None if progress is None else (lambda done, _n, _s=start: progress(_s + done, total))
-            lit = heatmap_mod.light_score_heatmap(img, text, backbone, window=window, on_batch=on_batch)
+            lit = heatmap_mod.heatmap_on_grid(img, text, backbone, run.grid, on_batch=on_batch)
             heat[i] = (1.0 - lit[0]).clamp(0, 1).float().cpu()
     return LightScores(found, heat)
 

@@ -17,15 +17,12 @@ runs every stage in the calling thread, one item after another.
 from __future__ import annotations
 
 import os
-import queue
 import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Iterable, TypeVar
 
 T = TypeVar("T")
-
-_END = object()
 
 
 def default_jobs() -> int:
@@ -37,55 +34,85 @@ def default_jobs() -> int:
 
 
 class _Writer(threading.Thread):
-    """Runs ``finish`` on each handed-over job in order; stops finishing (but keeps draining its
-    inbox) once ``finish`` returned False or raised, or ``stopped`` was set. Ends when ``close``
-    was called and the inbox is empty."""
+    """Runs ``finish`` on each handed-over job in order; stops finishing (but keeps taking and
+    dropping what is handed over) once ``finish`` returned False or raised, or ``stopped`` was
+    set. Ends once ``no_more_jobs`` was called and the job handed over before is done or dropped.
+
+    One job waits at most (``_job``); both threads block on one Condition, none polls."""
 
     def __init__(self, finish: Callable[[Any, Any], bool | None]):
         super().__init__(name="cliplit-writer", daemon=True)
         self.finish = finish
-        self.inbox: queue.Queue = queue.Queue(maxsize=1)
+        self._cv = threading.Condition()
+        self._job: Any = None  # handed over, not yet taken (a job is an (item, result) tuple, never None)
+        self._closed = False
         self.stopped = threading.Event()
-        self.closed = threading.Event()
+        # set as run() returns: what close() waits for, not join(), since a join interrupted by a
+        # signal handler's exception can mark a live thread dead (Python <= 3.11, python/cpython#90882)
+        self.ended = threading.Event()
         self.error: BaseException | None = None
 
+    def _take(self) -> Any:
+        """The next job; None once no more jobs come and none waits."""
+        with self._cv:
+            while self._job is None and not self._closed:
+                self._cv.wait()
+            job, self._job = self._job, None
+            self._cv.notify_all()  # hand_over may be waiting for the free place
+            return job
+
+    def _halt(self) -> None:  # not _stop: threading.Thread uses that name itself
+        with self._cv:
+            self.stopped.set()
+            self._cv.notify_all()
+
     def run(self) -> None:
-        while True:
-            try:
-                job = self.inbox.get(timeout=0.05)
-            except queue.Empty:
-                if self.closed.is_set() and self.inbox.empty():  # closed after the last hand-over
-                    return
-                continue
-            if self.stopped.is_set():
-                continue
-            try:
-                if self.finish(*job) is False:
-                    self.stopped.set()
-            except BaseException as e:  # noqa: BLE001 - raised again in the calling thread
-                self.error = e
-                self.stopped.set()
-            del job
+        try:
+            while (job := self._take()) is not None:
+                if not self.stopped.is_set():
+                    self._finish(job)
+                del job
+        finally:
+            self.ended.set()
+
+    def _finish(self, job) -> None:
+        try:
+            if self.finish(*job) is False:
+                self._halt()
+        except BaseException as e:  # noqa: BLE001 - raised again in the calling thread
+            self.error = e
+            self._halt()
 
     def hand_over(self, job) -> bool:
-        """Queue a job (waits while one is already queued); False when the writer has stopped."""
-        while not self.stopped.is_set():
-            try:
-                self.inbox.put(job, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
+        """Queue a job (waits while one is already queued); False when the writer has stopped
+        (it never waits past that: the writer takes every job, and wakes this wait on stopping)."""
+        with self._cv:
+            while self._job is not None and not self.stopped.is_set():
+                self._cv.wait()
+            if self.stopped.is_set() or self._closed:
+                return False
+            self._job = job
+            self._cv.notify_all()
+            return True
+
+    def no_more_jobs(self) -> None:
+        """The writer ends after the job handed over before (does not wait for that; may be
+        called again)."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
 
     def close(self) -> None:
-        """Finish the queued jobs (unless stopped), then end; waits for that. An interrupt that
+        """Finish the queued job (unless stopped), then end; waits for that. An interrupt that
         arrives while waiting stops the writer, is still waited through (the writer lets go of
         its current item, its own clean-up done), and is raised afterwards."""
-        self.closed.set()
         interrupted: BaseException | None = None
-        while self.is_alive():
+        while True:
             try:
+                self.no_more_jobs()
+                self.ended.wait()
                 self.join()
+                break
             except BaseException as e:  # noqa: BLE001 - raised again once the writer has ended
                 self.stopped.set()
                 interrupted = interrupted or e
@@ -133,8 +160,8 @@ def run_in_order(items: Iterable[T], read: Callable[[T], Any], work: Callable[[T
         writer.stopped.set()  # an interrupt or a failure: nothing more is finished
         raise
     finally:
-        writer.closed.set()  # the writer ends even if this thread is interrupted below
         try:
+            writer.no_more_jobs()  # first: the writer ends even if this thread is interrupted below
             for f in pending:
                 f.cancel()
             readers.shutdown(wait=True, cancel_futures=True)

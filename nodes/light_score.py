@@ -39,16 +39,13 @@ def score_batch(model: CLIPLITModel, images: torch.Tensor, *, heatmap: bool = Tr
     if images.dim() == 3:
         images = images[None]
     x = images.movedim(-1, 1)
-    b, _, h, w = x.shape
+    run = light_scores.plan(x, heatmap=heatmap, window=window)  # the heatmap's windows, computed once
+    log.info("CLIP Light Score: %s", run)
     bb = model.backbone()  # lazy; offline it fails within seconds, naming the file to download
     device = comfy_env.compute_device()
     comfy_env.free_memory(memory.param_bytes(bb.model) + CLIP_ACTIVATION_BYTES, device)
     bb = model.backbone_on(device)
-    if heatmap:
-        grid = core_module("heatmap").heatmap_grid(h, w, float(window))
-        log.info("CLIP Light Score: %d image(s) %dx%d, heatmap of %d windows of %dx%d px per image", b, w, h,
-                 len(grid), grid.win_w, grid.win_h)
-    bar = comfy_env.progress_bar(light_scores.passes(b, h, w, heatmap, float(window)))
+    bar = comfy_env.progress_bar(run.passes)
 
     def step(done: int, total: int) -> None:
         bar.update_absolute(done, total)
@@ -57,7 +54,7 @@ def score_batch(model: CLIPLITModel, images: torch.Tensor, *, heatmap: bool = Tr
         comfy_env.throw_if_interrupted()
 
     try:
-        res = light_scores.score_batch(x, model.text_features(bb), bb, heatmap=heatmap, window=window, progress=step)
+        res = light_scores.score_batch(x, model.text_features(bb), bb, run, progress=step)
     finally:
         del bb
         if device.type != "cpu":

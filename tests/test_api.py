@@ -7,6 +7,7 @@ import dataclasses
 
 import pytest
 import torch
+from fakes import run_out_of_memory_above
 from nodes_support import backlit_crop, official_model  # noqa: F401
 from test_nodes_temporal import flickering_sequence
 
@@ -305,16 +306,8 @@ def test_cancel_stops_within_one_tile(model, crop, monkeypatch):
 
 
 def test_out_of_memory_halves_the_tile_and_empties_the_cache(model, crop, whole, monkeypatch):
-    real = inference.predict_light
-    calls, emptied, warned = [], [], []
-
-    def oom_predict(net, rgb, *, tile=None, **kw):
-        calls.append(tile)
-        if tile is None or tile > 64:
-            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(net, rgb, tile=tile, **kw)
-
-    monkeypatch.setattr(inference, "predict_light", oom_predict)
+    calls = run_out_of_memory_above(monkeypatch, 64)
+    emptied, warned = [], []
     run = dataclasses.replace(CPU, empty_cache=lambda: emptied.append(1), warn=warned.append)
     out, light = enhance(model, crop, EnhanceOptions(), run)
     assert calls == [None, 64] and emptied == [1] and warned == ["out of memory; retrying with 64-pixel tiles"]

@@ -32,6 +32,16 @@ def _photo(path, seed=0, size=(12, 16)):
     return path
 
 
+def _in_and_out(tmp_path, *names):
+    """A folder tmp_path/in with a photo under each name (seeds 0, 1, ...) and the path of a
+    folder tmp_path/out (not created)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for seed, name in enumerate(names):
+        _photo(src / name, seed=seed)
+    return src, tmp_path / "out"
+
+
 def _snapshot(folder):
     """name -> bytes of every file in a folder (hidden ones included)."""
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
@@ -64,11 +74,7 @@ def test_save_light_in_place_never_replaces_the_users_light_file(tmp_path, offic
 
 
 def test_save_light_side_files_and_results_never_collide(tmp_path, official_weights_path, capsys):
-    src = tmp_path / "in"
-    src.mkdir()
-    _photo(src / "a.png")
-    _photo(src / "a_light.png", seed=1)
-    out = tmp_path / "out"
+    src, out = _in_and_out(tmp_path, "a.png", "a_light.png")
     assert _enhance(official_weights_path, src, "-o", out, "--save-light") == 0
     assert _visible(out) == ["a.png", "a_light.png", "a_light_2.png", "a_light_2_light.png"]
     assert Image.open(out / "a_light.png").mode == "L"     # a's light map ...
@@ -78,10 +84,7 @@ def test_save_light_side_files_and_results_never_collide(tmp_path, official_weig
 
 def test_existing_user_files_in_the_output_folder_are_kept_and_reruns_replace_only_our_files(
         tmp_path, official_weights_path, capsys):
-    src = tmp_path / "in"
-    src.mkdir()
-    _photo(src / "a.png")
-    out = tmp_path / "out"
+    src, out = _in_and_out(tmp_path, "a.png")
     out.mkdir()
     (out / "a.png").write_bytes(b"the user's own a.png")
     assert _enhance(official_weights_path, src, "-o", out) == 0
@@ -141,10 +144,7 @@ main(sys.argv[1:])
 
 def test_a_run_killed_mid_write_leaves_only_a_hidden_temp_file_that_the_next_run_removes(
         tmp_path, official_weights_path, capsys):
-    src = tmp_path / "in"
-    src.mkdir()
-    _photo(src / "a.png")
-    out = tmp_path / "out"
+    src, out = _in_and_out(tmp_path, "a.png")
     r = subprocess.run([sys.executable, "-c", KILLED_MID_WRITE, "enhance", str(src), "-o", str(out), "--weights",
                         str(official_weights_path), "--device", "cpu"], cwd=REPO, capture_output=True, timeout=300)
     assert r.returncode == -signal.SIGKILL
@@ -176,11 +176,7 @@ def _failing_save(monkeypatch, fail_on, exc):
 
 
 def test_disk_full_mid_run_stops_and_leaves_nothing_partial(tmp_path, official_weights_path, monkeypatch, capsys):
-    src = tmp_path / "in"
-    src.mkdir()
-    for i, name in enumerate("abc"):
-        _photo(src / f"{name}.png", seed=i)
-    out = tmp_path / "out"
+    src, out = _in_and_out(tmp_path, "a.png", "b.png", "c.png")
     # second image: its result is written, its light map hits a full disk -> neither is kept
     _failing_save(monkeypatch, 4, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
     rc = _enhance(official_weights_path, src, "-o", out, "--save-light")
@@ -238,10 +234,7 @@ def test_a_really_full_disk_stops_the_run_with_complete_files_only(tmp_path, tin
 
 @pytest.mark.parametrize("how", ["sigterm", "ctrl-c"])
 def test_interrupt_during_a_write_leaves_no_file(tmp_path, official_weights_path, monkeypatch, capsys, how):
-    src = tmp_path / "in"
-    src.mkdir()
-    _photo(src / "a.png")
-    out = tmp_path / "out"
+    src, out = _in_and_out(tmp_path, "a.png")
     if how == "sigterm":
         _failing_save(monkeypatch, 1, lambda: os.kill(os.getpid(), signal.SIGTERM))
     else:

@@ -7,6 +7,7 @@ from cliplit_core import inference
 from cliplit_core.inference import apply_light, choose_tile, enhance, enhance_with_backoff
 
 from conftest import synthetic_photo
+from fakes import run_out_of_memory_above
 
 
 def _img(h, w, c=3, b=1, seed=0):
@@ -106,31 +107,20 @@ def test_auto_mode_tiles_only_when_over_budget(official_net, small_photo, monkey
 
 def test_oom_backs_off_to_smaller_tiles(official_net, monkeypatch):
     x = _img(200, 150)
-    real = inference.predict_light
-    tiles = []
-
-    def flaky(net, rgb, *, tile=None, **k):
-        tiles.append(tile)
-        if tile is None or tile > 64:
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
-        return real(net, rgb, tile=tile, **k)
-
-    monkeypatch.setattr(inference, "predict_light", flaky)
+    tiles = run_out_of_memory_above(monkeypatch, 64)
     freed = []
     res = enhance_with_backoff(official_net, x, tile=None, on_oom=freed.append)
     assert tiles == [None, 100, 64]
     assert freed == [100, 64]
-    monkeypatch.setattr(inference, "predict_light", real)
+    monkeypatch.undo()
     assert (res.light - enhance(official_net, x, tile=None).light).abs().max() < 1e-5
 
 
 def test_oom_at_minimum_tile_and_other_errors_propagate(official_net, monkeypatch):
-    def always(*a, **k):
-        raise torch.OutOfMemoryError("out of memory")
-
-    monkeypatch.setattr(inference, "predict_light", always)
+    tiles = run_out_of_memory_above(monkeypatch, 0)
     with pytest.raises(torch.OutOfMemoryError):
         enhance_with_backoff(official_net, _img(20, 20), tile=64)
+    assert tiles == [64]  # MIN_TILE already: no smaller retry
 
     def broken(*a, **k):
         raise RuntimeError("something else")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from fakes import run_out_of_memory_above
 from nodes_support import SHARED_DATA, backlit_crop, official_model, read_photo, to_uint8_round, to_uint8_truncate  # noqa: F401,E501
 
 import nodes
@@ -211,17 +212,8 @@ def test_manual_tile_size_is_exact(model, crop, crop_result):
 
 def test_out_of_memory_halves_the_tile(model, crop, crop_result, monkeypatch):
     """Whole image 'does not fit': the run backs off to tiles and still gives the exact result."""
-    real = inference.predict_light
-    calls = []
-
-    def oom_predict(net, rgb, *, tile=None, **kw):
-        calls.append(tile)
-        if tile is None or tile > 64:
-            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(net, rgb, tile=tile, **kw)
-
+    calls = run_out_of_memory_above(monkeypatch, 64)
     emptied = []
-    monkeypatch.setattr(inference, "predict_light", oom_predict)
     monkeypatch.setattr(comfy_env, "soft_empty_cache", lambda: emptied.append(1))
     out, light = enh.enhance_batch(model, crop)
     assert calls == [None, 64] and len(emptied) >= 1

@@ -2,6 +2,8 @@
 number of images in flight, and the same files, messages and exit status as one image after another."""
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 
@@ -97,6 +99,33 @@ def test_an_error_in_any_stage_is_raised_in_the_caller_after_the_writer_stopped(
         assert finished == [0, 1, 2]
     else:  # an interrupt stops the run soon: results not yet written are dropped, in order
         assert finished == list(range(len(finished))) and len(finished) <= 3
+    assert not any(t.name == "cliplit-writer" for t in threading.enumerate())
+
+
+@pytest.mark.parametrize("items", [1, 3])  # the caller waits in close (1 item) or in hand_over (3)
+def test_an_interrupt_while_the_caller_waits_for_the_writer_is_raised_after_its_clean_up(items):
+    """SIGINT sent during a write reaches the calling thread while it waits for the writer: it is
+    raised there only after the writer let go of that item, and the writer has ended. (A plain
+    Thread.join would return early on Python 3.11: python/cpython#90882.)"""
+    events = []
+
+    def finish(i, r):
+        if i == 0:
+            time.sleep(0.2)  # the caller is waiting by now
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)  # e.g. removing a half-written file
+            events.append("cleaned up 0")
+        else:
+            events.append(f"finished {i}")
+
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_in_order(range(items), lambda i: i, lambda i, v: v, finish, jobs=2)
+            time.sleep(5)  # not reached: the interrupt is raised by run_in_order
+        assert events == ["cleaned up 0"]  # the queued item 1 was dropped, not finished
+    finally:
+        signal.signal(signal.SIGINT, old)
     assert not any(t.name == "cliplit-writer" for t in threading.enumerate())
 
 

@@ -94,6 +94,12 @@ def run_trainer(args) -> int:
         return main([str(a) for a in args])
 
 
+def train_synthetic(out: Path, synthetic_data: Path, configs: Path, **opts) -> Path:
+    """Train on the synthetic folders into ``out`` (tiny_args with ``opts``); the run must succeed."""
+    assert run_trainer(tiny_args(out, synthetic_data / "backlit", synthetic_data / "welllit", configs, **opts)) == 0
+    return out
+
+
 def losses(out: Path) -> dict[int, float]:
     from trainer.logging_utils import read_log
 
@@ -386,10 +392,7 @@ RESUME_OPTS = dict(prompt_init_iters=6, reconstruction_iters=4, enhance_iters=4,
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory, synthetic_data, configs):
-    out = tmp_path_factory.mktemp("uninterrupted") / "run"
-    rc = run_trainer(tiny_args(out, synthetic_data / "backlit", synthetic_data / "welllit", configs, **RESUME_OPTS))
-    assert rc == 0
-    return out
+    return train_synthetic(tmp_path_factory.mktemp("uninterrupted") / "run", synthetic_data, configs, **RESUME_OPTS)
 
 
 def assert_same_run(out: Path, reference: Path, steps: int) -> None:
@@ -528,10 +531,7 @@ EXTENDING = dict(recipe="authors", thre_train=0, thre_prompt=0, max_extensions=1
 
 @pytest.fixture(scope="module")
 def extended_run(tmp_path_factory, synthetic_data, configs):
-    out = tmp_path_factory.mktemp("extended") / "run"
-    rc = run_trainer(tiny_args(out, synthetic_data / "backlit", synthetic_data / "welllit", configs, **EXTENDING))
-    assert rc == 0
-    return out
+    return train_synthetic(tmp_path_factory.mktemp("extended") / "run", synthetic_data, configs, **EXTENDING)
 
 
 def _phase_iters(out: Path) -> dict:
@@ -557,9 +557,8 @@ def test_authors_phases_grow_while_the_loss_is_high(extended_run, tmp_path, synt
     over = json.loads(meta["recipe_overrides"])
     assert (over["thre_train"], over["thre_prompt"], over["max_extensions"], over["rounds"]) == (0, 0, 1, 1)
     # the paper's recipe has no extensions: the plain counts
-    out = tmp_path / "paper"
     paper = dict(EXTENDING, recipe="paper", thre_train=None, thre_prompt=None, max_extensions=None)
-    assert run_trainer(tiny_args(out, synthetic_data / "backlit", synthetic_data / "welllit", configs, **paper)) == 0
+    out = train_synthetic(tmp_path / "paper", synthetic_data, configs, **paper)
     assert _phase_iters(out) == {("enhance", 1): 4, ("prompt", 1): 4}
 
 
@@ -567,8 +566,7 @@ def test_kill_inside_an_extension_and_resume(tmp_path, synthetic_data, configs):
     """SIGKILL during the enhancement phase's first extension, resume: every loss is the
     uninterrupted run's, and so is the final network."""
     opts = dict(EXTENDING, train_extension=6, prompt_extension=6, max_extensions=2)
-    ref = tmp_path / "reference"
-    assert run_trainer(tiny_args(ref, synthetic_data / "backlit", synthetic_data / "welllit", configs, **opts)) == 0
+    ref = train_synthetic(tmp_path / "reference", synthetic_data, configs, **opts)
     assert _phase_iters(ref) == {("enhance", 1): 4 + 12, ("prompt", 1): 4 + 12}
     out = tmp_path / "run"
     kill_at(8, tiny_args(out, synthetic_data / "backlit", synthetic_data / "welllit", configs, **opts), out)
@@ -606,8 +604,7 @@ def test_authors_reinitialisation_adds_iterations(tmp_path, synthetic_data, conf
 
     opts = dict(recipe="authors", prompt_init_iters=0, reconstruction_iters=4, rounds=0, init_scheme="authors",
                 reinit_psnr=200, reinit_after=2, reinit_extension=2)
-    out = tmp_path / "run"
-    assert run_trainer(tiny_args(out, synthetic_data / "backlit", synthetic_data / "welllit", configs, **opts)) == 0
+    out = train_synthetic(tmp_path / "run", synthetic_data, configs, **opts)
     recs = read_log(out / "log.jsonl")
     # checked after more than 2 iterations since the last (re-)initialisation: steps 3 and 6;
     # each adds 2 iterations, so the 4-iteration reconstruction ends at 8, before a third check
