@@ -16,11 +16,13 @@ the same bytes as the sequential run's (``--fast`` and exact separately).
 ``--torch-threads 1`` adds both variants with torch's intra-op threads set to 1 (``OMP_NUM_THREADS=1``),
 to see whether the reader and writer threads compete with the network's threads.
 
-``--openmp-spinning`` adds the pipelined run with OpenMP's waiting threads spinning
-(``OMP_WAIT_POLICY=ACTIVE``) instead of sleeping, the command's choice for pipelined runs.
+``--openmp-default`` adds the pipelined run with OpenMP's own wait policy (threads spin a while
+before they sleep) instead of the command's choice for pipelined runs (they sleep at once,
+``OMP_WAIT_POLICY=PASSIVE``): torch is imported before the command starts, so it leaves OpenMP
+as it is.
 
-``--baseline REV`` adds the sequential code of an earlier commit (``git archive REV``, run from a
-temporary folder with the same Python): the "code of today" an issue measured against. Its files
+``--baseline REV`` adds the code of an earlier commit with its own defaults (``git archive REV``,
+run from a temporary folder with the same Python): the "code of today" an issue measured against. Its files
 may differ in bytes (other PNG settings), so for it the benchmark reports the largest pixel
 difference to the sequential run's images instead of requiring the same bytes::
 
@@ -75,12 +77,16 @@ def max_pixel_difference(a: Path, b: Path) -> int:
     from PIL import Image
 
     names = sorted(p.name for p in a.iterdir() if not p.name.startswith("."))
-    if names != sorted(p.name for p in b.iterdir() if not p.name.startswith(".")):
-        return -1
+    other = sorted(p.name for p in b.iterdir() if not p.name.startswith("."))
+    if names != other:
+        raise SystemExit(f"error: the baseline wrote other files: {sorted(set(names) ^ set(other))}")
     worst = 0
     for n in names:
         with Image.open(a / n) as x, Image.open(b / n) as y:
-            worst = max(worst, int(np.abs(np.asarray(x, np.int32) - np.asarray(y, np.int32)).max()))
+            u, v = np.asarray(x, np.int32), np.asarray(y, np.int32)
+            if u.shape != v.shape:
+                raise SystemExit(f"error: {n}: the baseline's image is {v.shape}, ours {u.shape}")
+            worst = max(worst, int(np.abs(u - v).max()))
     return worst
 
 
@@ -94,10 +100,15 @@ def extract(rev: str, dest: Path) -> Path:
     return dest
 
 
+# the command with torch already imported: its OpenMP settings are OpenMP's own (see --openmp-default)
+TORCH_FIRST = ["-c", "import sys, torch; from cliplit_core.cli import main; sys.exit(main(sys.argv[1:]))"]
+
+
 def run_once(folder: Path, out: Path, weights: Path, extra: list[str], env_extra: dict,
-             device: str = "cpu", root: Path = ROOT) -> float:
-    env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""), **env_extra)
-    cmd = [sys.executable, "-m", "cliplit_core", "enhance", str(folder), "-o", str(out), "--weights", str(weights),
+             device: str = "cpu", root: Path = ROOT, launcher: list[str] | None = None) -> float:
+    inherited = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}  # each variant's own policy
+    env = dict(inherited, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""), **env_extra)
+    cmd = [sys.executable] + (launcher or ["-m", "cliplit_core"]) + ["enhance", str(folder), "-o", str(out), "--weights", str(weights),
            "--device", device] + extra
     t = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=root)
@@ -120,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--source", type=Path, default=DATA / "backlit")
     ap.add_argument("--weights", type=Path, default=WEIGHTS)
     ap.add_argument("--device", default="cpu", help="--device of the runs (default cpu)")
-    ap.add_argument("--openmp-spinning", action="store_true",
-                    help="also run the pipelined variant with OMP_WAIT_POLICY=ACTIVE")
+    ap.add_argument("--openmp-default", action="store_true",
+                    help="also run the pipelined variant with OpenMP's own wait policy")
     ap.add_argument("--baseline", metavar="REV", default=None,
                     help="also run the sequential code of this git commit (e.g. the code an issue measured)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
@@ -132,22 +143,23 @@ def main(argv: list[str] | None = None) -> int:
             return 2
 
     pipelined = ["--jobs", str(args.jobs)] if args.jobs else []
-    variants = [("sequential (--jobs 1)", ["--jobs", "1"], {}, ROOT),
-                (f"pipelined ({' '.join(pipelined) or '--jobs default'})", pipelined, {}, ROOT)]
+    args.weights = args.weights.resolve()  # the runs start in other folders
+    # (name, command-line options, environment, project root, launcher)
+    variants = [("sequential (--jobs 1)", ["--jobs", "1"], {}, ROOT, None),
+                (f"pipelined ({' '.join(pipelined) or '--jobs default'})", pipelined, {}, ROOT, None)]
     if args.torch_threads:
         env = {"OMP_NUM_THREADS": str(args.torch_threads)}
-        variants += [(f"sequential, {args.torch_threads} torch threads", ["--jobs", "1"], env, ROOT),
-                     (f"pipelined, {args.torch_threads} torch threads", pipelined, env, ROOT)]
-    if args.openmp_spinning:
-        variants.append(("pipelined, OpenMP threads spinning (OMP_WAIT_POLICY=ACTIVE)", pipelined,
-                         {"OMP_WAIT_POLICY": "ACTIVE"}, ROOT))
+        variants += [(f"sequential, {args.torch_threads} torch threads", ["--jobs", "1"], env, ROOT, None),
+                     (f"pipelined, {args.torch_threads} torch threads", pipelined, env, ROOT, None)]
+    if args.openmp_default:
+        variants.append(("pipelined, OpenMP's own wait policy", pipelined, {}, ROOT, TORCH_FIRST))
     rows = []
     with tempfile.TemporaryDirectory(prefix="cliplit-bench-folder-") as tmp:
         tmp = Path(tmp)
         baseline = None
         if args.baseline:
-            baseline = f"code of {args.baseline} (sequential)"
-            variants.append((baseline, [], {}, extract(args.baseline, tmp / "baseline")))
+            baseline = f"code of {args.baseline} (its defaults)"
+            variants.append((baseline, [], {}, extract(args.baseline, tmp / "baseline"), None))
         mp = make_folder(tmp / "in", args.photos, args.megapixels, args.source)
         print(f"# {args.photos} photos, {mp:.1f} MP in all, from {args.source.name}; whole-process runs; "
               f"{os.cpu_count()} CPUs, --device {args.device}\n")
@@ -161,14 +173,15 @@ def main(argv: list[str] | None = None) -> int:
             loads: dict[str, list[str]] = {v[0]: [] for v in variants}
             digests, pixels = {}, {}
             for _ in range(args.rounds):
-                for name, extra, env, root in variants:
+                for name, extra, env, root, launcher in variants:
                     out = tmp / "out"
                     if out.exists():
                         for f in out.iterdir():
                             f.unlink()
                         out.rmdir()
                     loads[name].append(load())
-                    times[name].append(run_once(tmp / "in", out, args.weights, flag + extra, env, args.device, root))
+                    times[name].append(run_once(tmp / "in", out, args.weights, flag + extra, env, args.device, root,
+                                                launcher))
                     digests[name] = digest(out)
                     if name == variants[0][0]:
                         keep = tmp / f"sequential-{mode}"
@@ -178,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
                         pixels[name] = max_pixel_difference(out, tmp / f"sequential-{mode}")
             base = statistics.median(times[variants[0][0]])
             old = statistics.median(times[baseline]) if baseline else None
-            for name, _, _, _ in variants:
+            for name, *_ in variants:
                 t = statistics.median(times[name])
                 row = {"mode": mode, "variant": name, "seconds": t, "images_per_s": args.photos / t,
                        "ratio": base / t, "loads": loads[name], "same_files": digests[name] == digests[variants[0][0]]}

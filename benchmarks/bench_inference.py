@@ -49,7 +49,8 @@ from procmem import rss_kib  # noqa: E402
 from cliplit_core import fastnet  # noqa: E402
 from cliplit_core.checkpoint import load_network  # noqa: E402
 from cliplit_core.imageio import read_image  # noqa: E402
-from cliplit_core.inference import enhance, resolve_dtype  # noqa: E402
+from cliplit_core.inference import enhance  # noqa: E402
+from cliplit_core.precision import compute_dtype  # noqa: E402
 
 GIB = 1024 ** 3
 
@@ -382,7 +383,7 @@ def ours(net, x, options=None, **kw):
         model = net
         if options is not None:
             dev = torch.device(kw.get("device") or x.device)
-            model = fastnet.FastWeights(net, dev, resolve_dtype(kw.get("dtype"), dev), **options)
+            model = fastnet.FastWeights(net, dev, compute_dtype(kw.get("dtype"), dev), **options)
         r = enhance(model, x, **kw)
         return r.image, r.light
     return fn

@@ -57,7 +57,7 @@ def main() -> None:
     net = load_network(args.weights)
     photos = sorted(p for p in Path(args.photos).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     print(f"# preview vs exact (float32), CPU ({torch.get_num_threads()} threads), torch {torch.__version__}; "
-          f"preview dtype {Precision.AUTO.resolve('cpu')} (automatic); "
+          f"preview dtype {Precision.AUTO.resolve('cpu', preview=True)} (automatic); "
           f"calibration cores {preview.CAL_CORE} px on {preview.CAL_FRAC:.0%} of the image; uncalibrated: guided "
           f"filter radius {preview.DEFAULT_RADIUS}, eps {preview.DEFAULT_EPS:g}; default scale "
           f"1/{preview.DEFAULT_SCALE:g}")

@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     if best is not None:
         s = settings_of(best["method"])
         print("\n# Settings of the fastest variant within the bar (set them in the core, then rerun):")
-        print(f"inference.AUTO_CUDA_DTYPE = torch.{s['dtype']}")
+        print(f"precision.AUTO_CUDA_DTYPE = \"{s['dtype']}\"")
         print(f"fastnet.default_options (cuda) = {{'channels_last': {s['channels_last']}, 'pad_in': {s['pad_in']}, "
               f"'pad_out': {s['pad_out']}, 'fold_padding': {s['fold_padding']}}}")
         print(f"inference.CUDNN_BENCHMARK = {s['cudnn_benchmark']}")

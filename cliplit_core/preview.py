@@ -204,7 +204,10 @@ def preview_light(net: CLIPLITNet, rgb: torch.Tensor, *, scale: float = DEFAULT_
                   radius: int = DEFAULT_RADIUS, eps: float = DEFAULT_EPS, device=None, dtype=None,
                   tile: int | None = None, progress: Progress | None = None, calibrate: bool = True,
                   cal_core: int = CAL_CORE, cal_frac: float = CAL_FRAC) -> torch.Tensor:
-    """Approximate light map [B, 1, H, W] (float32, on rgb's device) of an RGB batch in 0..1."""
+    """Approximate light map [B, 1, H, W] (float32, on rgb's device) of an RGB batch in 0..1.
+    ``dtype`` resolves as a preview's (``auto``: see precision.py) on every branch."""
+    device = torch.device(device) if device is not None else rgb.device
+    dtype = compute_dtype(dtype, device, preview=True)
     H, W = rgb.shape[-2:]
     f = effective_scale(H, W, scale)
     if f <= 1.0:
@@ -215,8 +218,6 @@ def preview_light(net: CLIPLITNet, rgb: torch.Tensor, *, scale: float = DEFAULT_
         light_lo = predict_light(net, low, tile=tile, device=device, dtype=dtype, progress=progress)
         log_lo = light_lo.to(low.device).clamp_min(LIGHT_FLOOR).log()
         return guided_upsample(low, log_lo, rgb, radius, eps).exp_()
-    device = torch.device(device) if device is not None else rgb.device
-    dtype = compute_dtype(dtype, device, preview=True)
     fw = fastnet.weights_for(net, device, dtype)
     blocks = calibration_blocks(size[0], size[1], H, W, cal_core, calibration_fraction(H, W, cal_frac))
     out = []
@@ -253,13 +254,13 @@ def enhance_preview(net: CLIPLITNet, images: torch.Tensor, *, strength: float = 
     x = sanitize(images)
     color, alpha = split_channels(x)
     H, W = x.shape[-2:]
+    dev = torch.device(device) if device is not None else x.device
+    dt = compute_dtype(dtype, dev, preview=True)  # one resolution for every branch below
     f = effective_scale(H, W, scale)
     if f <= 1.0:
-        return enhance(net, images, strength=strength, tile=setting, device=device, dtype=dtype,
+        return enhance(net, images, strength=strength, tile=setting, device=dev, dtype=dt,
                        memory_budget=memory_budget, progress=progress)
     rgb = network_input(color)
-    dev = torch.device(device) if device is not None else x.device
-    dt = compute_dtype(dtype, dev, preview=True)
     low_hw = (max(2, round(H / f)), max(2, round(W / f)))
     tile = resolve_tile(setting, low_hw[0], low_hw[1], x.shape[0], dt, memory_budget)
     light = preview_light(net, rgb, scale=f, radius=radius, eps=eps, device=dev, dtype=dt, tile=tile,

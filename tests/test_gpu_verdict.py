@@ -51,7 +51,7 @@ def test_both_goals_met_and_the_settings_printed(tmp_path, capsys):
     assert gv.main([str(p)]) == 0
     out = capsys.readouterr().out
     assert "12.12x" in out and "MET" in out and "NOT MET" not in out  # 400 / 33, the bf16 row ignored
-    assert "AUTO_CUDA_DTYPE = torch.float16" in out and "'channels_last': True, 'pad_in': 8" in out
+    assert 'AUTO_CUDA_DTYPE = "float16"' in out and "'channels_last': True, 'pad_in': 8" in out
     assert "CUDNN_BENCHMARK = True" in out
 
 

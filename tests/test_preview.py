@@ -186,7 +186,16 @@ def test_preview_auto_dtype_is_bfloat16_on_a_cpu_with_native_bfloat16(net, monke
     preview.enhance_preview(net, x, scale=2, dtype="auto", device="cpu")
     preview.enhance_preview(net, x, scale=2, dtype="fp32", device="cpu")
     preview.enhance_preview(net, x, scale=2, dtype="bf16", device="cpu")
-    assert seen == [torch.bfloat16 if native else torch.float32, torch.float32, torch.bfloat16]
+    auto = torch.bfloat16 if native else torch.float32
+    assert seen == [auto, torch.float32, torch.bfloat16]
+    # every branch of a preview resolves 'auto' alike: uncalibrated, and too small to reduce (exact)
+    seen.clear()
+    preview.preview_light(net, x, scale=2, dtype="auto", device="cpu", calibrate=False)
+    tiny = torch.rand(1, 3, 24, 24)
+    assert preview.effective_scale(24, 24, 4.0) == 1.0
+    preview.preview_light(net, tiny, dtype="auto", device="cpu")
+    preview.enhance_preview(net, tiny, dtype="auto", device="cpu")
+    assert seen == [auto, auto, auto]
 
 
 def test_cli_fast_writes_results(tmp_path, net, monkeypatch, no_size_floors):
