@@ -8,7 +8,7 @@ import signal
 import sys
 
 from .errors import CLIPLITError
-from .imageio import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, OUTPUT_FORMATS, PNG_COMPRESS_LEVEL
+from .imageio import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, OUTPUT_FORMATS, PNG_COMPRESS_LEVEL, list_images
 from .precision import Precision
 from .tile_setting import TileSetting
 from .validation import JOBS, MAX_MEGAPIXELS, PNG_COMPRESSION, QUALITY, STRENGTH, OptionError, argparse_type
@@ -109,21 +109,26 @@ def _run_convert(args) -> int:
     return 0
 
 
-def _passive_openmp_waits(jobs: int | None) -> None:
-    """Before torch is loaded, for a pipelined run (``--jobs`` above 1, the default on a multi-core
-    machine): OpenMP threads that wait for work sleep instead of spinning (``OMP_WAIT_POLICY=PASSIVE``,
-    unless the user set it). The reader and writer threads share the cores with torch's threads; a
-    spinning OpenMP thread takes a core from the PNG encoder, and the encoder, in turn, stalls the
-    network's next parallel region. Measured: docs/performance.md, "Folders". Called in-process after
-    torch is loaded it changes nothing (OpenMP reads its settings once), so it leaves them alone."""
+def _passive_openmp_waits(args) -> None:
+    """Before torch is loaded, for a run that will pipeline (``--jobs`` above 1, the default on a
+    multi-core machine, and more than one photo): OpenMP threads that wait for work sleep instead of
+    spinning (``OMP_WAIT_POLICY=PASSIVE``), unless the user set a policy. The reader and writer
+    threads share the cores with torch's threads; a spinning OpenMP thread takes a core from the PNG
+    encoder, and the encoder, in turn, stalls the network's next parallel region. Runs that are the
+    network alone (one photo, videos) keep OpenMP's default, which is faster there. Measured:
+    docs/performance.md, "Folders". In-process after torch is loaded it changes nothing (OpenMP
+    reads its settings once), so it leaves them alone."""
     from .pipeline import default_jobs
 
-    if "torch" not in sys.modules and (jobs or default_jobs()) > 1:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if "torch" in sys.modules or "OMP_WAIT_POLICY" in os.environ or (args.jobs or default_jobs()) <= 1:
+        return
+    paths, _ = list_images(args.inputs)  # a quick look; the run lists its inputs itself
+    if sum(p.suffix.lower() in IMAGE_EXTENSIONS for p in paths) > 1:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 
 def _run_enhance(args) -> int:
-    _passive_openmp_waits(args.jobs)
+    _passive_openmp_waits(args)
     from .enhance_files import enhance_files
 
     if args.bits == "16" and not OUTPUT_FORMATS[args.format].sixteen_bit:

@@ -144,21 +144,25 @@ print(rc, 'torch' in sys.modules, os.environ.get('OMP_WAIT_POLICY'))
 
 
 def test_a_pipelined_run_lets_idle_openmp_threads_sleep_before_torch_is_loaded(tmp_path):
-    """--jobs above 1: OMP_WAIT_POLICY=PASSIVE is set before torch (and its OpenMP) is loaded,
-    unless the user set a policy; --jobs 1 leaves the environment alone."""
+    """--jobs above 1 and more than one photo: OMP_WAIT_POLICY=PASSIVE is set before torch (and its
+    OpenMP) is loaded, unless the user set a policy; one photo or --jobs 1 leave the environment alone."""
     import os
 
-    empty = tmp_path / "empty"
-    empty.mkdir()
+    two, one = tmp_path / "two", tmp_path / "one"
+    for folder, n in ((two, 2), (one, 1)):
+        folder.mkdir()
+        for k in range(n):
+            Image.new("RGB", (8, 8), (k, 40, 90)).save(folder / f"p{k}.png")
 
-    def seen(jobs: str, **env) -> str:
+    def seen(folder, jobs: str, **env) -> list[str]:
         base = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-        r = subprocess.run([sys.executable, "-c", OPENMP_POLICY_SEEN, "enhance", str(empty), "-o",
-                            str(tmp_path / "out"), "--jobs", jobs], cwd=REPO, capture_output=True, text=True,
-                           env={**base, **env}, timeout=120)
-        assert "no input images" in r.stderr
+        r = subprocess.run([sys.executable, "-c", OPENMP_POLICY_SEEN, "enhance", str(folder), "-o",
+                            str(tmp_path / "out"), "--jobs", jobs, "--weights", str(tmp_path / "missing.pth")],
+                           cwd=REPO, capture_output=True, text=True, env={**base, **env}, timeout=120)
+        assert "missing.pth" in r.stderr  # the run itself stopped at the weights, after loading torch
         return r.stdout.split()
 
-    assert seen("2") == ["1", "True", "PASSIVE"]  # torch loaded afterwards, by the run itself
-    assert seen("1") == ["1", "True", "None"]
-    assert seen("2", OMP_WAIT_POLICY="ACTIVE") == ["1", "True", "ACTIVE"]
+    assert seen(two, "2") == ["2", "True", "PASSIVE"]
+    assert seen(two, "1") == ["2", "True", "None"]
+    assert seen(one, "2") == ["2", "True", "None"]
+    assert seen(two, "2", OMP_WAIT_POLICY="ACTIVE") == ["2", "True", "ACTIVE"]
