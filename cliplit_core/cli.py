@@ -69,7 +69,8 @@ def _add_enhance(sub) -> None:
     p.add_argument("--jobs", type=argparse_type(JOBS), default=None, metavar="N",
                    help="images in flight in a folder run: the next images are read and finished ones written "
                         "while the network runs, at most N - 1 read ahead of the one being enhanced "
-                        "(default: the CPU cores; 1 = one image after another). The files are the same")
+                        "(default: the CPU cores; 1 = one image after another). The files are the same. A pipelined "
+                        "run sets OMP_WAIT_POLICY=PASSIVE unless you set it")
     p.add_argument("--max-pixels", type=argparse_type(MAX_MEGAPIXELS), default=DEFAULT_MAX_PIXELS / 1e6,
                    metavar="MEGAPIXELS",
                    help=f"refuse images larger than this (default {DEFAULT_MAX_PIXELS / 1e6:g}, i.e. 1 gigapixel; "
