@@ -78,7 +78,7 @@ if not fast:
         best = []
         for _ in range(3):
             t0 = time.perf_counter()
-            write_image(out + f"/level{level}.png", img, info=info, png_level=level)
+            write_image(out + f"/level{level}.png", img, info=info, png_compression=level)
             best.append(time.perf_counter() - t0)
         png[level] = {"s": min(best), "bytes": __import__("os").path.getsize(out + f"/level{level}.png")}
 steps = {name: b - a for (_, a, _), (name, b, _) in zip(t, t[1:])}

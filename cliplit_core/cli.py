@@ -8,10 +8,19 @@ import signal
 import sys
 
 from .errors import CLIPLITError
-from .imageio import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, OUTPUT_FORMATS, PNG_COMPRESS_LEVEL, list_images
+from .imageio import (DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, OUTPUT_FORMATS, PNG_AUTO, PNG_COMPRESSION_CHOICES,
+                      PngCompression, list_images)
 from .precision import Precision
 from .tile_setting import TileSetting
-from .validation import JOBS, MAX_MEGAPIXELS, PNG_COMPRESSION, QUALITY, STRENGTH, OptionError, argparse_type
+from .validation import JOBS, MAX_MEGAPIXELS, QUALITY, STRENGTH, OptionError, argparse_type
+
+
+def _png_compression(text: str) -> PngCompression:
+    """argparse ``type=`` of --png-compression (exit 2 with the allowed values)."""
+    try:
+        return PngCompression.parse(text)
+    except OptionError:
+        raise argparse.ArgumentTypeError(f"must be {PNG_COMPRESSION_CHOICES}, got {text!r}") from None
 
 
 def parse_tile(text: str) -> TileSetting:
@@ -62,10 +71,11 @@ def _add_enhance(sub) -> None:
                    help="bits per channel of the results: auto (default) = 16 for 16-bit inputs written as PNG, "
                         "else 8; 16 needs --format png")
     p.add_argument("--quality", type=argparse_type(QUALITY), default=95, help="JPEG / WebP quality 1..100 (default 95)")
-    p.add_argument("--png-compression", type=argparse_type(PNG_COMPRESSION), default=PNG_COMPRESS_LEVEL,
-                   metavar="LEVEL",
-                   help=f"zlib level of PNG results, 0 (none, fastest, largest) .. 9 (smallest, slowest); the pixels "
-                        f"are the same at every level (default {PNG_COMPRESS_LEVEL}, as ComfyUI's SaveImage)")
+    p.add_argument("--png-compression", type=_png_compression, default=PNG_AUTO, metavar="auto|LEVEL",
+                   help="how PNG results are compressed: auto (default: 8-bit PNGs with zlib's run-length "
+                        "strategy, the size of level 4 in about half the time on photos; 16-bit at level 4) or a "
+                        "zlib level, 0 (none, fastest, largest) .. 9 (smallest, slowest; ComfyUI's SaveImage uses "
+                        "4); the pixels are the same with every setting")
     p.add_argument("--jobs", type=argparse_type(JOBS), default=None, metavar="N",
                    help="images in flight in a folder run: the next images are read and finished ones written "
                         "while the network runs, at most N - 1 read ahead of the one being enhanced "

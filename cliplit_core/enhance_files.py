@@ -12,7 +12,7 @@ from .atomicfile import write_together
 from .checkpoint import load_network
 from .enhance_videos import enhance_video_files, plan_video_outputs
 from .errors import ImageReadError
-from .imageio import (DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, OUTPUT_FORMATS, PNG_COMPRESS_LEVEL, ImageInfo, list_images,
+from .imageio import (DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, OUTPUT_FORMATS, PNG_AUTO, ImageInfo, PngCompression, list_images,
                       read_image_info, save_image)
 from .options import EnhanceOptions, Mode
 from .memory import default_budget, default_device, resolve_device
@@ -20,7 +20,7 @@ from .outputs import OurFiles, PlannedOutput, check_output_option, plan_outputs,
 from .photo import enhance_photo
 from .pipeline import default_jobs, run_in_order
 from .sharding import Ranks, start
-from .validation import JOBS, MAX_MEGAPIXELS, PNG_COMPRESSION, QUALITY, check_number
+from .validation import JOBS, MAX_MEGAPIXELS, QUALITY, check_number
 from .video import VIDEO_EXTENSIONS, is_video
 from .weights import resolve_weights
 
@@ -68,12 +68,12 @@ class _Enhanced(NamedTuple):
 
 
 def _write_result(planned: PlannedOutput, image, light, *, fmt: str, bits: int, quality: int, info,
-                  png_level: int = PNG_COMPRESS_LEVEL) -> None:
+                  png: PngCompression = PNG_AUTO) -> None:
     """The result and its light map (when planned), all or none."""
     writes = [(planned.main, lambda tmp: save_image(tmp, image, bits=bits, quality=quality, info=info, fmt=fmt,
-                                                    png_level=png_level))]
+                                                    png_compression=png))]
     if len(planned.files) > 1 and light is not None:
-        writes.append((planned.files[1], lambda tmp: save_image(tmp, light, fmt="png", png_level=png_level)))
+        writes.append((planned.files[1], lambda tmp: save_image(tmp, light, fmt="png", png_compression=png)))
     write_together(writes)
 
 
@@ -86,20 +86,20 @@ def enhance_files(args) -> int:
                              temporal_smoothing=getattr(args, "temporal_smoothing", 0.0))
     quality = check_number(QUALITY, getattr(args, "quality", 95))
     max_pixels = int(check_number(MAX_MEGAPIXELS, getattr(args, "max_pixels", DEFAULT_MAX_PIXELS / 1e6)) * 1e6)
-    png_level = check_number(PNG_COMPRESSION, getattr(args, "png_compression", PNG_COMPRESS_LEVEL))
+    png = PngCompression.parse(getattr(args, "png_compression", PNG_AUTO))
     jobs = check_number(JOBS, getattr(args, "jobs", None) or default_jobs())
     outdir = check_output_option(args.output)
     resolve_device(args.device)  # a device this machine lacks is an error before anything else
     ranks = start(args.device, default_device())  # torchrun: this process's share of the inputs
     try:
         return _enhance_files(args, ranks, options=options, quality=quality, max_pixels=max_pixels,
-                              outdir=outdir, png_level=png_level, jobs=jobs)
+                              outdir=outdir, png=png, jobs=jobs)
     finally:
         ranks.finish()
 
 
 def _enhance_files(args, ranks: Ranks, *, options: EnhanceOptions, quality: int, max_pixels: int, outdir: Path,
-                   png_level: int, jobs: int) -> int:
+                   png: PngCompression, jobs: int) -> int:
     fmt = getattr(args, "format", "png")
     spec = OUTPUT_FORMATS[fmt]
     ours = OurFiles(outdir)
@@ -162,7 +162,7 @@ def _enhance_files(args, ranks: Ranks, *, options: EnhanceOptions, quality: int,
             _say(bar, f"warning: {src.name}: {fmt} has no alpha channel; the result drops it")
         try:
             _write_result(item, done.image, done.light, fmt=fmt, bits=done.bits, quality=quality,
-                          info=None if strip else done.info, png_level=png_level)
+                          info=None if strip else done.info, png=png)
             ours.record(item.files)
         except OSError as e:
             counts["failures"] += 1

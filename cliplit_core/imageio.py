@@ -24,6 +24,7 @@ from PIL import Image
 
 from .atomicfile import write_together
 from .errors import ImageReadError
+from .validation import OptionError
 
 # The one list of file types we read: folders are listed by these extensions, and any file is
 # decoded only by these Pillow decoders. Pillow's JPEG decoder opens JPEGs that carry extra
@@ -41,11 +42,50 @@ DEFAULT_MAX_PIXELS = 1_000_000_000
 PILLOW_DEFAULT_MAX_PIXELS = 89_478_485
 BOMB_PIXELS_PER_BYTE = 100
 
-# zlib level of PNG results (the default of --png-compression): 4 (as ComfyUI's SaveImage) writes a
-# 3 MP photo about 2x faster than Pillow's default 6 for files about 3 % larger
-# (benchmarks/bench_png_levels.py measures every level)
+# zlib level of PNG results that ComfyUI's SaveImage uses; levels are PNG_LEVELS (0 = stored ... 9 = smallest).
 PNG_COMPRESS_LEVEL = 4
-PNG_LEVELS = range(10)  # zlib: 0 = stored, 1 = fastest ... 9 = smallest
+PNG_LEVELS = range(10)
+
+
+class PngCompression(NamedTuple):
+    """How PNG results are compressed (``--png-compression``): ``level`` 0-9 is zlib's level with its
+    default strategy; ``None`` is ``auto``, the default:
+
+    * 8-bit: zlib's run-length strategy (``Z_RLE``) after Pillow's per-row PNG filters. On photos its
+      files are the size of level 4's (within 2 %, on 17 images: 0.91x-1.02x) and it writes them in
+      about half the time (benchmarks/bench_png_levels.py);
+    * 16-bit: level 4 (our encoder writes unfiltered rows, where run-length coding is 2-4x larger).
+
+    The pixels are the same with every setting."""
+
+    level: int | None = None
+
+    @classmethod
+    def parse(cls, value) -> "PngCompression":
+        """``value``: a PngCompression, ``None`` / ``"auto"``, or a level 0-9 (int or its text).
+        Anything else is one OptionError naming the allowed values."""
+        if isinstance(value, PngCompression):
+            return value
+        if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
+            return cls(None)
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value.strip())
+        if isinstance(value, int) and not isinstance(value, bool) and value in PNG_LEVELS:
+            return cls(int(value))
+        raise OptionError(f"png-compression must be {PNG_COMPRESSION_CHOICES}, got {value!r}")
+
+    def zlib_settings(self, bits: int) -> tuple[int, int]:
+        """(zlib level, zlib strategy) for a PNG of ``bits`` bits per channel."""
+        if self.level is not None:
+            return self.level, zlib.Z_DEFAULT_STRATEGY
+        return (1, zlib.Z_RLE) if bits == 8 else (PNG_COMPRESS_LEVEL, zlib.Z_DEFAULT_STRATEGY)
+
+    def __str__(self) -> str:
+        return "auto" if self.level is None else str(self.level)
+
+
+PNG_COMPRESSION_CHOICES = "auto or an integer from 0 to 9 (zlib level, 0 = none, 9 = smallest)"
+PNG_AUTO = PngCompression(None)
 
 _SIXTEEN_BIT_RAWMODES = {"RGB;16B": ("RGB;16B", "RGB;16L"), "RGBA;16B": ("RGBA;16B", "RGBA;16L")}
 
@@ -256,13 +296,25 @@ def _apply_orientation(a: np.ndarray, o: int) -> np.ndarray:
     return ops.get(o, lambda x: x)(a)
 
 
+def _round_to(arr: np.ndarray, top: float, dtype) -> np.ndarray:
+    """``floor(top * x + 0.5)`` clamped to 0..top, NaN -> 0, as ``dtype``: one scratch array, in-place
+    passes (the same values as ``np.clip(np.floor(np.nan_to_num(x) * top + 0.5), 0, top)``)."""
+    buf = np.multiply(arr, top)
+    buf += 0.5
+    np.floor(buf, out=buf)
+    np.clip(buf, 0, top, out=buf)  # +-inf land on the ends; NaN stays NaN ...
+    np.nan_to_num(buf, copy=False)  # ... and becomes 0
+    return buf.astype(dtype)
+
+
 def to_uint8(arr: np.ndarray) -> np.ndarray:
-    """Round like torchvision's ``save_image``: ``floor(255 * x + 0.5)`` clamped to 0..255."""
-    return np.clip(np.floor(np.nan_to_num(arr) * 255.0 + 0.5), 0, 255).astype(np.uint8)
+    """Round like torchvision's ``save_image``: ``floor(255 * x + 0.5)`` clamped to 0..255 (NaN -> 0)."""
+    return _round_to(arr, 255.0, np.uint8)
 
 
 def to_uint16(arr: np.ndarray) -> np.ndarray:
-    return np.clip(np.floor(np.nan_to_num(arr) * 65535.0 + 0.5), 0, 65535).astype(np.uint16)
+    """``floor(65535 * x + 0.5)`` clamped to 0..65535 (NaN -> 0)."""
+    return _round_to(arr, 65535.0, np.uint16)
 
 
 class OutputFormat(NamedTuple):
@@ -289,11 +341,12 @@ def _png_chunk(tag: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
 
 
-def _png16_idat(a16: np.ndarray, rows_per_chunk: int = 256, level: int = PNG_COMPRESS_LEVEL) -> bytes:
-    """zlib stream (``level``) of the filter-0 scanlines, built a band of rows at a time
+def _png16_idat(a16: np.ndarray, rows_per_chunk: int = 256, level: int = PNG_COMPRESS_LEVEL,
+                strategy: int = zlib.Z_DEFAULT_STRATEGY) -> bytes:
+    """zlib stream (``level``, ``strategy``) of the filter-0 scanlines, built a band of rows at a time
     (the same bytes as compressing all scanlines at once, without a copy of the whole image)."""
     h, w, c = a16.shape
-    z = zlib.compressobj(level)
+    z = zlib.compressobj(level, zlib.DEFLATED, zlib.MAX_WBITS, 8, strategy)
     parts = []
     for y in range(0, h, rows_per_chunk):
         band = a16[y:y + rows_per_chunk]
@@ -305,9 +358,10 @@ def _png16_idat(a16: np.ndarray, rows_per_chunk: int = 256, level: int = PNG_COM
     return b"".join(parts)
 
 
-def encode_png16(a16: np.ndarray, info: ImageInfo | None = None, level: int = PNG_COMPRESS_LEVEL) -> bytes:
-    """uint16 H x W x C (C 1..4) as a 16-bit PNG (filter 0, zlib ``level``), with the ICC profile (iCCP)
-    and EXIF (eXIf) of ``info`` when given."""
+def encode_png16(a16: np.ndarray, info: ImageInfo | None = None, compression=PNG_AUTO) -> bytes:
+    """uint16 H x W x C (C 1..4) as a 16-bit PNG (filter 0, zlib as ``compression`` says: anything
+    PngCompression.parse takes), with the ICC profile (iCCP) and EXIF (eXIf) of ``info`` when given."""
+    level, strategy = PngCompression.parse(compression).zlib_settings(16)
     h, w, c = a16.shape
     out = [b"\x89PNG\r\n\x1a\n",
            _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, {1: 0, 2: 4, 3: 2, 4: 6}[c], 0, 0, 0))]
@@ -316,27 +370,28 @@ def encode_png16(a16: np.ndarray, info: ImageInfo | None = None, level: int = PN
     if info is not None and info.exif:
         exif = info.exif[6:] if info.exif.startswith(b"Exif\x00\x00") else info.exif
         out.append(_png_chunk(b"eXIf", exif))
-    out += [_png_chunk(b"IDAT", _png16_idat(a16, level=level)), _png_chunk(b"IEND", b"")]
+    out += [_png_chunk(b"IDAT", _png16_idat(a16, level=level, strategy=strategy)), _png_chunk(b"IEND", b"")]
     return b"".join(out)
 
 
 def write_image(path: str | os.PathLike, arr: np.ndarray, *, bits: int = 8, quality: int = 95,
-                info: ImageInfo | None = None, fmt: str | None = None, png_level: int = PNG_COMPRESS_LEVEL) -> None:
+                info: ImageInfo | None = None, fmt: str | None = None, png_compression=PNG_AUTO) -> None:
     """Write float H x W x C (C 1..4) in 0..1 (or pixels already rounded: uint8 for ``bits`` 8,
     uint16 for 16), atomically, as the file type its suffix names
     (.png, .jpg/.jpeg, .webp, .tif/.tiff). ``bits`` 16 is for PNG only; ``quality`` (1..100) for
-    JPEG / WebP; ``png_level`` (0..9) is PNG's zlib level (the same pixels at every level); ``info``
+    JPEG / WebP; ``png_compression`` (PngCompression or what its ``parse`` takes) how PNGs are compressed
+    (the same pixels with every setting); ``info``
     carries the input's ICC profile and EXIF over. JPEG has no alpha: an alpha channel is dropped
     (the caller warns). ``fmt`` overrides the suffix (a key of OUTPUT_FORMATS)."""
     path = Path(path)
     fmt = fmt or format_of(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_together([(path, lambda tmp: save_image(tmp, arr, bits=bits, quality=quality, info=info, fmt=fmt,
-                                                  png_level=png_level))])
+                                                  png_compression=png_compression))])
 
 
 def save_image(path: str | os.PathLike, arr: np.ndarray, *, bits: int = 8, quality: int = 95,
-               info: ImageInfo | None = None, fmt: str | None = None, png_level: int = PNG_COMPRESS_LEVEL) -> None:
+               info: ImageInfo | None = None, fmt: str | None = None, png_compression=PNG_AUTO) -> None:
     """What :func:`write_image` does, but writing ``path`` directly (not atomic: for callers that
     write to a temporary file themselves, see atomicfile.write_together)."""
     path = Path(path)
@@ -348,8 +403,7 @@ def save_image(path: str | os.PathLike, arr: np.ndarray, *, bits: int = 8, quali
         raise ValueError(f"{path}: 16-bit output needs PNG, not {fmt}")
     if not 1 <= int(quality) <= 100:
         raise ValueError(f"quality must be 1..100, got {quality}")
-    if png_level not in PNG_LEVELS:
-        raise ValueError(f"png_level must be 0..9, got {png_level}")
+    png = PngCompression.parse(png_compression)
     if arr.dtype in (np.uint8, np.uint16) and arr.dtype != (np.uint8 if bits == 8 else np.uint16):
         raise ValueError(f"{arr.dtype} pixels cannot be written with {bits} bits")
     if arr.ndim == 2:
@@ -357,7 +411,7 @@ def save_image(path: str | os.PathLike, arr: np.ndarray, *, bits: int = 8, quali
     if not spec.alpha and arr.shape[2] in (2, 4):
         arr = arr[..., :-1]
     if bits == 16:
-        path.write_bytes(encode_png16(arr if arr.dtype == np.uint16 else to_uint16(arr), info, png_level))
+        path.write_bytes(encode_png16(arr if arr.dtype == np.uint16 else to_uint16(arr), info, png))
         return
     a = arr if arr.dtype == np.uint8 else to_uint8(arr)
     im = Image.fromarray(a[..., 0] if a.shape[2] == 1 else a)
@@ -367,7 +421,7 @@ def save_image(path: str | os.PathLike, arr: np.ndarray, *, bits: int = 8, quali
     if info is not None and info.exif:
         opts["exif"] = info.exif
     if fmt == "png":
-        opts["compress_level"] = int(png_level)
+        opts["compress_level"], opts["compress_type"] = png.zlib_settings(8)
     if fmt in ("jpg", "webp"):
         opts["quality"] = int(quality)
     if fmt == "jpg" and quality >= 90:

@@ -38,7 +38,6 @@ TILE = NumberRange("tile", 1, 1 << 20, integer=True, meaning="pixels")
 BATCH_SIZE = NumberRange("batch-size", 1, 1 << 16, integer=True)
 PROMPT_LENGTH = NumberRange("prompt-length", 1, 1024, integer=True, meaning="tokens")
 JOBS = NumberRange("jobs", 1, 1024, integer=True, meaning="images in flight; 1 = one after another")
-PNG_COMPRESSION = NumberRange("png-compression", 0, 9, integer=True, meaning="zlib level, 0 = none, 9 = smallest")
 
 
 def check_number(rule: NumberRange, value) -> float | int:

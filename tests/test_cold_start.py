@@ -56,13 +56,17 @@ def _zlib_level_flag(png: bytes) -> int:
 
 
 @pytest.mark.parametrize("bits", [8, 16])
-def test_png_results_use_the_fast_compression_level(tmp_path, bits):
+def test_png_results_use_the_fast_compression(tmp_path, bits):
+    """auto (the default): 8-bit PNGs with zlib's run-length strategy (header flag 0), 16-bit at level 4
+    (flag 1: levels 2-5), never zlib's default 6 (flag 2), never stored."""
     from cliplit_core.imageio import PNG_COMPRESS_LEVEL, read_image, write_image
 
-    rng = np.random.default_rng(0)
-    arr = (rng.random((40, 50, 3)) ** 2).astype(np.float32)
+    yy, xx = np.mgrid[0:40, 0:50] / 50.0
+    arr = np.stack([yy, xx, (yy + xx) / 2], -1).astype(np.float32) ** 2  # smooth: compressible
     write_image(tmp_path / "r.png", arr, bits=bits)
+    write_image(tmp_path / "stored.png", arr, bits=bits, png_compression=0)
     data = (tmp_path / "r.png").read_bytes()
-    assert PNG_COMPRESS_LEVEL == 4 and _zlib_level_flag(data) == 1  # levels 2-5, not zlib's default 6
+    assert _zlib_level_flag(data) == (0 if bits == 8 else 1) and PNG_COMPRESS_LEVEL == 4
+    assert len(data) < 0.8 * (tmp_path / "stored.png").stat().st_size
     back = read_image(tmp_path / "r.png")
     assert np.abs(back - arr).max() <= 0.5 / (255 if bits == 8 else 65535) + 1e-6  # lossless as before

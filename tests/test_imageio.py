@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from cliplit_core.errors import ImageReadError
-from cliplit_core.imageio import list_images, read_image, to_uint8, write_png
+from cliplit_core.imageio import list_images, read_image, to_uint8, to_uint16, write_png
 
 from imagefiles import write_png16
 
@@ -62,8 +62,25 @@ def test_unreadable_files_raise_clear_errors(tmp_path):
 
 
 def test_rounding_matches_torchvision_save_image():
-    x = np.array([0, 0.5 / 255, 0.49 / 255, 1.0, 1.2, -0.1, np.nan], dtype=np.float32)
-    assert to_uint8(x).tolist() == [0, 1, 0, 255, 255, 0, 0]
+    x = np.array([0, 0.5 / 255, 0.49 / 255, 1.0, 1.2, -0.1, np.nan, np.inf, -np.inf], dtype=np.float32)
+    assert to_uint8(x).tolist() == [0, 1, 0, 255, 255, 0, 0, 255, 0]
+    assert to_uint16(x).tolist() == [0, 129, 126, 65535, 65535, 0, 0, 65535, 0]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rounding_is_the_formula_on_every_value(dtype):
+    """The in-place rounding gives exactly floor(top * x + 0.5) clamped, NaN -> 0 (the formula as
+    written before it was made faster), on strided arrays too (a permuted tensor's view)."""
+    rng = np.random.default_rng(7)
+    x = (rng.random((3, 40, 50)) * 1.4 - 0.2).astype(dtype)
+    x[0, :3, :4] = np.nan
+    x[1, 5, :6] = [np.inf, -np.inf, 0.5 / 255, 1.5 / 255, 2.5 / 65535, 1.0]
+    x = x.transpose(1, 2, 0)  # not contiguous
+    with np.errstate(over="ignore", invalid="ignore"):
+        for top, fn, dt in ((255.0, to_uint8, np.uint8), (65535.0, to_uint16, np.uint16)):
+            want = np.clip(np.floor(np.nan_to_num(x) * top + 0.5), 0, top).astype(dt)
+            got = fn(x)
+            assert got.dtype == dt and np.array_equal(got, want)
 
 
 def test_write_png_round_trip(tmp_path):
@@ -106,3 +123,23 @@ def test_every_exif_orientation_reads_upright_and_metadata_is_kept(tmp_path, ori
         assert back.size == (arr.shape[1], arr.shape[0])
         assert back.getexif().get(0x0112) == 1 and back.getexif().get(0x010F) == "TestCam"
         assert back.info.get("icc_profile") == b"icc-bytes"
+
+
+def test_png_compression_is_parsed_once_into_a_tagged_value(tmp_path):
+    import zlib
+
+    from cliplit_core.imageio import PNG_AUTO, PngCompression, write_image
+    from cliplit_core.validation import OptionError
+
+    for text in ("auto", " AUTO ", None, PNG_AUTO):
+        assert PngCompression.parse(text) == PNG_AUTO and str(PngCompression.parse(text)) == "auto"
+    assert PngCompression.parse("9") == PngCompression.parse(9) == PngCompression(9)
+    assert PNG_AUTO.zlib_settings(8) == (1, zlib.Z_RLE) and PNG_AUTO.zlib_settings(16) == (4, zlib.Z_DEFAULT_STRATEGY)
+    assert PngCompression(0).zlib_settings(8) == (0, zlib.Z_DEFAULT_STRATEGY)
+    for bad in (-1, 10, 4.5, "4.5", "fast", "", True):
+        with pytest.raises(OptionError, match=r"^png-compression must be auto or an integer from 0 to 9 .*, got") as e:
+            PngCompression.parse(bad)
+        assert "\n" not in str(e.value)
+    with pytest.raises(OptionError, match="png-compression"):
+        write_image(tmp_path / "x.png", np.zeros((2, 2, 3), np.float32), png_compression="max")
+    assert not (tmp_path / "x.png").exists()

@@ -221,7 +221,7 @@ def test_bad_png_compression_is_a_one_line_error(tmp_path, value, capsys):
     rc = main(["enhance", str(tmp_path / "a.png"), "-o", str(tmp_path / "o"), "--weights", "/nonexistent.pth",
                f"--png-compression={value}"])
     err = capsys.readouterr().err
-    assert rc == 2 and err.count("\n") == 1 and "argument --png-compression: must be an integer from 0 to 9" in err
+    assert rc == 2 and err.count("\n") == 1 and "argument --png-compression: must be auto or an integer from 0 to 9" in err
 
 
 @pytest.mark.parametrize("bits", ["8", "16"])
@@ -229,11 +229,12 @@ def test_png_compression_changes_the_size_not_the_pixels(tmp_path, official_weig
     src = tmp_path / "a.png"
     write_png(src, synthetic_photo(48, 64, seed=3))
     sizes, pixels = {}, {}
-    for level in (0, 4, 9):
+    for level in (0, 4, 9, "auto"):
         out = tmp_path / f"l{level}"
         assert _run(official_weights_path, src, "-o", out, "--png-compression", level, "--bits", bits) == 0
         sizes[level] = (out / "a.png").stat().st_size
         pixels[level] = read_image(out / "a.png")
     assert sizes[0] > sizes[4] >= sizes[9]
     assert sizes[0] >= 48 * (1 + 64 * 3 * int(bits) // 8)  # level 0 stores the scanlines uncompressed
-    assert np.array_equal(pixels[0], pixels[4]) and np.array_equal(pixels[0], pixels[9])
+    assert all(np.array_equal(pixels[0], p) for p in pixels.values())
+    assert sizes["auto"] < sizes[0]
