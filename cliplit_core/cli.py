@@ -73,7 +73,7 @@ def _add_enhance(sub) -> None:
     p.add_argument("--quality", type=argparse_type(QUALITY), default=95, help="JPEG / WebP quality 1..100 (default 95)")
     p.add_argument("--png-compression", type=_png_compression, default=PNG_AUTO, metavar="auto|LEVEL",
                    help="how PNG results are compressed: auto (default: 8-bit PNGs with zlib's run-length "
-                        "strategy, the size of level 4 in about half the time on photos; 16-bit at level 4) or a "
+                        "strategy, about the size of level 4 and faster on photos; 16-bit at level 4) or a "
                         "zlib level, 0 (none, fastest, largest) .. 9 (smallest, slowest; ComfyUI's SaveImage uses "
                         "4); the pixels are the same with every setting")
     p.add_argument("--jobs", type=argparse_type(JOBS), default=None, metavar="N",

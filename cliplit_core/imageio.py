@@ -51,10 +51,10 @@ class PngCompression(NamedTuple):
     """How PNG results are compressed (``--png-compression``): ``level`` 0-9 is zlib's level with its
     default strategy; ``None`` is ``auto``, the default:
 
-    * 8-bit: zlib's run-length strategy (``Z_RLE``) after Pillow's per-row PNG filters. On photos its
-      files are the size of level 4's (within 2 %, on 17 images: 0.91x-1.02x) and it writes them in
-      about half the time (benchmarks/bench_png_levels.py);
-    * 16-bit: level 4 (our encoder writes unfiltered rows, where run-length coding is 2-4x larger).
+    * 8-bit: zlib's run-length strategy (``Z_RLE``) after Pillow's per-row PNG filters: on photos about
+      the size of level 4's files, written in less time (measured on 11 images:
+      benchmarks/bench_png_levels.py --images, docs/performance.md);
+    * 16-bit: level 4 (our encoder writes unfiltered rows, where run-length coding compresses badly).
 
     The pixels are the same with every setting."""
 
