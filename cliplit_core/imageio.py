@@ -10,6 +10,7 @@ and EXIF of an input can be carried over to its result (``ImageInfo``).
 from __future__ import annotations
 
 import contextlib
+import numbers
 import os
 import struct
 import threading
@@ -70,7 +71,7 @@ class PngCompression(NamedTuple):
             return cls(None)
         if isinstance(value, str) and value.strip().isdigit():
             value = int(value.strip())
-        if isinstance(value, int) and not isinstance(value, bool) and value in PNG_LEVELS:
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) in PNG_LEVELS:
             return cls(int(value))
         raise OptionError(f"png-compression must be {PNG_COMPRESSION_CHOICES}, got {value!r}")
 

@@ -133,7 +133,7 @@ def test_png_compression_is_parsed_once_into_a_tagged_value(tmp_path):
 
     for text in ("auto", " AUTO ", None, PNG_AUTO):
         assert PngCompression.parse(text) == PNG_AUTO and str(PngCompression.parse(text)) == "auto"
-    assert PngCompression.parse("9") == PngCompression.parse(9) == PngCompression(9)
+    assert PngCompression.parse("9") == PngCompression.parse(9) == PngCompression.parse(np.int64(9)) == PngCompression(9)
     assert PNG_AUTO.zlib_settings(8) == (1, zlib.Z_RLE) and PNG_AUTO.zlib_settings(16) == (4, zlib.Z_DEFAULT_STRATEGY)
     assert PngCompression(0).zlib_settings(8) == (0, zlib.Z_DEFAULT_STRATEGY)
     for bad in (-1, 10, 4.5, "4.5", "fast", "", True):
