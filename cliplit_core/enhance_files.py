@@ -13,7 +13,7 @@ from .checkpoint import load_network
 from .enhance_videos import enhance_video_files, plan_video_outputs
 from .errors import ImageReadError
 from .imageio import (DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, OUTPUT_FORMATS, PNG_AUTO, ImageInfo, PngCompression, list_images,
-                      read_image_info, save_image)
+                      encode_image, read_image_info, save_image)
 from .options import EnhanceOptions, Mode
 from .memory import default_budget, default_device, resolve_device
 from .outputs import OurFiles, PlannedOutput, check_output_option, plan_outputs, prepare_output_dir
@@ -57,6 +57,12 @@ def _tile_progress(bar, src: Path):
 _FATAL_WRITE_ERRORS = {getattr(errno, n) for n in ("ENOSPC", "EDQUOT", "EROFS", "EIO") if hasattr(errno, n)}
 
 
+# Results up to this many pixels are encoded in memory by the pipeline's encode threads (several at
+# once on many cores); bigger ones (tiled photos) are encoded by the writer straight into their
+# temporary file, so their compressed bytes are never held in memory.
+ENCODE_IN_MEMORY_MAX_PIXELS = 50_000_000
+
+
 class _Enhanced(NamedTuple):
     """One input's result, on its way to the writer."""
 
@@ -65,16 +71,44 @@ class _Enhanced(NamedTuple):
     info: ImageInfo
     bits: int
     drops_alpha: bool  # the input has alpha, the output format has none
+    encoded: tuple[bytes, ...] | None = None  # the planned files' bytes, once encoded
 
 
-def _write_result(planned: PlannedOutput, image, light, *, fmt: str, bits: int, quality: int, info,
-                  png: PngCompression = PNG_AUTO) -> None:
-    """The result and its light map (when planned), all or none."""
-    writes = [(planned.main, lambda tmp: save_image(tmp, image, bits=bits, quality=quality, info=info, fmt=fmt,
-                                                    png_compression=png))]
-    if len(planned.files) > 1 and light is not None:
-        writes.append((planned.files[1], lambda tmp: save_image(tmp, light, fmt="png", png_compression=png)))
-    write_together(writes)
+class _ResultWriter(NamedTuple):
+    """How results become files: the options of every write, for encoding and writing alike."""
+
+    fmt: str
+    quality: int
+    png: PngCompression
+    strip: bool
+
+    def _parts(self, planned: PlannedOutput, done: _Enhanced) -> list[tuple[np.ndarray, dict]]:
+        """(pixels, encoder options) of each planned file: the result, then its light map if planned."""
+        parts = [(done.image, dict(fmt=self.fmt, bits=done.bits, quality=self.quality,
+                                   info=None if self.strip else done.info, png_compression=self.png))]
+        if len(planned.files) > 1 and done.light is not None:
+            parts.append((done.light, dict(fmt="png", png_compression=self.png)))
+        return parts
+
+    def encode(self, planned: PlannedOutput, done):
+        """``done`` with its files' bytes, when it is a result small enough to hold them in memory."""
+        if not isinstance(done, _Enhanced) or done.image.shape[0] * done.image.shape[1] > ENCODE_IN_MEMORY_MAX_PIXELS:
+            return done
+        return done._replace(encoded=tuple(encode_image(a, **kw) for a, kw in self._parts(planned, done)))
+
+    def write(self, planned: PlannedOutput, done: _Enhanced) -> None:
+        """The result and its light map (when planned), all or none."""
+        contents = done.encoded if done.encoded is not None else self._parts(planned, done)
+        write_together([(dst, lambda tmp, c=c: write_content(tmp, c)) for dst, c in zip(planned.files, contents)])
+
+
+def write_content(tmp: Path, content) -> None:
+    """Fill one planned file's temporary file: with its encoded bytes, or by encoding ``(pixels, options)``."""
+    if isinstance(content, bytes):
+        tmp.write_bytes(content)
+    else:
+        pixels, options = content
+        save_image(tmp, pixels, **options)
 
 
 def enhance_files(args) -> int:
@@ -131,7 +165,7 @@ def _enhance_files(args, ranks: Ranks, *, options: EnhanceOptions, quality: int,
     plan, video_plan = ranks.share(plan), ranks.share(video_plan)
     bar = _progress_bar(len(plan)) if plan and ranks.is_main else None
     bits_option = getattr(args, "bits", "8")
-    strip = getattr(args, "strip_metadata", False)
+    results = _ResultWriter(fmt, quality, png, getattr(args, "strip_metadata", False))
     counts = {"enhanced": 0, "failures": failures}
 
     def read(item: PlannedOutput):
@@ -161,8 +195,7 @@ def _enhance_files(args, ranks: Ranks, *, options: EnhanceOptions, quality: int,
         if done.drops_alpha:
             _say(bar, f"warning: {src.name}: {fmt} has no alpha channel; the result drops it")
         try:
-            _write_result(item, done.image, done.light, fmt=fmt, bits=done.bits, quality=quality,
-                          info=None if strip else done.info, png=png)
+            results.write(item, done)
             ours.record(item.files)
         except OSError as e:
             counts["failures"] += 1
@@ -181,7 +214,7 @@ def _enhance_files(args, ranks: Ranks, *, options: EnhanceOptions, quality: int,
         return True
 
     try:
-        stopped = not run_in_order(plan, read, work, finish, jobs=jobs)
+        stopped = not run_in_order(plan, read, work, finish, jobs=jobs, encode=results.encode)
     finally:
         if bar:  # also when interrupted: a bar left open would shift later bars of this process
             bar.close()

@@ -10,6 +10,7 @@ and EXIF of an input can be carried over to its result (``ImageInfo``).
 from __future__ import annotations
 
 import contextlib
+import io
 import numbers
 import os
 import struct
@@ -396,12 +397,28 @@ def save_image(path: str | os.PathLike, arr: np.ndarray, *, bits: int = 8, quali
     """What :func:`write_image` does, but writing ``path`` directly (not atomic: for callers that
     write to a temporary file themselves, see atomicfile.write_together)."""
     path = Path(path)
-    fmt = fmt or format_of(path)
+    _encode_to(path, arr, bits=bits, quality=quality, info=info, fmt=fmt or format_of(path),
+               png_compression=png_compression, name=str(path))
+
+
+def encode_image(arr: np.ndarray, *, fmt: str, bits: int = 8, quality: int = 95, info: ImageInfo | None = None,
+                 png_compression=PNG_AUTO) -> bytes:
+    """The bytes :func:`save_image` would write for ``fmt`` (a key of OUTPUT_FORMATS), in memory:
+    encoding that can run in any thread, ahead of the ordered, atomic write of the bytes."""
+    buf = io.BytesIO()
+    _encode_to(buf, arr, bits=bits, quality=quality, info=info, fmt=fmt, png_compression=png_compression,
+               name=f"a {fmt} result")
+    return buf.getvalue()
+
+
+def _encode_to(target: Path | io.BytesIO, arr: np.ndarray, *, bits: int, quality: int, info: ImageInfo | None,
+               fmt: str, png_compression, name: str) -> None:
+    """Encode ``arr`` as ``fmt`` into a file (a Path) or a memory buffer; ``name`` for messages."""
     spec = OUTPUT_FORMATS[fmt]
     if bits not in (8, 16):
         raise ValueError(f"bits must be 8 or 16, got {bits}")
     if bits == 16 and not spec.sixteen_bit:
-        raise ValueError(f"{path}: 16-bit output needs PNG, not {fmt}")
+        raise ValueError(f"{name}: 16-bit output needs PNG, not {fmt}")
     if not 1 <= int(quality) <= 100:
         raise ValueError(f"quality must be 1..100, got {quality}")
     png = PngCompression.parse(png_compression)
@@ -412,7 +429,11 @@ def save_image(path: str | os.PathLike, arr: np.ndarray, *, bits: int = 8, quali
     if not spec.alpha and arr.shape[2] in (2, 4):
         arr = arr[..., :-1]
     if bits == 16:
-        path.write_bytes(encode_png16(arr if arr.dtype == np.uint16 else to_uint16(arr), info, png))
+        data = encode_png16(arr if arr.dtype == np.uint16 else to_uint16(arr), info, png)
+        if isinstance(target, Path):
+            target.write_bytes(data)
+        else:
+            target.write(data)
         return
     a = arr if arr.dtype == np.uint8 else to_uint8(arr)
     im = Image.fromarray(a[..., 0] if a.shape[2] == 1 else a)
@@ -428,12 +449,15 @@ def save_image(path: str | os.PathLike, arr: np.ndarray, *, bits: int = 8, quali
     if fmt == "jpg" and quality >= 90:
         opts["subsampling"] = 0  # 4:4:4: no colour bleeding at the quality photographers pick
     try:
-        im.save(path, format=spec.pillow_name, **opts)
+        im.save(target, format=spec.pillow_name, **opts)
     except (ValueError, TypeError, KeyError, struct.error):
         if "exif" not in opts:
             raise
         del opts["exif"]  # an EXIF block this format's writer rejects: keep the pixels and the profile
-        im.save(path, format=spec.pillow_name, **opts)
+        if not isinstance(target, Path):
+            target.seek(0)
+            target.truncate()
+        im.save(target, format=spec.pillow_name, **opts)
 
 
 def write_png(path: str | os.PathLike, arr: np.ndarray) -> None:

@@ -1,28 +1,35 @@
 """A folder run as a pipeline: while the calling thread runs the network on one image, worker
-threads read the next images and write the finished ones.
+threads read the next images, encode finished ones and write them.
 
-Three stages, each seeing the items in input order:
+Four stages; the messages, the files and the point where a run stops are those of a sequential run:
 
 * **read** runs ahead in ``jobs - 1`` threads, at most ``jobs - 1`` items beyond the one being
   worked on (Pillow's decoders and zlib release the GIL, so reading overlaps the network);
 * **work** runs in the calling thread, one item at a time (the network keeps all of torch's
   threads and the main thread's signal handling);
-* **finish** runs in one writer thread, strictly in input order (messages, encoding, the atomic
-  writes): the messages, the files and the point where a run stops are those of a sequential run.
+* **encode** (optional) runs in ``min(jobs - 1, MAX_ENCODERS)`` threads, in any order: what can be done to a result
+  without side effects (e.g. compressing it in memory), so that on many cores several results
+  are encoded at once instead of one after another in the writer;
+* **finish** runs in one writer thread, strictly in input order (messages, the atomic writes).
 
-So at most ``jobs`` items are read but not yet worked through, and at most two results wait for
-or are in the writer: memory is bounded by ``jobs + 2`` images, never by the folder. ``jobs`` 1
-runs every stage in the calling thread, one item after another.
+So at most ``jobs`` items are read but not yet worked through, and at most ``encoders + 2``
+results (two without an encode stage) are being encoded, wait for the writer or are in it:
+memory is bounded by the number of jobs, never by the folder. ``jobs`` 1 runs every stage in the calling
+thread, one item after another.
 """
 from __future__ import annotations
 
 import os
 import threading
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Iterable, TypeVar
 
 T = TypeVar("T")
+
+# At most this many results are encoded at once: enough to keep up with a fast network (a GPU)
+# on photos, while a folder of huge results holds a few of them, not one per core.
+MAX_ENCODERS = 4
 
 
 def default_jobs() -> int:
@@ -36,15 +43,17 @@ def default_jobs() -> int:
 class _Writer(threading.Thread):
     """Runs ``finish`` on each handed-over job in order; stops finishing (but keeps taking and
     dropping what is handed over) once ``finish`` returned False or raised, or ``stopped`` was
-    set. Ends once ``no_more_jobs`` was called and the job handed over before is done or dropped.
+    set. Ends once ``no_more_jobs`` was called and the jobs handed over before are done or dropped.
 
-    One job waits at most (``_job``); both threads block on one Condition, none polls."""
+    A job is ``(item, result)``; a result that is a Future (an encode stage's) is waited for first.
+    At most ``depth`` jobs wait (``_jobs``); both threads block on one Condition, none polls."""
 
-    def __init__(self, finish: Callable[[Any, Any], bool | None]):
+    def __init__(self, finish: Callable[[Any, Any], bool | None], depth: int = 1):
         super().__init__(name="cliplit-writer", daemon=True)
         self.finish = finish
+        self.depth = max(1, depth)
         self._cv = threading.Condition()
-        self._job: Any = None  # handed over, not yet taken (a job is an (item, result) tuple, never None)
+        self._jobs: deque = deque()  # handed over, not yet taken
         self._closed = False
         self.stopped = threading.Event()
         # set as run() returns: what close() waits for, not join(), since a join interrupted by a
@@ -55,10 +64,10 @@ class _Writer(threading.Thread):
     def _take(self) -> Any:
         """The next job; None once no more jobs come and none waits."""
         with self._cv:
-            while self._job is None and not self._closed:
+            while not self._jobs and not self._closed:
                 self._cv.wait()
-            job, self._job = self._job, None
-            self._cv.notify_all()  # hand_over may be waiting for the free place
+            job = self._jobs.popleft() if self._jobs else None
+            self._cv.notify_all()  # hand_over may be waiting for a free place
             return job
 
     def _halt(self) -> None:  # not _stop: threading.Thread uses that name itself
@@ -71,39 +80,46 @@ class _Writer(threading.Thread):
             while (job := self._take()) is not None:
                 if not self.stopped.is_set():
                     self._finish(job)
+                elif isinstance(job[1], Future):
+                    job[1].cancel()  # dropped: its encoding need not start
                 del job
         finally:
             self.ended.set()
 
     def _finish(self, job) -> None:
         try:
-            if self.finish(*job) is False:
+            item, result = job
+            if isinstance(result, Future):
+                result = result.result()
+                if self.stopped.is_set():  # stopped while this result was being encoded
+                    return
+            if self.finish(item, result) is False:
                 self._halt()
         except BaseException as e:  # noqa: BLE001 - raised again in the calling thread
             self.error = e
             self._halt()
 
     def hand_over(self, job) -> bool:
-        """Queue a job (waits while one is already queued); False when the writer has stopped
+        """Queue a job (waits while ``depth`` are queued); False when the writer has stopped
         (it never waits past that: the writer takes every job, and wakes this wait on stopping)."""
         with self._cv:
-            while self._job is not None and not self.stopped.is_set():
+            while len(self._jobs) >= self.depth and not self.stopped.is_set():
                 self._cv.wait()
             if self.stopped.is_set() or self._closed:
                 return False
-            self._job = job
+            self._jobs.append(job)
             self._cv.notify_all()
             return True
 
     def no_more_jobs(self) -> None:
-        """The writer ends after the job handed over before (does not wait for that; may be
+        """The writer ends after the jobs handed over before (does not wait for that; may be
         called again)."""
         with self._cv:
             self._closed = True
             self._cv.notify_all()
 
     def close(self) -> None:
-        """Finish the queued job (unless stopped), then end; waits for that. An interrupt that
+        """Finish the queued jobs (unless stopped), then end; waits for that. An interrupt that
         arrives while waiting stops the writer, is still waited through (the writer lets go of
         its current item, its own clean-up done), and is raised afterwards."""
         interrupted: BaseException | None = None
@@ -121,20 +137,25 @@ class _Writer(threading.Thread):
 
 
 def run_in_order(items: Iterable[T], read: Callable[[T], Any], work: Callable[[T, Any], Any],
-                 finish: Callable[[T, Any], bool | None], *, jobs: int = 1) -> bool:
-    """``finish(item, work(item, read(item)))`` for each item, in order, pipelined as the module
-    says. A ``finish`` that returns False stops the run: no later item is finished. An exception
-    from any stage (or an interrupt) stops the workers and is raised here, after the writer has
-    let go of its current item (its own clean-up done). Returns False when the run was stopped."""
+                 finish: Callable[[T, Any], bool | None], *, jobs: int = 1,
+                 encode: Callable[[T, Any], Any] | None = None) -> bool:
+    """``finish(item, encode(item, work(item, read(item))))`` for each item (without ``encode``:
+    ``finish(item, work(item, read(item)))``), finished in order, pipelined as the module says.
+    A ``finish`` that returns False stops the run: no later item is finished. An exception from
+    any stage (or an interrupt) stops the workers and is raised here, after the writer has let go
+    of its current item (its own clean-up done). Returns False when the run was stopped."""
     items = list(items)
     if jobs <= 1:
         for item in items:
-            if finish(item, work(item, read(item))) is False:
+            result = work(item, read(item))
+            if finish(item, encode(item, result) if encode else result) is False:
                 return False
         return True
     ahead = jobs - 1
     readers = ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="cliplit-read")
-    writer = _Writer(finish)
+    n_encoders = min(ahead, MAX_ENCODERS)
+    encoders = ThreadPoolExecutor(max_workers=n_encoders, thread_name_prefix="cliplit-encode") if encode else None
+    writer = _Writer(finish, depth=n_encoders if encode else 1)
     writer.start()
     pending: deque = deque()
     completed = True
@@ -152,7 +173,11 @@ def run_in_order(items: Iterable[T], read: Callable[[T], Any], work: Callable[[T
                 submitted += 1
             result = work(item, value)
             del value  # the input is not needed while its result is written
+            if encoders is not None:
+                result = encoders.submit(encode, item, result)
             if not writer.hand_over((item, result)):
+                if isinstance(result, Future):
+                    result.cancel()
                 completed = False
                 break
             del result
@@ -166,7 +191,11 @@ def run_in_order(items: Iterable[T], read: Callable[[T], Any], work: Callable[[T
                 f.cancel()
             readers.shutdown(wait=True, cancel_futures=True)
         finally:
-            writer.close()
+            try:
+                writer.close()
+            finally:
+                if encoders is not None:
+                    encoders.shutdown(wait=True, cancel_futures=True)
     if writer.error is not None:
         raise writer.error
     return completed and not writer.stopped.is_set()

@@ -133,11 +133,11 @@ import os, signal, sys
 from cliplit_core import enhance_files
 from cliplit_core.cli import main
 
-def save(path, *args, **kwargs):
+def write(path, content):
     path.write_bytes(b"\\x89PNG\\r\\n\\x1a\\n half a file")
     os.kill(os.getpid(), signal.SIGKILL)
 
-enhance_files.save_image = save
+enhance_files.write_content = write
 main(sys.argv[1:])
 """
 
@@ -156,22 +156,22 @@ def test_a_run_killed_mid_write_leaves_only_a_hidden_temp_file_that_the_next_run
 
 
 def _failing_save(monkeypatch, fail_on, exc):
-    """Make cliplit_core's image writer write half a file, then fail, on its ``fail_on``-th call."""
-    from cliplit_core import enhance_files, imageio
+    """Make the folder run's file writer write half a file, then fail, on its ``fail_on``-th call."""
+    from cliplit_core import enhance_files
 
     calls = {"n": 0}
-    real = imageio.save_image
+    real = enhance_files.write_content
 
-    def save(path, *args, **kwargs):
+    def write(path, content):
         calls["n"] += 1
         if calls["n"] == fail_on:
             path.write_bytes(b"\x89PNG\r\n\x1a\n half a file")
             if callable(exc):
                 exc()
             raise exc
-        return real(path, *args, **kwargs)
+        return real(path, content)
 
-    monkeypatch.setattr(enhance_files, "save_image", save)
+    monkeypatch.setattr(enhance_files, "write_content", write)
     return calls
 
 

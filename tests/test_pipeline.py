@@ -14,6 +14,7 @@ from PIL import Image
 from cliplit_core import enhance_files
 from cliplit_core.cli import main
 from cliplit_core.imageio import read_image, write_png
+from cliplit_core import pipeline
 from cliplit_core.pipeline import run_in_order
 
 from conftest import synthetic_photo
@@ -46,8 +47,21 @@ class Flight:
             self.max_results_waiting = max(self.max_results_waiting, self.results_waiting)
         return i
 
-    def finish(self, i, result):
+    encoding = max_encoding = 0
+
+    def encode(self, i, result):
         assert result == i
+        with self.lock:
+            self.encoding += 1
+            self.max_encoding = max(self.max_encoding, self.encoding)
+        time.sleep(0.06)  # slower than the network: with one encoder at a time, results would pile up
+        self.threads.add(threading.current_thread().name.split("_")[0])
+        with self.lock:
+            self.encoding -= 1
+        return ("encoded", i)
+
+    def finish(self, i, result):
+        assert result in (i, ("encoded", i))
         time.sleep(0.03)  # the writer is the slowest stage: results would pile up without a bound
         self.threads.add(threading.current_thread().name)
         with self.lock:
@@ -69,6 +83,25 @@ def test_items_are_finished_in_order_with_a_bounded_number_in_flight(jobs):
         assert f.threads == {"cliplit-writer"}
 
 
+@pytest.mark.parametrize("jobs", [1, 3, 4, 8])
+def test_an_encode_stage_runs_in_parallel_and_its_results_are_finished_in_order(jobs):
+    f = Flight()
+    t0 = time.perf_counter()
+    assert run_in_order(range(20), f.read, f.work, f.finish, jobs=jobs, encode=f.encode) is True
+    elapsed = time.perf_counter() - t0
+    assert f.finished == list(range(20))
+    assert f.max_read_waiting <= jobs
+    encoders = min(jobs - 1, pipeline.MAX_ENCODERS)
+    assert f.max_results_waiting <= max(encoders + 2, 3)  # encoding / queued for the writer, in it, handed over
+    if jobs == 1:
+        assert f.threads == {threading.current_thread().name}
+    else:
+        assert f.threads == {"cliplit-writer", "cliplit-encode"}
+        # 20 encodes of 0.06 s one after another take 1.2 s; the encoders share them
+        assert elapsed < 20 * 0.06 * 0.8
+        assert f.max_encoding <= encoders
+
+
 @pytest.mark.parametrize("jobs", [1, 3])
 def test_a_finish_that_returns_false_stops_the_run(jobs):
     finished, worked = [], []
@@ -83,7 +116,7 @@ def test_a_finish_that_returns_false_stops_the_run(jobs):
 
 
 @pytest.mark.parametrize("jobs", [1, 3])
-@pytest.mark.parametrize("stage", ["read", "work", "finish"])
+@pytest.mark.parametrize("stage", ["read", "work", "encode", "finish"])
 def test_an_error_in_any_stage_is_raised_in_the_caller_after_the_writer_stopped(jobs, stage):
     finished = []
 
@@ -94,12 +127,13 @@ def test_an_error_in_any_stage_is_raised_in_the_caller_after_the_writer_stopped(
 
     with pytest.raises(KeyboardInterrupt):
         run_in_order(range(10), lambda i: step("read", i), lambda i, v: step("work", v),
-                     lambda i, r: finished.append(step("finish", r)), jobs=jobs)
-    if jobs == 1 or stage == "finish":
+                     lambda i, r: finished.append(step("finish", r)), jobs=jobs,
+                     encode=lambda i, r: step("encode", r))
+    if jobs == 1 or stage in ("encode", "finish"):
         assert finished == [0, 1, 2]
     else:  # an interrupt stops the run soon: results not yet written are dropped, in order
         assert finished == list(range(len(finished))) and len(finished) <= 3
-    assert not any(t.name == "cliplit-writer" for t in threading.enumerate())
+    assert not any(t.name.startswith(("cliplit-writer", "cliplit-encode")) for t in threading.enumerate())
 
 
 @pytest.mark.parametrize("items", [1, 3])  # the caller waits in close (1 item) or in hand_over (3)
@@ -175,6 +209,30 @@ def test_jobs_1_and_3_write_the_same_bytes_with_the_same_messages_and_status(tmp
                                             "p3_alpha.png", "p3_alpha_light.png"]
     for name in one:
         assert one[name] == three[name], name
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpg", "tiff"])
+def test_results_are_encoded_in_the_encode_threads_to_the_bytes_the_writer_would_write(
+        tmp_path, official_weights_path, monkeypatch, fmt):
+    """With --jobs above 1 the results are compressed in memory in the encode threads; results over
+    ENCODE_IN_MEMORY_MAX_PIXELS are encoded by the writer into their file. Both give the same bytes."""
+    src = _folder(tmp_path)
+    real, threads = enhance_files.encode_image, []
+
+    def encode_image(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(enhance_files, "encode_image", encode_image)
+    files = {}
+    for limit in (enhance_files.ENCODE_IN_MEMORY_MAX_PIXELS, 0):
+        monkeypatch.setattr(enhance_files, "ENCODE_IN_MEMORY_MAX_PIXELS", limit)
+        out = tmp_path / f"out{limit}"
+        assert _run(official_weights_path, src, "-o", out, "--save-light", "--jobs", 3, "--format", fmt) == 1
+        files[limit] = {p.name: p.read_bytes() for p in sorted(out.iterdir()) if not p.name.startswith(".")}
+    in_memory, streamed = files.values()
+    assert len(in_memory) == 10 and in_memory == streamed
+    assert len(threads) == 10 and all(t.startswith("cliplit-encode") for t in threads)  # none when streamed
 
 
 def test_messages_come_in_input_order_when_reads_end_out_of_order(tmp_path, official_weights_path, monkeypatch,
