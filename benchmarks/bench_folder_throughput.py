@@ -226,8 +226,8 @@ def time_network(spec: dict) -> float:
 
 def stage_child(spec_json: str) -> None:
     """One stage of ``--stages`` in this (child) process; writes {"seconds", "jobs"} to spec["result"].
-    OpenMP's wait policy is set as the command sets it for its own process, before torch is imported."""
-    from cliplit_core import enhance_files
+    OpenMP's wait policy is set as the command sets it for its own process, before torch is imported
+    (OpenMP reads it once: cliplit_core.cli and .pipeline do not import torch, enhance_files does)."""
     from cliplit_core.cli import _passive_openmp_waits, build_parser
     from cliplit_core.pipeline import default_jobs
 
@@ -235,6 +235,7 @@ def stage_child(spec_json: str) -> None:
     spec["jobs"] = spec["jobs"] or default_jobs()
     _passive_openmp_waits(build_parser().parse_args(command_argv(spec, spec["out"])))
     import torch  # noqa: F401  (imported before any clock starts)
+    from cliplit_core import enhance_files
 
     if spec["stage"] == "io":
         if not hasattr(enhance_files, "enhance_photo"):
