@@ -27,6 +27,24 @@ may differ in bytes (other PNG settings), so for it the benchmark reports the la
 difference to the sequential run's images instead of requiring the same bytes::
 
     python benchmarks/bench_folder_throughput.py --photos 12 --megapixels 3 --rounds 3 --baseline cfdd949^
+
+``--stages`` (issue 13) adds, after the whole-process table, the two stages of a folder run alone
+and the run end to end, per mode, each in a child process of its own with torch imported, the
+weights loaded and a first photo run before the clock starts (one measurement each, no rounds):
+
+* **I/O alone**: the folder command in-process (``cliplit_core.cli.main``, same ``--jobs``) with
+  ``enhance_files.enhance_photo`` replaced by an identity: decoding, rounding and PNG encoding;
+* **network alone**: ``enhance_photo`` on every photo in turn, decoded beforehand, with the
+  command's options, device and memory budget;
+* **end to end**: the folder command in-process with the network.
+
+The bound is the slower stage alone; the goal is end to end within 1.15x of it (``MET``). The
+end-to-end files are checked to be the same bytes as the whole-process runs'. With ``--json``,
+``--stages`` writes ``{"variants": [the rows], "stages": {mode: {"io_s", "network_s",
+"end_to_end_s", "bound_s", "ratio", "met", "jobs", "device", "photos", "same_files"}}}`` instead of
+the list of rows; ``benchmarks/gpu_verdict.py --folder`` judges it::
+
+    python benchmarks/bench_folder_throughput.py --photos 12 --megapixels 3 --modes fast,exact --stages
 """
 from __future__ import annotations
 
@@ -118,6 +136,174 @@ def run_once(folder: Path, out: Path, weights: Path, extra: list[str], env_extra
     return dt
 
 
+# ---- --stages: each stage alone and the whole folder run, in-process, one child process each ----
+
+STAGE_GOAL = 1.15  # issue 13: end to end within 1.15x of the slower stage alone
+STAGE_NAMES = {"io": "I/O alone (identity network)", "network": "network alone", "end_to_end": "end to end"}
+# the child: this module imported from the benchmarks folder, one stage measured, its figures written to a file
+STAGE_CHILD = ["-c", "import sys, bench_folder_throughput as b; b.stage_child(sys.argv[1])"]
+
+
+def command_argv(spec: dict, out: str, folder: str | None = None) -> list[str]:
+    """The arguments of ``cliplit_core.cli.main`` for the folder run a stage measures."""
+    return (["enhance", folder or spec["folder"], "-o", out, "--weights", spec["weights"], "--device", spec["device"],
+             "--jobs", str(spec["jobs"])] + (["--fast"] if spec["fast"] else []))
+
+
+def identity_photo(net, pixels, **_options):
+    """``enhance_photo`` without the network: the decoded pixels as the result, as float32 in 0..1
+    like the preview's results, so the writer rounds and encodes them as it would a real result."""
+    from cliplit_core.imageio import to_float32
+
+    return to_float32(pixels), None
+
+
+def run_command(argv: list[str]) -> float:
+    """Seconds of one in-process ``enhance`` command; an error when it fails."""
+    from cliplit_core.cli import main
+
+    t = time.perf_counter()
+    status = main(argv)
+    seconds = time.perf_counter() - t
+    if status:
+        raise SystemExit(f"error: enhance {' '.join(argv[1:])} exited with {status}")
+    return seconds
+
+
+def warmup_folder(spec: dict) -> str:
+    """A folder holding only the first photo, for the untimed warm-up run."""
+    first = sorted(p for p in Path(spec["folder"]).iterdir() if not p.name.startswith("."))[0]
+    warm = Path(spec["scratch"]) / "warmup-in"
+    warm.mkdir(parents=True, exist_ok=True)
+    (warm / first.name).write_bytes(first.read_bytes())
+    return str(warm)
+
+
+def time_folder_command(spec: dict) -> float:
+    """The folder command after a one-photo warm-up run (imports, weights, first calls)."""
+    run_command(command_argv(spec, str(Path(spec["scratch"]) / "warmup-out"), warmup_folder(spec)))
+    return run_command(command_argv(spec, spec["out"]))
+
+
+def time_network(spec: dict) -> float:
+    """``enhance_photo`` on every decoded photo in turn, as the command calls it (its options,
+    device, memory budget and bits), after one untimed call on the first photo."""
+    import torch
+
+    from cliplit_core.checkpoint import load_network
+    from cliplit_core.cli import build_parser
+    from cliplit_core.imageio import read_image_info
+    from cliplit_core.memory import default_budget, default_device
+    from cliplit_core.options import EnhanceOptions, Mode
+    from cliplit_core.photo import enhance_photo
+    from cliplit_core.sharding import rank_device
+    from cliplit_core.weights import resolve_weights
+
+    args = build_parser().parse_args(command_argv(spec, spec["out"]))
+    options = EnhanceOptions(strength=args.strength, mode=Mode.PREVIEW if args.fast else Mode.EXACT,
+                             precision=args.dtype, tile=args.tile, temporal_smoothing=args.temporal_smoothing)
+    device = rank_device(args.device, 0, default_device())
+    net = load_network(resolve_weights(args.weights, progress=None))
+    paths = sorted(p for p in Path(spec["folder"]).iterdir() if not p.name.startswith("."))
+    photos = [read_image_info(p, native=True, max_pixels=int(args.max_pixels * 1e6)) for p in paths]
+
+    def enhance(pixels, info):
+        enhance_photo(net, pixels, options=options, device=device, memory_budget=default_budget(device),
+                      bits=16 if info.bits == 16 else 8)
+
+    def synchronize():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    enhance(*photos[0])
+    synchronize()
+    t = time.perf_counter()
+    for pixels, info in photos:
+        enhance(pixels, info)
+    synchronize()
+    return time.perf_counter() - t
+
+
+def stage_child(spec_json: str) -> None:
+    """One stage of ``--stages`` in this (child) process; writes {"seconds", "jobs"} to spec["result"].
+    OpenMP's wait policy is set as the command sets it for its own process, before torch is imported
+    (OpenMP reads it once: cliplit_core.cli and .pipeline do not import torch, enhance_files does)."""
+    from cliplit_core.cli import _passive_openmp_waits, build_parser
+    from cliplit_core.pipeline import default_jobs
+
+    spec = json.loads(spec_json)
+    spec["jobs"] = spec["jobs"] or default_jobs()
+    _passive_openmp_waits(build_parser().parse_args(command_argv(spec, spec["out"])))
+    import torch  # noqa: F401  (imported before any clock starts)
+    from cliplit_core import enhance_files
+
+    if spec["stage"] == "io":
+        if not hasattr(enhance_files, "enhance_photo"):
+            raise SystemExit("error: cliplit_core.enhance_files has no enhance_photo to replace by an identity")
+        enhance_files.enhance_photo = identity_photo
+    seconds = time_network(spec) if spec["stage"] == "network" else time_folder_command(spec)
+    Path(spec["result"]).write_text(json.dumps({"seconds": seconds, "jobs": spec["jobs"]}))
+
+
+def measure_stage(stage: str, folder: Path, scratch: Path, args, fast: bool) -> dict:
+    """One stage in a child process of its own: {"seconds", "jobs"}; its files go to scratch/out."""
+    scratch.mkdir(parents=True)
+    spec = {"stage": stage, "folder": str(folder), "out": str(scratch / "out"), "scratch": str(scratch),
+            "weights": str(args.weights), "device": args.device, "jobs": args.jobs, "fast": fast,
+            "result": str(scratch / "result.json")}
+    inherited = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}  # the command's own policy
+    path = os.pathsep.join([str(ROOT / "benchmarks"), str(ROOT), os.environ.get("PYTHONPATH", "")])
+    p = subprocess.run([sys.executable] + STAGE_CHILD + [json.dumps(spec)], capture_output=True, text=True,
+                       env=dict(inherited, PYTHONPATH=path), cwd=ROOT)
+    if p.returncode:
+        raise SystemExit(f"error: the {STAGE_NAMES[stage]} measurement failed:\n{p.stderr[-2000:]}")
+    return json.loads((scratch / "result.json").read_text())
+
+
+def stage_figures(io: dict, network: dict, end_to_end: dict, device: str) -> dict:
+    """The --json figures of one mode: each stage's seconds, the bound (the slower stage alone),
+    end to end against it and the verdict."""
+    bound = max(io["seconds"], network["seconds"])
+    ratio = end_to_end["seconds"] / bound
+    return {"io_s": io["seconds"], "network_s": network["seconds"], "end_to_end_s": end_to_end["seconds"],
+            "bound_s": bound, "ratio": ratio, "met": ratio <= STAGE_GOAL, "jobs": end_to_end["jobs"],
+            "device": device}
+
+
+def run_stages(folder: Path, tmp: Path, mode: str, args, sequential_digest: str) -> dict:
+    """The stage figures of one mode (see stage_figures), and whether the end-to-end files are the
+    same bytes as the whole-process sequential run's."""
+    measured = {stage: measure_stage(stage, folder, tmp / f"stages-{mode}-{stage}", args, mode == "fast")
+                for stage in STAGE_NAMES}
+    figures = stage_figures(measured["io"], measured["network"], measured["end_to_end"], args.device)
+    figures["photos"] = args.photos
+    figures["same_files"] = digest(tmp / f"stages-{mode}-end_to_end" / "out") == sequential_digest
+    return figures
+
+
+def stage_row(mode: str, s: dict) -> str:
+    """One mode's line of the stage table."""
+    def cell(seconds):
+        return f"{seconds:.2f} s ({s['photos'] / seconds:.2f}/s)"
+    slower = "I/O" if s["io_s"] >= s["network_s"] else "network"
+    return (f"| {mode} | {cell(s['io_s'])} | {cell(s['network_s'])} | {cell(s['end_to_end_s'])} | "
+            f"{s['bound_s']:.2f} s ({slower}) | {s['ratio']:.2f}x | {'MET' if s['met'] else 'NOT MET'} |")
+
+
+def print_stages(stages: dict) -> None:
+    """The stage table, and whether the in-process end-to-end files are the whole-process runs'."""
+    first = next(iter(stages.values()))
+    print(f"\n# stages alone, in-process, one child process each (torch imported, weights loaded, one photo "
+          f"run first: not timed); --jobs {first['jobs']}, --device {first['device']}\n")
+    print("| mode | " + " | ".join(STAGE_NAMES.values()) + " | bound (slower stage) | end to end / bound | "
+          f"verdict (<= {STAGE_GOAL:g}x) |\n|---|---|---|---|---|---|---|")
+    for mode, s in stages.items():
+        print(stage_row(mode, s))
+    for mode, s in stages.items():
+        print(f"{mode}: the end-to-end files are {'the same bytes as' if s['same_files'] else 'NOT the same as'} "
+              "the whole-process runs'")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--photos", type=int, default=6, help="files in the folder (default 6)")
@@ -135,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="also run the pipelined variant with OpenMP's own wait policy")
     ap.add_argument("--baseline", metavar="REV", default=None,
                     help="also run the sequential code of this git commit (e.g. the code an issue measured)")
+    ap.add_argument("--stages", action="store_true",
+                    help="also time I/O alone, the network alone and the folder run end to end, in-process")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args(argv)
     for p in (args.source, args.weights):
@@ -166,8 +354,9 @@ def main(argv: list[str] | None = None) -> int:
         print("| mode | variant | seconds (median) | images/s | x sequential | "
               + (f"x {args.baseline} | " if baseline else "") + "load before runs |\n"
               + "|---|---|---|---|---|" + ("---|" if baseline else "") + "---|")
-        summary = []
-        for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
+        summary, sequential_digests, stages = [], {}, {}
+        modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+        for mode in modes:
             flag = ["--fast"] if mode == "fast" else []
             times: dict[str, list[float]] = {v[0]: [] for v in variants}
             loads: dict[str, list[str]] = {v[0]: [] for v in variants}
@@ -207,14 +396,19 @@ def main(argv: list[str] | None = None) -> int:
                 if not row["same_files"]:
                     print(f"error: {name} wrote other files than the sequential run", file=sys.stderr)
                     return 1
+            sequential_digests[mode] = digests[variants[0][0]]
             pipe = statistics.median(times[variants[1][0]])
             summary.append(f"{mode} {base / pipe:.2f}x" + (f" ({old / pipe:.2f}x the code of {args.baseline}; its images "
                                                           f"differ by at most {pixels[baseline]} levels)"
                                                           if baseline else ""))
+        if args.stages:
+            stages = {mode: run_stages(tmp / "in", tmp, mode, args, sequential_digests[mode]) for mode in modes}
     print(f"\nsummary: pipelined vs sequential, whole process, {args.photos} photos ({mp:.1f} MP): "
           + ", ".join(summary) + " (pipelined and sequential: same files)")
+    if stages:
+        print_stages(stages)
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+        args.json.write_text(json.dumps({"variants": rows, "stages": stages} if args.stages else rows, indent=1))
     return 0
 
 

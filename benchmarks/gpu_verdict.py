@@ -1,7 +1,9 @@
 #!/usr/bin/env python
-"""Read the JSON of ``bench_inference.py --device cuda`` and judge issue 5's GPU goals.
+"""Read the JSON of ``bench_inference.py --device cuda`` and judge issue 5's GPU goals; with
+``--folder``, also the JSON of ``bench_folder_throughput.py --stages`` and issue 13's folder goal.
 
     python benchmarks/gpu_verdict.py gpu.json
+    python benchmarks/gpu_verdict.py --folder folder.json          # the folder goal alone
 
 1. **Throughput**: at each size of the throughput section, the fastest variant of ours that
    enhances whole images (light map *and* division) with at least 99.9 % of pixels within 1/255
@@ -13,7 +15,11 @@
 
 It then prints the settings that the fastest passing variant stands for (``AUTO_CUDA_DTYPE``,
 ``fastnet.default_options`` on CUDA, ``CUDNN_BENCHMARK``), to be written into the core by hand.
-Exit status 0 when both goals are met, 1 otherwise, 2 for an unreadable file.
+3. **Folder throughput** (``--folder``): per mode, the folder run end to end within 1.15x of the
+   slower of its two stages alone (decoding + encoding with the same ``--jobs``, the network),
+   i.e. the network hidden behind the files or the files behind the network.
+
+Exit status 0 when every goal judged is met, 1 otherwise, 2 for an unreadable file.
 """
 from __future__ import annotations
 
@@ -28,6 +34,8 @@ PEAK_LIMIT_GIB = 1.5
 WITHIN_BAR = 99.9      # % of pixels within 1/255
 FP32_LIGHT_BAR = 1e-5  # max |dL| for float32 tiles
 BASELINE = "authors fp32 whole (PyTorch defaults: TF32 convs)"
+FOLDER_GOAL = 1.15     # end to end / the slower stage alone
+STAGE_SECONDS = ("io_s", "network_s", "end_to_end_s")
 
 
 def _number(pattern: str, text: str, default=0):
@@ -107,15 +115,40 @@ def memory_verdict(rows: list[dict]) -> tuple[bool, list[str]]:
     return ok_all, lines
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("json", help="the --json file of bench_inference.py --device cuda")
-    args = ap.parse_args(argv)
+def stage_line(mode: str, s: dict) -> tuple[bool, str]:
+    """One mode of the folder goal, judged from its seconds (not from the benchmark's own verdict)."""
+    missing = [k for k in STAGE_SECONDS if not (isinstance(s.get(k), (int, float)) and s[k] > 0)]
+    if missing:
+        return False, f"{mode}: no positive {', '.join(missing)} -> NOT MET"
+    io, network, end_to_end = (s[k] for k in STAGE_SECONDS)
+    bound, slower = (io, "I/O") if io >= network else (network, "network")
+    ratio = end_to_end / bound
+    ok = ratio <= FOLDER_GOAL
+    return ok, (f"{mode}: I/O alone {io:.2f} s, network alone {network:.2f} s, end to end {end_to_end:.2f} s "
+                f"= {ratio:.2f}x the slower stage ({slower}), --jobs {s.get('jobs', '?')}, {s.get('device', '?')} -> "
+                + ("MET" if ok else f"NOT MET (goal <= {FOLDER_GOAL:g}x)"))
+
+
+def folder_verdict(report) -> tuple[bool, list[str]]:
+    """Issue 13's folder goal for every mode of a ``bench_folder_throughput.py --stages`` report."""
+    stages = report.get("stages") if isinstance(report, dict) else None
+    if not stages:
+        return False, ["no stage figures (run bench_folder_throughput.py with --stages)"]
+    judged = [stage_line(mode, s) for mode, s in stages.items()]
+    return all(ok for ok, _ in judged), [line for _, line in judged]
+
+
+def read_json(path: str):
+    """The file's JSON; None (after a one-line error) when it cannot be read."""
     try:
-        rows = json.loads(Path(args.json).read_text())
+        return json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
-        print(f"error: cannot read {args.json}: {e}", file=sys.stderr)
-        return 2
+        print(f"error: cannot read {path}: {e}", file=sys.stderr)
+        return None
+
+
+def inference_verdict(rows: list[dict]) -> bool:
+    """Issue 5's goals 1 and 2, printed, and the settings of the fastest variant within the bar."""
     mem_rows = [r for r in rows if r.get("section") == "memory"]
     thr_rows = [r for r in rows if r.get("section") == "throughput"]
     ok1, lines1, best = throughput_verdict(thr_rows)
@@ -131,7 +164,30 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fastnet.default_options (cuda) = {{'channels_last': {s['channels_last']}, 'pad_in': {s['pad_in']}, "
               f"'pad_out': {s['pad_out']}, 'fold_padding': {s['fold_padding']}}}")
         print(f"inference.CUDNN_BENCHMARK = {s['cudnn_benchmark']}")
-    return 0 if ok1 and ok2 else 1
+    return ok1 and ok2
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("json", nargs="?", help="the --json file of bench_inference.py --device cuda")
+    ap.add_argument("--folder", metavar="FILE", help="the --json file of bench_folder_throughput.py --stages")
+    args = ap.parse_args(argv)
+    if not args.json and not args.folder:
+        ap.error("give the bench_inference.py JSON, --folder FILE, or both")
+    rows = read_json(args.json) if args.json else []
+    report = read_json(args.folder) if args.folder else {}
+    if rows is None or report is None:
+        return 2
+    ok = True
+    if args.json:
+        ok &= inference_verdict(rows)
+    if args.folder:
+        folder_ok, lines = folder_verdict(report)
+        print(("\n" if args.json else "") + f"# Folder throughput: end to end <= {FOLDER_GOAL:g}x the slower stage alone "
+              "(I/O with the same --jobs, or the network)")
+        print("\n".join(lines))
+        ok &= folder_ok
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -67,3 +67,51 @@ def test_each_goal_can_fail(tmp_path, capsys):
     assert gv.main([str(p)]) == 1
     p.write_text("{not json")
     assert gv.main([str(p)]) == 2
+
+
+def folder_report(io=2.0, network=4.0, end_to_end=4.4, **extra):
+    stage = {"io_s": io, "network_s": network, "end_to_end_s": end_to_end, "jobs": 16, "device": "cuda", **extra}
+    return {"variants": [], "stages": {"fast": stage}}
+
+
+def judge_folder(tmp_path, capsys, report, *argv):
+    p = tmp_path / "folder.json"
+    p.write_text(json.dumps(report))
+    status = gv.main([*argv, "--folder", str(p)])
+    return status, capsys.readouterr().out
+
+
+def test_folder_goal_met_against_the_slower_stage(tmp_path, capsys):
+    status, out = judge_folder(tmp_path, capsys, folder_report(io=2.0, network=4.0, end_to_end=4.4))
+    assert status == 0
+    assert "1.10x the slower stage (network)" in out and "MET" in out and "NOT MET" not in out
+    status, out = judge_folder(tmp_path, capsys, folder_report(io=5.0, network=1.0, end_to_end=5.7))
+    assert status == 0 and "1.14x the slower stage (I/O)" in out  # the bound is I/O here
+    status, out = judge_folder(tmp_path, capsys, folder_report(io=2.0, network=4.0, end_to_end=4.6))
+    assert status == 0 and "1.15x" in out  # at the goal: met (4.6 / 4 is 1.15 exactly in floats)
+
+
+def test_folder_goal_not_met_judged_from_the_seconds(tmp_path, capsys):
+    # 4.8 / 4.0 = 1.20x; the benchmark's own "met" is ignored, and 4.8 / 2.0 (the faster stage) would be worse
+    status, out = judge_folder(tmp_path, capsys, folder_report(end_to_end=4.8, met=True, ratio=1.0))
+    assert status == 1 and "1.20x the slower stage (network)" in out and "NOT MET (goal <= 1.15x)" in out
+    # the sum of the stages (6.0) is not the bound: 5.0 / 4.0 = 1.25x
+    status, out = judge_folder(tmp_path, capsys, folder_report(end_to_end=5.0))
+    assert status == 1 and "1.25x" in out
+
+
+def test_folder_goal_without_stage_figures(tmp_path, capsys):
+    status, out = judge_folder(tmp_path, capsys, [{"mode": "fast", "variant": "pipelined", "seconds": 3.0}])
+    assert status == 1 and "no stage figures (run bench_folder_throughput.py with --stages)" in out
+    status, out = judge_folder(tmp_path, capsys, folder_report(network=0.0))
+    assert status == 1 and "fast: no positive network_s -> NOT MET" in out
+
+
+def test_folder_goal_counts_in_the_exit_status_with_the_gpu_table(tmp_path, capsys):
+    gpu = tmp_path / "gpu.json"
+    gpu.write_text(json.dumps(rows()))  # both GPU goals met
+    assert judge_folder(tmp_path, capsys, folder_report(), str(gpu))[0] == 0
+    status, out = judge_folder(tmp_path, capsys, folder_report(end_to_end=6.0), str(gpu))
+    assert status == 1 and "12.12x" in out and "NOT MET (goal <= 1.15x)" in out
+    (tmp_path / "bad.json").write_text("{not json")
+    assert gv.main([str(gpu), "--folder", str(tmp_path / "bad.json")]) == 2

@@ -14,8 +14,10 @@
 #   2. float16 vs float32 photo by photo (bench_dtype_fidelity.py), then the GPU tests (CUDA
 #      parity / bounded memory tests run instead of skipping)
 #   3. benchmarks/bench_train_step.py               (trainer step, ours vs the authors')
-#   4. benchmarks/bench_folder_throughput.py --device cuda  (a folder of photos, whole process:
-#      the pipelined run against --jobs 1, --fast and exact)
+#   4. benchmarks/bench_folder_throughput.py --device cuda --stages  (a folder of photos, whole
+#      process: the pipelined run against --jobs 1, --fast and exact; then, in-process, I/O alone,
+#      the network alone and the run end to end), judged by gpu_verdict.py --folder (issue 13:
+#      end to end within 1.15x of the slower stage alone)
 #   5. benchmarks/bench_video.py --device cuda     (frames/s of a clip, exact and --fast, against
 #      decoding + encoding alone)
 # GPU_CHECK_DRY_RUN=1 bash tools/gpu_check.sh runs the same steps on the CPU at tiny sizes
@@ -38,12 +40,12 @@ nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
 if [ -n "${GPU_CHECK_DRY_RUN:-}" ]; then
     BENCH=(--gpu-dry-run --no-profile --sizes 0.05 --mem-sizes 0.05 --mem-tiles 128 --mem-tiles-fp32 128 --rounds 1 --compile-timeout 0)
     TRAIN=(--device cpu --image-size 64 --batch 2 --iters 1 --warmup 0)
-    FOLDER=(--device cpu --photos 2 --megapixels 0.05 --modes fast)
+    FOLDER=(--device cpu --photos 2 --megapixels 0.05 --modes fast --stages)
     VIDEO=(--device cpu --size 64x48 --frames 4)
 else
     BENCH=(--device cuda --no-profile --compile-timeout 90)
     TRAIN=(--iters 3 --warmup 1)
-    FOLDER=(--device cuda --photos 12 --megapixels 3 --modes fast,exact)
+    FOLDER=(--device cuda --photos 12 --megapixels 3 --modes fast,exact --stages)
     VIDEO=(--device cuda --size 1280x720 --frames 48)
     python -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, torch.cuda.get_device_name(0))"
 fi
@@ -63,6 +65,7 @@ if python -c "import pytest" 2>/dev/null; then
         tests/test_tiling.py tests/test_nodes_enhance.py
 fi
 step 90 bench_train_step python benchmarks/bench_train_step.py "${TRAIN[@]}" --json "$OUT/train_step.json"
-TAIL=12 step 120 bench_folder python benchmarks/bench_folder_throughput.py "${FOLDER[@]}" --json "$OUT/folder.json"
+TAIL=20 step 180 bench_folder python benchmarks/bench_folder_throughput.py "${FOLDER[@]}" --json "$OUT/folder.json"
+TAIL=10 step 20 folder_verdict python benchmarks/gpu_verdict.py --folder "$OUT/folder.json"
 TAIL=10 step 60 bench_video python benchmarks/bench_video.py "${VIDEO[@]}" --json "$OUT/video.json"
 echo "=== all done at $((SECONDS - T0)) s"
