@@ -60,6 +60,7 @@ import time
 from pathlib import Path
 
 from bench_env import DATA, ROOT, WEIGHTS, load
+from gpu_verdict import FOLDER_GOAL
 
 
 def make_folder(folder: Path, photos: int, megapixels: float, source: Path) -> float:
@@ -138,7 +139,7 @@ def run_once(folder: Path, out: Path, weights: Path, extra: list[str], env_extra
 
 # ---- --stages: each stage alone and the whole folder run, in-process, one child process each ----
 
-STAGE_GOAL = 1.15  # issue 13: end to end within 1.15x of the slower stage alone
+STAGE_GOAL = FOLDER_GOAL  # issue 13: end to end within 1.15x of the slower stage alone (gpu_verdict.py)
 STAGE_NAMES = {"io": "I/O alone (identity network)", "network": "network alone", "end_to_end": "end to end"}
 # the child: this module imported from the benchmarks folder, one stage measured, its figures written to a file
 STAGE_CHILD = ["-c", "import sys, bench_folder_throughput as b; b.stage_child(sys.argv[1])"]
@@ -237,12 +238,17 @@ def stage_child(spec_json: str) -> None:
     import torch  # noqa: F401  (imported before any clock starts)
     from cliplit_core import enhance_files
 
-    if spec["stage"] == "io":
+    if spec["stage"] in ("io", "io_one_encoder"):
         if not hasattr(enhance_files, "enhance_photo"):
             raise SystemExit("error: cliplit_core.enhance_files has no enhance_photo to replace by an identity")
         enhance_files.enhance_photo = identity_photo
+    if spec["stage"] == "io_one_encoder":  # the baseline of the encode threads: one result encoded at a time
+        from cliplit_core import pipeline
+        pipeline.MAX_ENCODERS = 1
     seconds = time_network(spec) if spec["stage"] == "network" else time_folder_command(spec)
-    Path(spec["result"]).write_text(json.dumps({"seconds": seconds, "jobs": spec["jobs"]}))
+    from cliplit_core import pipeline
+    encoders = min(spec["jobs"] - 1, pipeline.MAX_ENCODERS)
+    Path(spec["result"]).write_text(json.dumps({"seconds": seconds, "jobs": spec["jobs"], "encoders": encoders}))
 
 
 def measure_stage(stage: str, folder: Path, scratch: Path, args, fast: bool) -> dict:
@@ -274,8 +280,11 @@ def run_stages(folder: Path, tmp: Path, mode: str, args, sequential_digest: str)
     """The stage figures of one mode (see stage_figures), and whether the end-to-end files are the
     same bytes as the whole-process sequential run's."""
     measured = {stage: measure_stage(stage, folder, tmp / f"stages-{mode}-{stage}", args, mode == "fast")
-                for stage in STAGE_NAMES}
+                for stage in [*STAGE_NAMES, "io_one_encoder"]}
     figures = stage_figures(measured["io"], measured["network"], measured["end_to_end"], args.device)
+    figures["io_one_encoder_s"] = measured["io_one_encoder"]["seconds"]
+    figures["encoders"] = measured["io"]["encoders"]
+    figures["encoders_gain"] = figures["io_one_encoder_s"] / figures["io_s"]
     figures["photos"] = args.photos
     figures["same_files"] = digest(tmp / f"stages-{mode}-end_to_end" / "out") == sequential_digest
     return figures
@@ -299,6 +308,9 @@ def print_stages(stages: dict) -> None:
           f"verdict (<= {STAGE_GOAL:g}x) |\n|---|---|---|---|---|---|---|")
     for mode, s in stages.items():
         print(stage_row(mode, s))
+    for mode, s in stages.items():
+        print(f"{mode}: I/O alone with one encode thread {s['io_one_encoder_s']:.2f} s, with {s['encoders']} "
+              f"{s['io_s']:.2f} s: {s['encoders_gain']:.2f}x")
     for mode, s in stages.items():
         print(f"{mode}: the end-to-end files are {'the same bytes as' if s['same_files'] else 'NOT the same as'} "
               "the whole-process runs'")
