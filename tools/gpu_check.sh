@@ -8,7 +8,8 @@
 #   (and wheels of open_clip_torch, ftfy, wcwidth in .whl/ for the trainer benchmark)
 # Run with the device tool:
 #   command: bash tools/gpu_check.sh    carry: [".devdata", ".whl"]    timeout_s: 560
-# Steps, most important first, each under its own time limit:
+# Steps, most important first, each under its own time limit and all within GPU_CHECK_BUDGET
+# (550 s): a step starts only with 15 s left, and never runs past the budget:
 #   1. benchmarks/bench_inference.py --device cuda  (issue 5 goals 1 and 2: the GPU table),
 #      judged by benchmarks/gpu_verdict.py (met or not, and the settings to make the default)
 #   2. float16 vs float32 photo by photo (bench_dtype_fidelity.py), then the GPU tests (CUDA
@@ -27,9 +28,16 @@ OUT=${OUT:-gpu_out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 T0=$SECONDS
+BUDGET=${GPU_CHECK_BUDGET:-550}  # seconds for all steps: under the device command's limit (560 s above)
 step() {  # step LIMIT NAME CMD...: run with a time limit, log to $OUT/NAME.log, show its tail
     local limit=$1 name=$2
     shift 2
+    local left=$((BUDGET - (SECONDS - T0)))
+    if [ "$left" -lt 15 ]; then
+        echo "=== $name: skipped, $left s of the $BUDGET s budget left"
+        return
+    fi
+    [ "$limit" -gt "$left" ] && limit=$left  # a step never runs past the budget: later ones are skipped, not cut
     echo "=== $name: start at $((SECONDS - T0)) s, limit $limit s"
     timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
     local rc=$?
