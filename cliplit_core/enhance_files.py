@@ -66,12 +66,12 @@ ENCODE_IN_MEMORY_MAX_PIXELS = 50_000_000
 class _Enhanced(NamedTuple):
     """One input's result, on its way to the writer."""
 
-    image: np.ndarray
+    image: np.ndarray | None
     light: np.ndarray | None
     info: ImageInfo
     bits: int
     drops_alpha: bool  # the input has alpha, the output format has none
-    encoded: tuple[bytes, ...] | None = None  # the planned files' bytes, once encoded
+    encoded: tuple[bytes, ...] | None = None  # the planned files' bytes, once encoded (then no pixels)
 
 
 class _ResultWriter(NamedTuple):
@@ -90,11 +90,20 @@ class _ResultWriter(NamedTuple):
             parts.append((done.light, dict(fmt="png", png_compression=self.png)))
         return parts
 
-    def encode(self, planned: PlannedOutput, done):
-        """``done`` with its files' bytes, when it is a result small enough to hold them in memory."""
-        if not isinstance(done, _Enhanced) or done.image.shape[0] * done.image.shape[1] > ENCODE_IN_MEMORY_MAX_PIXELS:
+    @staticmethod
+    def in_memory(planned: PlannedOutput, done) -> bool:
+        """Whether ``done`` is a result to encode in memory (in the encode threads): small enough."""
+        return isinstance(done, _Enhanced) and done.image.shape[0] * done.image.shape[1] <= ENCODE_IN_MEMORY_MAX_PIXELS
+
+    def encode(self, planned: PlannedOutput, done: _Enhanced):
+        """``done`` with its files' bytes instead of its pixels. An encoder's OSError (e.g. a JPEG
+        over 65,500 pixels wide) leaves ``done`` as it was: the writer encodes it into its file and
+        reports the error there, in order, as for any write."""
+        try:
+            encoded = tuple(encode_image(a, **kw) for a, kw in self._parts(planned, done))
+        except OSError:
             return done
-        return done._replace(encoded=tuple(encode_image(a, **kw) for a, kw in self._parts(planned, done)))
+        return done._replace(encoded=encoded, image=None, light=None)
 
     def write(self, planned: PlannedOutput, done: _Enhanced) -> None:
         """The result and its light map (when planned), all or none."""
@@ -214,7 +223,8 @@ def _enhance_files(args, ranks: Ranks, *, options: EnhanceOptions, quality: int,
         return True
 
     try:
-        stopped = not run_in_order(plan, read, work, finish, jobs=jobs, encode=results.encode)
+        stopped = not run_in_order(plan, read, work, finish, jobs=jobs, encode=results.encode,
+                                   encodes=results.in_memory)
     finally:
         if bar:  # also when interrupted: a bar left open would shift later bars of this process
             bar.close()

@@ -70,7 +70,7 @@ class PngCompression(NamedTuple):
             return value
         if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
             return cls(None)
-        if isinstance(value, str) and value.strip().isdigit():
+        if isinstance(value, str) and value.strip().isdecimal():
             value = int(value.strip())
         if isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) in PNG_LEVELS:
             return cls(int(value))
@@ -300,8 +300,9 @@ def _apply_orientation(a: np.ndarray, o: int) -> np.ndarray:
 
 def _round_to(arr: np.ndarray, top: float, dtype) -> np.ndarray:
     """``floor(top * x + 0.5)`` clamped to 0..top, NaN -> 0, as ``dtype``: one scratch array, in-place
-    passes (the same values as ``np.clip(np.floor(np.nan_to_num(x) * top + 0.5), 0, top)``)."""
-    buf = np.multiply(arr, top)
+    passes (the same values as ``np.clip(np.floor(np.nan_to_num(x) * top + 0.5), 0, top)``; float16
+    computes in float32)."""
+    buf = np.multiply(arr, top, dtype=np.result_type(arr.dtype, np.float32))  # float16 cannot hold 65535
     buf += 0.5
     np.floor(buf, out=buf)
     np.clip(buf, 0, top, out=buf)  # +-inf land on the ends; NaN stays NaN ...

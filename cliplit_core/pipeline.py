@@ -13,8 +13,8 @@ Four stages; the messages, the files and the point where a run stops are those o
 * **finish** runs in one writer thread, strictly in input order (messages, the atomic writes).
 
 So at most ``jobs`` items are read but not yet worked through, and at most ``encoders + 2``
-results (two without an encode stage) are being encoded, wait for the writer or are in it:
-memory is bounded by the number of jobs, never by the folder. ``jobs`` 1 runs every stage in the calling
+results are being encoded, wait for the writer or are in it (three for results that skip the
+encode stage, as without one): memory is bounded by the number of jobs, never by the folder. ``jobs`` 1 runs every stage in the calling
 thread, one item after another.
 """
 from __future__ import annotations
@@ -46,14 +46,16 @@ class _Writer(threading.Thread):
     set. Ends once ``no_more_jobs`` was called and the jobs handed over before are done or dropped.
 
     A job is ``(item, result)``; a result that is a Future (an encode stage's) is waited for first.
-    At most ``depth`` jobs wait (``_jobs``); both threads block on one Condition, none polls."""
+    Queued jobs weigh at most ``depth`` in all (``_jobs``; a job weighs 1 to ``depth``, and one job
+    may always wait); both threads block on one Condition, none polls."""
 
     def __init__(self, finish: Callable[[Any, Any], bool | None], depth: int = 1):
         super().__init__(name="cliplit-writer", daemon=True)
         self.finish = finish
         self.depth = max(1, depth)
         self._cv = threading.Condition()
-        self._jobs: deque = deque()  # handed over, not yet taken
+        self._jobs: deque = deque()  # (job, weight) handed over, not yet taken
+        self._weight = 0
         self._closed = False
         self.stopped = threading.Event()
         # set as run() returns: what close() waits for, not join(), since a join interrupted by a
@@ -66,7 +68,10 @@ class _Writer(threading.Thread):
         with self._cv:
             while not self._jobs and not self._closed:
                 self._cv.wait()
-            job = self._jobs.popleft() if self._jobs else None
+            if not self._jobs:
+                return None
+            job, weight = self._jobs.popleft()
+            self._weight -= weight
             self._cv.notify_all()  # hand_over may be waiting for a free place
             return job
 
@@ -99,15 +104,18 @@ class _Writer(threading.Thread):
             self.error = e
             self._halt()
 
-    def hand_over(self, job) -> bool:
-        """Queue a job (waits while ``depth`` are queued); False when the writer has stopped
-        (it never waits past that: the writer takes every job, and wakes this wait on stopping)."""
+    def hand_over(self, job, weight: int = 1) -> bool:
+        """Queue a job of ``weight`` (waits while it does not fit beside the queued ones); False when
+        the writer has stopped (it never waits past that: the writer takes every job, and wakes this
+        wait on stopping)."""
+        weight = min(max(1, weight), self.depth)
         with self._cv:
-            while len(self._jobs) >= self.depth and not self.stopped.is_set():
+            while self._jobs and self._weight + weight > self.depth and not self.stopped.is_set():
                 self._cv.wait()
             if self.stopped.is_set() or self._closed:
                 return False
-            self._jobs.append(job)
+            self._jobs.append((job, weight))
+            self._weight += weight
             self._cv.notify_all()
             return True
 
@@ -138,31 +146,41 @@ class _Writer(threading.Thread):
 
 def run_in_order(items: Iterable[T], read: Callable[[T], Any], work: Callable[[T, Any], Any],
                  finish: Callable[[T, Any], bool | None], *, jobs: int = 1,
-                 encode: Callable[[T, Any], Any] | None = None) -> bool:
+                 encode: Callable[[T, Any], Any] | None = None,
+                 encodes: Callable[[T, Any], bool] | None = None) -> bool:
     """``finish(item, encode(item, work(item, read(item))))`` for each item (without ``encode``:
     ``finish(item, work(item, read(item)))``), finished in order, pipelined as the module says.
+    ``encodes(item, result)`` says which results go through ``encode`` (default: all); the others
+    go to the writer as they are, one at a time, as without an encode stage (e.g. results too big
+    to hold encoded in memory, which ``finish`` encodes into their file).
     A ``finish`` that returns False stops the run: no later item is finished. An exception from
     any stage (or an interrupt) stops the workers and is raised here, after the writer has let go
     of its current item (its own clean-up done). Returns False when the run was stopped."""
     items = list(items)
+
+    def encoded(item, result) -> bool:
+        return encode is not None and (encodes is None or encodes(item, result))
+
     if jobs <= 1:
         for item in items:
             result = work(item, read(item))
-            if finish(item, encode(item, result) if encode else result) is False:
+            if finish(item, encode(item, result) if encoded(item, result) else result) is False:
                 return False
         return True
     ahead = jobs - 1
-    readers = ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="cliplit-read")
     n_encoders = min(ahead, MAX_ENCODERS)
+    readers = ThreadPoolExecutor(max_workers=ahead, thread_name_prefix="cliplit-read")
     encoders = ThreadPoolExecutor(max_workers=n_encoders, thread_name_prefix="cliplit-encode") if encode else None
     writer = _Writer(finish, depth=n_encoders if encode else 1)
-    writer.start()
+    writer_started = False
     pending: deque = deque()
     completed = True
-    for item in items[:ahead]:
-        pending.append(readers.submit(read, item))
-    submitted = len(pending)
     try:
+        writer.start()  # inside the try: an interrupt here still closes the pools, and the writer's inbox
+        writer_started = True
+        for item in items[:ahead]:
+            pending.append(readers.submit(read, item))
+        submitted = len(pending)
         for item in items:
             value = pending.popleft().result()
             if writer.stopped.is_set():
@@ -173,9 +191,11 @@ def run_in_order(items: Iterable[T], read: Callable[[T], Any], work: Callable[[T
                 submitted += 1
             result = work(item, value)
             del value  # the input is not needed while its result is written
-            if encoders is not None:
-                result = encoders.submit(encode, item, result)
-            if not writer.hand_over((item, result)):
+            if encoders is not None and encoded(item, result):
+                result, weight = encoders.submit(encode, item, result), 1
+            else:  # as without an encode stage: it waits alone
+                weight = writer.depth
+            if not writer.hand_over((item, result), weight):
                 if isinstance(result, Future):
                     result.cancel()
                 completed = False
@@ -186,13 +206,14 @@ def run_in_order(items: Iterable[T], read: Callable[[T], Any], work: Callable[[T
         raise
     finally:
         try:
-            writer.no_more_jobs()  # first: the writer ends even if this thread is interrupted below
+            writer.no_more_jobs()  # first: a writer thread, if it started, ends on its own after this
             for f in pending:
                 f.cancel()
             readers.shutdown(wait=True, cancel_futures=True)
         finally:
             try:
-                writer.close()
+                if writer_started:
+                    writer.close()
             finally:
                 if encoders is not None:
                     encoders.shutdown(wait=True, cancel_futures=True)

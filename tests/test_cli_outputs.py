@@ -200,6 +200,25 @@ def _fast_network(monkeypatch):
     monkeypatch.setattr(enhance_files, "enhance_photo", stand_in)
 
 
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_an_image_its_format_cannot_hold_is_one_failed_write_and_the_run_goes_on(tmp_path, official_weights_path,
+                                                                                monkeypatch, capsys, jobs):
+    """A JPEG cannot be over 65,500 pixels wide: Pillow's encoder raises OSError. That image is reported
+    as a write error, in its place, and the next one is still written (in memory encoding or not)."""
+    _fast_network(monkeypatch)
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for name, shape in (("a.png", (12, 16)), ("b_wide.png", (2, 66000)), ("c.png", (12, 16))):
+        Image.fromarray(np.full((*shape, 3), 90, np.uint8)).save(src / name)
+    rc = _enhance(official_weights_path, src, "-o", out, "--format", "jpg", "--jobs", jobs)
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err
+    assert "cannot write" in err and "b_wide.jpg" in err and "enhanced 2 of 3" in err
+    assert err.index("b_wide.jpg") < err.index("enhanced 2 of 3")
+    assert _visible(out) == ["a.jpg", "c.jpg"]
+    assert not any(".tmp-" in p.name for p in out.iterdir())
+
+
 @pytest.fixture
 def tiny_disk(tmp_path):
     """A 96 KiB tmpfs (needs the right to mount, e.g. root in a container); skipped elsewhere."""

@@ -125,6 +125,12 @@ def test_every_exif_orientation_reads_upright_and_metadata_is_kept(tmp_path, ori
         assert back.info.get("icc_profile") == b"icc-bytes"
 
 
+def test_float16_pixels_round_like_float32():
+    x = np.array([0.0059, 0.5, 1.0, np.nan], dtype=np.float16)
+    assert to_uint16(x).tolist() == to_uint16(x.astype(np.float32)).tolist() == [387, 32768, 65535, 0]
+    assert to_uint8(x).tolist() == to_uint8(x.astype(np.float32)).tolist()
+
+
 def test_png_compression_is_parsed_once_into_a_tagged_value(tmp_path):
     import zlib
 
@@ -136,7 +142,7 @@ def test_png_compression_is_parsed_once_into_a_tagged_value(tmp_path):
     assert PngCompression.parse("9") == PngCompression.parse(9) == PngCompression.parse(np.int64(9)) == PngCompression(9)
     assert PNG_AUTO.zlib_settings(8) == (1, zlib.Z_RLE) and PNG_AUTO.zlib_settings(16) == (4, zlib.Z_DEFAULT_STRATEGY)
     assert PngCompression(0).zlib_settings(8) == (0, zlib.Z_DEFAULT_STRATEGY)
-    for bad in (-1, 10, 4.5, "4.5", "fast", "", True):
+    for bad in (-1, 10, 4.5, "4.5", "fast", "", True, "\u00b2"):
         with pytest.raises(OptionError, match=r"^png-compression must be auto or an integer from 0 to 9 .*, got") as e:
             PngCompression.parse(bad)
         assert "\n" not in str(e.value)

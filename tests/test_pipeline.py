@@ -102,6 +102,39 @@ def test_an_encode_stage_runs_in_parallel_and_its_results_are_finished_in_order(
         assert f.max_encoding <= encoders
 
 
+@pytest.mark.parametrize("encodes", [lambda i, r: False, lambda i, r: i % 3 == 0])
+def test_results_that_skip_the_encode_stage_wait_one_at_a_time(encodes):
+    """Results that go to the writer as they are (too big to encode in memory) take the whole queue:
+    no more of them wait than without an encode stage, however many encoders there are."""
+    f = Flight()
+    assert run_in_order(range(20), f.read, f.work, f.finish, jobs=8, encode=f.encode, encodes=encodes) is True
+    assert f.finished == list(range(20))
+    skipped_only = encodes(1, 1) is False and encodes(0, 0) is False
+    assert f.max_results_waiting <= (3 if skipped_only else pipeline.MAX_ENCODERS + 2)
+
+
+def test_an_interrupt_while_the_pipeline_starts_leaves_no_thread(monkeypatch):
+    """Ctrl-C while the first reads are being submitted (before the main loop): the writer thread,
+    already started, still ends."""
+    class InterruptedPool(pipeline.ThreadPoolExecutor):
+        submitted = 0
+
+        def submit(self, *args, **kwargs):
+            if self._thread_name_prefix == "cliplit-read":
+                InterruptedPool.submitted += 1
+                if InterruptedPool.submitted == 2:
+                    raise KeyboardInterrupt
+            return super().submit(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "ThreadPoolExecutor", InterruptedPool)
+    with pytest.raises(KeyboardInterrupt):
+        run_in_order(range(10), lambda i: i, lambda i, v: v, lambda i, r: None, jobs=4)
+    deadline = time.monotonic() + 2
+    while any(t.name.startswith("cliplit-") for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("cliplit-")]
+
+
 @pytest.mark.parametrize("jobs", [1, 3])
 def test_a_finish_that_returns_false_stops_the_run(jobs):
     finished, worked = [], []

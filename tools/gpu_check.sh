@@ -73,6 +73,7 @@ if python -c "import pytest" 2>/dev/null; then
         tests/test_tiling.py tests/test_nodes_enhance.py
 fi
 step 90 bench_train_step python benchmarks/bench_train_step.py "${TRAIN[@]}" --json "$OUT/train_step.json"
+rm -f "$OUT/folder.json"  # the verdict judges this run's figures or none
 TAIL=20 step 180 bench_folder python benchmarks/bench_folder_throughput.py "${FOLDER[@]}" --json "$OUT/folder.json"
 TAIL=10 step 20 folder_verdict python benchmarks/gpu_verdict.py --folder "$OUT/folder.json"
 TAIL=10 step 60 bench_video python benchmarks/bench_video.py "${VIDEO[@]}" --json "$OUT/video.json"
