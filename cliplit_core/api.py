@@ -105,7 +105,10 @@ def enhance(model, images: torch.Tensor, options: EnhanceOptions = EnhanceOption
             if preview:
                 from .preview import enhance_preview
 
-                res = enhance_preview(net, xb, strength=strength, device=plan.device, dtype=dtype)
+                # its low-resolution pass tiles by the same setting and budget (a gigapixel photo's
+                # quarter-size image does not fit whole either)
+                res = enhance_preview(net, xb, strength=strength, device=plan.device, dtype=dtype,
+                                      tile=options.tile, memory_budget=plan.budget)
                 tracker(1, 1)
                 tracker.call_finished(1)
             else:

@@ -45,10 +45,11 @@ def enhance_photo(net, pixels: np.ndarray, options: EnhanceOptions = EnhanceOpti
     dtype = options.precision.resolve(device)
 
     def whole_or_preview(_tile=None):
-        """The float path, through the core's entry point (api.enhance)."""
+        """The float path, through the core's entry point (api.enhance). A preview keeps the tile
+        setting: its low-resolution pass tiles by it when that does not fit the budget."""
         x = torch.from_numpy(to_float32(pixels)).permute(2, 0, 1)[None]
         run = RunContext(device=device, memory_budget=memory_budget, progress=progress, output_device="cpu")
-        image, light = enhance(net, x, replace(options, tile=TileSetting.WHOLE), run)
+        image, light = enhance(net, x, options if fast else replace(options, tile=TileSetting.WHOLE), run)
         light = light[0, 0].clamp(0, 1).numpy() if with_light else None
         return image[0].permute(1, 2, 0).numpy(), light
 

@@ -328,7 +328,8 @@ def test_bad_inputs_fail_before_any_work(model, monkeypatch):
 
 
 def test_cli_float_path_is_the_core_entry_point(random_net, monkeypatch):
-    """Whole-image and preview photos of the command line go through api.enhance with the parsed options."""
+    """Whole-image and preview photos of the command line go through api.enhance with the parsed options
+    (the whole-image path with tiling off: photo.py tiles exact runs itself)."""
     import numpy as np
 
     from cliplit_core import photo
@@ -345,5 +346,6 @@ def test_cli_float_path_is_the_core_entry_point(random_net, monkeypatch):
                                 dataclasses.replace(options, tile="none"), CPU)
         assert np.array_equal(image, want[0].permute(1, 2, 0).numpy())
         assert np.array_equal(light, want_light[0, 0].clamp(0, 1).numpy())
+    # a preview keeps the tile setting: its low-resolution pass tiles by it when it does not fit
     assert [(o.mode, o.strength, o.tile) for o in calls] == [(Mode.EXACT, 0.8, TileSetting.WHOLE),
-                                                                  (Mode.PREVIEW, 0.8, TileSetting.WHOLE)]
+                                                                  (Mode.PREVIEW, 0.8, TileSetting.parse("auto"))]

@@ -229,3 +229,26 @@ def test_small_photo_gets_smaller_factor_and_more_windows(net):
     assert 2.9 < preview.effective_scale(H, W, 4) < 3.3
     exact = enhance(net, x, tile=None).image
     assert _psnr(preview.enhance_preview(net, x).image, exact) > 36
+
+
+def test_a_preview_tiles_its_low_resolution_pass_when_that_does_not_fit_the_budget(net, monkeypatch):
+    """Through the core's entry point (as the command line and the node call it): the preview's
+    low-resolution pass follows the tile setting and the run's memory budget, and tiling is exact."""
+    from cliplit_core import api
+    from cliplit_core.run_context import RunContext
+
+    torch.manual_seed(3)
+    x = torch.rand(1, 3, 800, 1000)
+    tiles, real = [], preview.predict_light
+
+    def spy(*args, **kwargs):
+        tiles.append(kwargs.get("tile"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(preview, "predict_light", spy)
+    opts = api.EnhanceOptions(mode=api.Mode.PREVIEW, precision="fp32")
+    whole, _ = api.enhance(net, x, opts, RunContext(device="cpu", memory_budget=8 << 30))
+    assert tiles == []  # fits: one whole pass
+    tiled, _ = api.enhance(net, x, opts, RunContext(device="cpu", memory_budget=20 << 20))
+    assert len(tiles) == 1 and tiles[0] is not None and tiles[0] < 229  # the low-res image (229 x 286) in tiles
+    assert torch.allclose(tiled, whole, atol=1e-5)
