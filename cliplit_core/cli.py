@@ -8,35 +8,28 @@ import signal
 import sys
 
 from .errors import CLIPLITError
-from .imageio import (DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, OUTPUT_FORMATS, PNG_AUTO, PNG_COMPRESSION_CHOICES,
-                      PngCompression, list_images)
+from .imageio import (DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, OUTPUT_FORMATS, PNG_AUTO, PngCompression,
+                      list_images)
 from .precision import Precision
 from .tile_setting import TileSetting
 from .validation import JOBS, MAX_MEGAPIXELS, QUALITY, STRENGTH, OptionError, argparse_type
 
 
-def _png_compression(text: str) -> PngCompression:
-    """argparse ``type=`` of --png-compression (exit 2 with the allowed values)."""
-    try:
-        return PngCompression.parse(text)
-    except OptionError:
-        raise argparse.ArgumentTypeError(f"must be {PNG_COMPRESSION_CHOICES}, got {text!r}") from None
+def parsed_by(parse, choices: str):
+    """An argparse ``type=``: ``parse(text)`` (a tagged value's parser), with argparse's one-line
+    error naming the ``choices`` when it raises OptionError."""
+    def parse_text(text: str):
+        try:
+            return parse(text)
+        except OptionError:
+            raise argparse.ArgumentTypeError(f"must be {choices}, got {text!r}") from None
+    parse_text.__name__ = parse.__qualname__  # argparse names the type in some messages
+    return parse_text
 
 
-def parse_tile(text: str) -> TileSetting:
-    """``--tile``: TileSetting.parse, with argparse's one-line error."""
-    try:
-        return TileSetting.parse(text)
-    except OptionError:
-        raise argparse.ArgumentTypeError(f"must be {TileSetting.describe()}, got {text!r}") from None
-
-
-def parse_precision(text: str) -> Precision:
-    """``--dtype``: Precision.parse, with argparse's one-line error."""
-    try:
-        return Precision.parse(text)
-    except OptionError:
-        raise argparse.ArgumentTypeError(f"must be {Precision.describe_choices()}, got {text!r}") from None
+parse_tile = parsed_by(TileSetting.parse, TileSetting.describe())            # --tile
+parse_precision = parsed_by(Precision.parse, Precision.describe_choices())  # --dtype
+parse_png_compression = parsed_by(PngCompression.parse, PngCompression.describe())  # --png-compression
 
 
 def _add_enhance(sub) -> None:
@@ -71,7 +64,7 @@ def _add_enhance(sub) -> None:
                    help="bits per channel of the results: auto (default) = 16 for 16-bit inputs written as PNG, "
                         "else 8; 16 needs --format png")
     p.add_argument("--quality", type=argparse_type(QUALITY), default=95, help="JPEG / WebP quality 1..100 (default 95)")
-    p.add_argument("--png-compression", type=_png_compression, default=PNG_AUTO, metavar="auto|LEVEL",
+    p.add_argument("--png-compression", type=parse_png_compression, default=PNG_AUTO, metavar="auto|LEVEL",
                    help="how PNG results are compressed: auto (default: 8-bit PNGs with zlib's run-length "
                         "strategy, about the size of level 4 and faster on photos; 16-bit at level 4) or a "
                         "zlib level, 0 (none, fastest, largest) .. 9 (smallest, slowest; ComfyUI's SaveImage uses "

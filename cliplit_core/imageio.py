@@ -74,19 +74,24 @@ class PngCompression(NamedTuple):
             value = int(value.strip())
         if isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) in PNG_LEVELS:
             return cls(int(value))
-        raise OptionError(f"png-compression must be {PNG_COMPRESSION_CHOICES}, got {value!r}")
+        raise OptionError(f"png-compression must be {cls.describe()}, got {value!r}")
+
+    @staticmethod
+    def describe() -> str:
+        """The values ``parse`` takes, for messages."""
+        return "auto or an integer from 0 to 9 (zlib level, 0 = none, 9 = smallest)"
 
     def zlib_settings(self, bits: int) -> tuple[int, int]:
         """(zlib level, zlib strategy) for a PNG of ``bits`` bits per channel."""
         if self.level is not None:
             return self.level, zlib.Z_DEFAULT_STRATEGY
+        # under Z_RLE every level from 1 up writes the same bytes
         return (1, zlib.Z_RLE) if bits == 8 else (PNG_COMPRESS_LEVEL, zlib.Z_DEFAULT_STRATEGY)
 
     def __str__(self) -> str:
         return "auto" if self.level is None else str(self.level)
 
 
-PNG_COMPRESSION_CHOICES = "auto or an integer from 0 to 9 (zlib level, 0 = none, 9 = smallest)"
 PNG_AUTO = PngCompression(None)
 
 _SIXTEEN_BIT_RAWMODES = {"RGB;16B": ("RGB;16B", "RGB;16L"), "RGBA;16B": ("RGBA;16B", "RGBA;16L")}
