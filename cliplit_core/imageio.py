@@ -19,7 +19,7 @@ import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, NamedTuple
+from typing import BinaryIO, Callable, Iterable, NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -404,7 +404,7 @@ def save_image(path: str | os.PathLike, arr: np.ndarray, *, bits: int = 8, quali
     write to a temporary file themselves, see atomicfile.write_together)."""
     path = Path(path)
     _encode_to(path, arr, bits=bits, quality=quality, info=info, fmt=fmt or format_of(path),
-               png_compression=png_compression, name=str(path))
+               png_compression=png_compression)
 
 
 def encode_image(arr: np.ndarray, *, fmt: str, bits: int = 8, quality: int = 95, info: ImageInfo | None = None,
@@ -412,14 +412,15 @@ def encode_image(arr: np.ndarray, *, fmt: str, bits: int = 8, quality: int = 95,
     """The bytes :func:`save_image` would write for ``fmt`` (a key of OUTPUT_FORMATS), in memory:
     encoding that can run in any thread, ahead of the ordered, atomic write of the bytes."""
     buf = io.BytesIO()
-    _encode_to(buf, arr, bits=bits, quality=quality, info=info, fmt=fmt, png_compression=png_compression,
-               name=f"a {fmt} result")
+    _encode_to(buf, arr, bits=bits, quality=quality, info=info, fmt=fmt, png_compression=png_compression)
     return buf.getvalue()
 
 
-def _encode_to(target: Path | io.BytesIO, arr: np.ndarray, *, bits: int, quality: int, info: ImageInfo | None,
-               fmt: str, png_compression, name: str) -> None:
-    """Encode ``arr`` as ``fmt`` into a file (a Path) or a memory buffer; ``name`` for messages."""
+def _encode_to(target: Path | BinaryIO, arr: np.ndarray, *, bits: int, quality: int, info: ImageInfo | None,
+               fmt: str, png_compression) -> None:
+    """Encode ``arr`` as ``fmt`` into a file (a Path: opened only once the arguments are checked)
+    or a binary buffer."""
+    name = str(target) if isinstance(target, Path) else f"a {fmt} result"
     spec = OUTPUT_FORMATS[fmt]
     if bits not in (8, 16):
         raise ValueError(f"bits must be 8 or 16, got {bits}")
@@ -434,13 +435,17 @@ def _encode_to(target: Path | io.BytesIO, arr: np.ndarray, *, bits: int, quality
         arr = arr[..., None]
     if not spec.alpha and arr.shape[2] in (2, 4):
         arr = arr[..., :-1]
-    if bits == 16:
-        data = encode_png16(arr if arr.dtype == np.uint16 else to_uint16(arr), info, png)
-        if isinstance(target, Path):
-            target.write_bytes(data)
+    with open(target, "wb") if isinstance(target, Path) else contextlib.nullcontext(target) as f:
+        if bits == 16:
+            f.write(encode_png16(arr if arr.dtype == np.uint16 else to_uint16(arr), info, png))
         else:
-            target.write(data)
-        return
+            _save_8bit(f, arr, fmt, quality=quality, info=info, png=png)
+
+
+def _save_8bit(f: BinaryIO, arr: np.ndarray, fmt: str, *, quality: int, info: ImageInfo | None,
+               png: PngCompression) -> None:
+    """Pillow's encoder for ``fmt``, writing ``arr`` (float in 0..1 or uint8) into ``f``."""
+    spec = OUTPUT_FORMATS[fmt]
     a = arr if arr.dtype == np.uint8 else to_uint8(arr)
     im = Image.fromarray(a[..., 0] if a.shape[2] == 1 else a)
     opts: dict = {}
@@ -455,15 +460,14 @@ def _encode_to(target: Path | io.BytesIO, arr: np.ndarray, *, bits: int, quality
     if fmt == "jpg" and quality >= 90:
         opts["subsampling"] = 0  # 4:4:4: no colour bleeding at the quality photographers pick
     try:
-        im.save(target, format=spec.pillow_name, **opts)
+        im.save(f, format=spec.pillow_name, **opts)
     except (ValueError, TypeError, KeyError, struct.error):
         if "exif" not in opts:
             raise
         del opts["exif"]  # an EXIF block this format's writer rejects: keep the pixels and the profile
-        if not isinstance(target, Path):
-            target.seek(0)
-            target.truncate()
-        im.save(target, format=spec.pillow_name, **opts)
+        f.seek(0)
+        f.truncate()
+        im.save(f, format=spec.pillow_name, **opts)
 
 
 def write_png(path: str | os.PathLike, arr: np.ndarray) -> None:
