@@ -12,8 +12,8 @@ from .atomicfile import write_together
 from .checkpoint import load_network
 from .enhance_videos import enhance_video_files, plan_video_outputs
 from .errors import ImageReadError
-from .imageio import (DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, OUTPUT_FORMATS, PNG_AUTO, ImageInfo, PngCompression, list_images,
-                      encode_image, read_image_info, save_image)
+from .imageio import (DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, OUTPUT_FORMATS, PNG_AUTO, ImageInfo, PngCompression,
+                      encode_image, list_images, read_image_info, save_image)
 from .options import EnhanceOptions, Mode
 from .memory import default_budget, default_device, resolve_device
 from .outputs import OurFiles, PlannedOutput, check_output_option, plan_outputs, prepare_output_dir
@@ -120,13 +120,18 @@ def write_content(tmp: Path, content) -> None:
         save_image(tmp, pixels, **options)
 
 
+def options_from_args(args) -> EnhanceOptions:
+    """The enhancement options of an ``enhance`` command line (strength, mode, precision, tile, smoothing)."""
+    return EnhanceOptions(strength=args.strength, mode=Mode.PREVIEW if getattr(args, "fast", False) else Mode.EXACT,
+                          precision=getattr(args, "dtype", "auto"), tile=getattr(args, "tile", "auto"),
+                          temporal_smoothing=getattr(args, "temporal_smoothing", 0.0))
+
+
 def enhance_files(args) -> int:
     """Run the ``enhance`` command. Every option is checked, the output folder created and tested,
     and every output file planned before the weights are loaded. Under torchrun each process
     plans all outputs alike, then enhances its share of the inputs."""
-    options = EnhanceOptions(strength=args.strength, mode=Mode.PREVIEW if getattr(args, "fast", False) else Mode.EXACT,
-                             precision=getattr(args, "dtype", "auto"), tile=getattr(args, "tile", "auto"),
-                             temporal_smoothing=getattr(args, "temporal_smoothing", 0.0))
+    options = options_from_args(args)
     quality = check_number(QUALITY, getattr(args, "quality", 95))
     max_pixels = int(check_number(MAX_MEGAPIXELS, getattr(args, "max_pixels", DEFAULT_MAX_PIXELS / 1e6)) * 1e6)
     png = PngCompression.parse(getattr(args, "png_compression", PNG_AUTO))

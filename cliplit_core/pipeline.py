@@ -7,15 +7,15 @@ Four stages; the messages, the files and the point where a run stops are those o
   worked on (Pillow's decoders and zlib release the GIL, so reading overlaps the network);
 * **work** runs in the calling thread, one item at a time (the network keeps all of torch's
   threads and the main thread's signal handling);
-* **encode** (optional) runs in ``min(jobs - 1, MAX_ENCODERS)`` threads, in any order: what can be done to a result
-  without side effects (e.g. compressing it in memory), so that on many cores several results
-  are encoded at once instead of one after another in the writer;
+* **encode** (optional) runs in ``min(jobs - 1, MAX_ENCODERS)`` threads, in any order: what can
+  be done to a result without side effects (e.g. compressing it in memory), so that on many
+  cores several results are encoded at once instead of one after another in the writer;
 * **finish** runs in one writer thread, strictly in input order (messages, the atomic writes).
 
 So at most ``jobs`` items are read but not yet worked through, and at most ``encoders + 2``
 results are being encoded, wait for the writer or are in it (three for results that skip the
-encode stage, as without one): memory is bounded by the number of jobs, never by the folder. ``jobs`` 1 runs every stage in the calling
-thread, one item after another.
+encode stage, as without one): memory is bounded by the number of jobs, never by the folder.
+``jobs`` 1 runs every stage in the calling thread, one item after another.
 """
 from __future__ import annotations
 
