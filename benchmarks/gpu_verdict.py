@@ -115,15 +115,20 @@ def memory_verdict(rows: list[dict]) -> tuple[bool, list[str]]:
     return ok_all, lines
 
 
+def folder_goal(io: float, network: float, end_to_end: float) -> tuple[float, str, float, bool]:
+    """(bound, which stage it is, end to end / bound, met): the bound is the slower stage alone."""
+    bound, slower = (io, "I/O") if io >= network else (network, "network")
+    ratio = end_to_end / bound
+    return bound, slower, ratio, ratio <= FOLDER_GOAL
+
+
 def stage_line(mode: str, s: dict) -> tuple[bool, str]:
     """One mode of the folder goal, judged from its seconds (not from the benchmark's own verdict)."""
     missing = [k for k in STAGE_SECONDS if not (isinstance(s.get(k), (int, float)) and s[k] > 0)]
     if missing:
         return False, f"{mode}: no positive {', '.join(missing)} -> NOT MET"
     io, network, end_to_end = (s[k] for k in STAGE_SECONDS)
-    bound, slower = (io, "I/O") if io >= network else (network, "network")
-    ratio = end_to_end / bound
-    ok = ratio <= FOLDER_GOAL
+    bound, slower, ratio, ok = folder_goal(io, network, end_to_end)
     return ok, (f"{mode}: I/O alone {io:.2f} s, network alone {network:.2f} s, end to end {end_to_end:.2f} s "
                 f"= {ratio:.2f}x the slower stage ({slower}), --jobs {s.get('jobs', '?')}, {s.get('device', '?')} -> "
                 + ("MET" if ok else f"NOT MET (goal <= {FOLDER_GOAL:g}x)"))
