@@ -44,11 +44,11 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cliplit_core.clip_backbone import RandomWeightsWarning, build_backbone  # noqa: E402
-from cliplit_core.clip_preprocess import CLIP_MEAN, CLIP_STD  # noqa: E402
-from cliplit_core.losses import ENHANCEMENT_ALPHAS, IdentityLoss, resnet_feature_maps  # noqa: E402
-from cliplit_core.prompts import PromptPair  # noqa: E402
-from cliplit_core.scores import backlit_probability  # noqa: E402
+from cliplit_core.clip.backbone import RandomWeightsWarning, build_backbone  # noqa: E402
+from cliplit_core.clip.preprocess import CLIP_MEAN, CLIP_STD  # noqa: E402
+from cliplit_core.clip.losses import ENHANCEMENT_ALPHAS, IdentityLoss, resnet_feature_maps  # noqa: E402
+from cliplit_core.clip.prompts import PromptPair  # noqa: E402
+from cliplit_core.clip.scores import backlit_probability  # noqa: E402
 
 TINY_TEXT = {"context_length": 20, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}
 TINY = {

@@ -35,20 +35,20 @@ DATA = ROOT.parent / "shared" / "data"
 PHOTO = DATA / "backlit" / "pexels-daniel-torobekov-5320051.jpg"
 WEIGHTS = DATA / "official_weights" / "enhancement_model.pth"
 
-# one fresh process: the command's steps one by one (as cliplit_core.enhance_files runs them)
+# one fresh process: the command's steps one by one (as cliplit_core.cli.enhance runs them)
 STEPS = r"""
 import sys, time, json
 t = [("start", time.perf_counter(), time.process_time())]
 def mark(name): t.append((name, time.perf_counter(), time.process_time()))
 import torch
 mark("import torch")
-from cliplit_core.cli import build_parser
-from cliplit_core.checkpoint import load_network
-from cliplit_core.enhance_files import enhance_files
-from cliplit_core.imageio import PNG_COMPRESS_LEVEL, read_image_info, write_image
-from cliplit_core.inference import enhance_with_backoff
-from cliplit_core.memory import default_budget
-from cliplit_core.preview import enhance_preview
+from cliplit_core.cli.app import build_parser
+from cliplit_core.weights.checkpoint import load_network
+from cliplit_core.cli.enhance import enhance_files
+from cliplit_core.files.images import PNG_COMPRESS_LEVEL, read_image_info, write_image
+from cliplit_core.engine.inference import enhance_with_backoff
+from cliplit_core.engine.memory import default_budget
+from cliplit_core.engine.preview import enhance_preview
 mark("import cliplit_core")
 photo, weights, out, fast, warm = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1", int(sys.argv[5])
 net = load_network(weights)

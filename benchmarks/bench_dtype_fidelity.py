@@ -17,10 +17,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cliplit_core.checkpoint import load_network  # noqa: E402
-from cliplit_core.imageio import IMAGE_EXTENSIONS, read_image  # noqa: E402
-from cliplit_core.inference import enhance  # noqa: E402
-from cliplit_core.precision import compute_dtype  # noqa: E402
+from cliplit_core.weights.checkpoint import load_network  # noqa: E402
+from cliplit_core.files.images import IMAGE_EXTENSIONS, read_image  # noqa: E402
+from cliplit_core.engine.inference import enhance  # noqa: E402
+from cliplit_core.engine.precision import compute_dtype  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 

@@ -32,7 +32,7 @@ difference to the sequential run's images instead of requiring the same bytes::
 and the run end to end, per mode, each in a child process of its own with torch imported, the
 weights loaded and a first photo run before the clock starts (one measurement each, no rounds):
 
-* **I/O alone**: the folder command in-process (``cliplit_core.cli.main``, same ``--jobs``) with
+* **I/O alone**: the folder command in-process (``cliplit_core.cli.app.main``, same ``--jobs``) with
   ``enhance_files.enhance_photo`` replaced by an identity: decoding, rounding and PNG encoding;
 * **network alone**: ``enhance_photo`` on every photo in turn, decoded beforehand, with the
   command's options, device and memory budget;
@@ -121,7 +121,7 @@ def extract(rev: str, dest: Path) -> Path:
 
 
 # the command with torch already imported: its OpenMP settings are OpenMP's own (see --openmp-default)
-TORCH_FIRST = ["-c", "import sys, torch; from cliplit_core.cli import main; sys.exit(main(sys.argv[1:]))"]
+TORCH_FIRST = ["-c", "import sys, torch; from cliplit_core.cli.app import main; sys.exit(main(sys.argv[1:]))"]
 
 
 def run_once(folder: Path, out: Path, weights: Path, extra: list[str], env_extra: dict,
@@ -146,7 +146,7 @@ STAGE_CHILD = ["-c", "import sys, bench_folder_throughput as b; b.stage_child(sy
 
 
 def command_argv(spec: dict, out: str, folder: str | None = None) -> list[str]:
-    """The arguments of ``cliplit_core.cli.main`` for the folder run a stage measures."""
+    """The arguments of ``cliplit_core.cli.app.main`` for the folder run a stage measures."""
     return (["enhance", folder or spec["folder"], "-o", out, "--weights", spec["weights"], "--device", spec["device"],
              "--jobs", str(spec["jobs"])] + (["--fast"] if spec["fast"] else []))
 
@@ -154,14 +154,14 @@ def command_argv(spec: dict, out: str, folder: str | None = None) -> list[str]:
 def identity_photo(net, pixels, **_options):
     """``enhance_photo`` without the network: the decoded pixels as the result, as float32 in 0..1
     like the preview's results, so the writer rounds and encodes them as it would a real result."""
-    from cliplit_core.imageio import to_float32
+    from cliplit_core.files.images import to_float32
 
     return to_float32(pixels), None
 
 
 def run_command(argv: list[str]) -> float:
     """Seconds of one in-process ``enhance`` command; an error when it fails."""
-    from cliplit_core.cli import main
+    from cliplit_core.cli.app import main
 
     t = time.perf_counter()
     status = main(argv)
@@ -191,14 +191,14 @@ def time_network(spec: dict) -> float:
     device, memory budget and bits), after one untimed call on the first photo."""
     import torch
 
-    from cliplit_core.checkpoint import load_network
-    from cliplit_core.cli import build_parser
-    from cliplit_core.enhance_files import options_from_args
-    from cliplit_core.imageio import read_image_info
-    from cliplit_core.memory import default_budget, default_device
-    from cliplit_core.photo import enhance_photo
+    from cliplit_core.weights.checkpoint import load_network
+    from cliplit_core.cli.app import build_parser
+    from cliplit_core.cli.enhance import options_from_args
+    from cliplit_core.files.images import read_image_info
+    from cliplit_core.engine.memory import default_budget, default_device
+    from cliplit_core.engine.photo import enhance_photo
     from cliplit_core.sharding import rank_device
-    from cliplit_core.weights import resolve_weights
+    from cliplit_core.weights.sources import resolve_weights
 
     args = build_parser().parse_args(command_argv(spec, spec["out"]))
     options = options_from_args(args)
@@ -227,19 +227,19 @@ def time_network(spec: dict) -> float:
 def stage_child(spec_json: str) -> None:
     """One stage of ``--stages`` in this (child) process; writes {"seconds", "jobs"} to spec["result"].
     OpenMP's wait policy is set as the command sets it for its own process, before torch is imported
-    (OpenMP reads it once: cliplit_core.cli and .pipeline do not import torch, enhance_files does)."""
-    from cliplit_core import pipeline
-    from cliplit_core.cli import _passive_openmp_waits, build_parser
+    (OpenMP reads it once: cliplit_core.cli.app and .pipeline do not import torch, enhance_files does)."""
+    from cliplit_core.files import pipeline
+    from cliplit_core.cli.app import _passive_openmp_waits, build_parser
 
     spec = json.loads(spec_json)
     spec["jobs"] = spec["jobs"] or pipeline.default_jobs()
     _passive_openmp_waits(build_parser().parse_args(command_argv(spec, spec["out"])))
     import torch  # noqa: F401  (imported before any clock starts)
-    from cliplit_core import enhance_files
+    from cliplit_core.cli import enhance as enhance_files
 
     if spec["stage"] in ("io", "io_one_encoder"):
         if not hasattr(enhance_files, "enhance_photo"):
-            raise SystemExit("error: cliplit_core.enhance_files has no enhance_photo to replace by an identity")
+            raise SystemExit("error: cliplit_core.cli.enhance has no enhance_photo to replace by an identity")
         enhance_files.enhance_photo = identity_photo
     if spec["stage"] == "io_one_encoder":  # the baseline of the encode threads: one result encoded at a time
         pipeline.MAX_ENCODERS = 1

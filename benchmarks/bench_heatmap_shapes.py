@@ -35,7 +35,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cliplit_core.heatmap import heatmap_grid  # noqa: E402
+from cliplit_core.clip.heatmap import heatmap_grid  # noqa: E402
 
 TINY = {"embed_dim": 32,
         "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
@@ -58,8 +58,8 @@ def previous_rule_windows(h: int, w: int, window: float = 0.5) -> int:
 
 def make_model(folder: Path, tiny: bool) -> list[str]:
     """Write a prompt-pair file for the CLIP used; returns the score options that select it."""
-    from cliplit_core.clip_backbone import RandomWeightsWarning, build_backbone
-    from cliplit_core.prompts import PromptPair
+    from cliplit_core.clip.backbone import RandomWeightsWarning, build_backbone
+    from cliplit_core.clip.prompts import PromptPair
 
     clip = "ViT-B-32"
     if tiny:

@@ -36,7 +36,7 @@ SPEED_GOAL = 1.2    # s/MP of the huge photo, at most this times the whole-image
 
 def child(args) -> None:
     sys.path.insert(0, args.repo)
-    from cliplit_core.cli import main
+    from cliplit_core.cli.app import main
 
     cmd = ["enhance", args.photo, "-o", args.out, "--weights", args.weights, "--device", "cpu"] + args.extra
     t = time.perf_counter()

@@ -46,11 +46,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from authors_formulation import authors_enhance, load_authors_net  # noqa: E402
 from procmem import rss_kib  # noqa: E402
 
-from cliplit_core import fastnet  # noqa: E402
-from cliplit_core.checkpoint import load_network  # noqa: E402
-from cliplit_core.imageio import read_image  # noqa: E402
-from cliplit_core.inference import enhance  # noqa: E402
-from cliplit_core.precision import compute_dtype  # noqa: E402
+from cliplit_core.light import fastnet  # noqa: E402
+from cliplit_core.weights.checkpoint import load_network  # noqa: E402
+from cliplit_core.files.images import read_image  # noqa: E402
+from cliplit_core.engine.inference import enhance  # noqa: E402
+from cliplit_core.engine.precision import compute_dtype  # noqa: E402
 
 GIB = 1024 ** 3
 
@@ -150,7 +150,7 @@ def cpu_child(args) -> None:
             dt = spec.get("dtype", torch.float32)
             net = fastnet.FastWeights(net, "cpu", dt, **spec["options"])
         if spec["kind"] == "preview":
-            from cliplit_core.preview import enhance_preview
+            from cliplit_core.engine.preview import enhance_preview
 
             run = lambda: (lambda r: (r.image, r.light))(enhance_preview(net, x, device="cpu"))  # noqa: E731
         else:
@@ -248,7 +248,7 @@ def tf32(enabled: bool):
 
 @contextlib.contextmanager
 def cudnn_benchmark(on: bool):
-    import cliplit_core.inference as inf
+    import cliplit_core.engine.inference as inf
 
     old = inf.CUDNN_BENCHMARK
     inf.CUDNN_BENCHMARK = on
@@ -646,8 +646,8 @@ def live_peak_bytes(fn) -> int:
 
 def activation_peak_main(args) -> None:
     """Allocator-level peak of predict_light (float32, CPU): whole image vs tiles, per pixel."""
-    from cliplit_core.inference import predict_light
-    from cliplit_core.network import TOTAL_HALO
+    from cliplit_core.engine.inference import predict_light
+    from cliplit_core.light.network import TOTAL_HALO
 
     net = load_network(args.weights)
     print("\n## live-tensor peak of predict_light, float32, CPU (profiler allocation events)\n")

@@ -30,7 +30,7 @@ def child(args) -> None:
     sys.path.insert(0, args.repo)
     import torch
 
-    from cliplit_core.network import CLIPLITNet
+    from cliplit_core.light.network import CLIPLITNet
     from nodes import enhance as enh
     from nodes.model import CLIPLITModel
 

@@ -43,9 +43,9 @@ def main() -> None:
     import torch
     from PIL import Image
 
-    from cliplit_core import api
-    from cliplit_core.checkpoint import load_network
-    from cliplit_core.imageio import PNG_AUTO, read_image_info, save_image
+    from cliplit_core.engine import api
+    from cliplit_core.weights.checkpoint import load_network
+    from cliplit_core.files.images import PNG_AUTO, read_image_info, save_image
 
     net = load_network(WEIGHTS)
     with tempfile.TemporaryDirectory() as tmp:

@@ -27,7 +27,7 @@ IMAGE = DATA / "reference_full" / "110_51093502029_o.png"
 def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
-    from cliplit_core.imageio import PNG_COMPRESS_LEVEL, PNG_LEVELS, read_image_info
+    from cliplit_core.files.images import PNG_COMPRESS_LEVEL, PNG_LEVELS, read_image_info
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--image", type=Path, default=IMAGE)
@@ -71,7 +71,7 @@ def _measure(arr, settings, bits: int, rounds: int, tmp: Path) -> dict | None:
     """{setting: (best seconds, bytes)}; None (and a message) when a setting changed the pixels."""
     import numpy as np
 
-    from cliplit_core.imageio import read_image_info, write_image
+    from cliplit_core.files.images import read_image_info, write_image
     res, first = {}, None
     for setting in settings:
         path = tmp / f"{setting}.png"
@@ -90,7 +90,7 @@ def _many(bits: int, rounds: int) -> None:
     """``auto`` against level 4 on every image of reference_full and welllit."""
     import numpy as np
 
-    from cliplit_core.imageio import PNG_COMPRESS_LEVEL, read_image_info
+    from cliplit_core.files.images import PNG_COMPRESS_LEVEL, read_image_info
     files = sorted((DATA / "reference_full").glob("*.png")) + sorted((DATA / "welllit").glob("*.png"))
     print("\n| image | pixels | auto time vs level 4 | auto size vs level 4 |\n|---|---|---|---|")
     times, sizes = [], []

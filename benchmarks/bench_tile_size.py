@@ -19,8 +19,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cliplit_core import tiling  # noqa: E402
-from cliplit_core.network import CLIPLITNet  # noqa: E402
+from cliplit_core.light import tiling  # noqa: E402
+from cliplit_core.light.network import CLIPLITNet  # noqa: E402
 from nodes import enhance as enh  # noqa: E402
 from nodes.model import CLIPLITModel  # noqa: E402
 

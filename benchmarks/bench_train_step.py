@@ -33,8 +33,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cliplit_core.clip_preprocess import CLIP_MEAN, CLIP_STD  # noqa: E402
-from cliplit_core.losses import CLIP_LOSS_SCALE, ENHANCEMENT_ALPHAS, ENHANCEMENT_IDENTITY_WEIGHT, \
+from cliplit_core.clip.preprocess import CLIP_MEAN, CLIP_STD  # noqa: E402
+from cliplit_core.clip.losses import CLIP_LOSS_SCALE, ENHANCEMENT_ALPHAS, ENHANCEMENT_IDENTITY_WEIGHT, \
     IDENTITY_LOSS_SCALE  # noqa: E402
 from trainer.config import TrainConfig  # noqa: E402
 from trainer.data import Batch, generator_for, sample_aug, ENHANCE_ZOOM  # noqa: E402

@@ -76,8 +76,8 @@ def child(mode: str, src: Path, dst: Path, weights: Path, device: str = "cpu") -
         n = io_only(src, dst)
     else:
         sys.path.insert(0, str(ROOT))
-        from cliplit_core.checkpoint import load_network
-        from cliplit_core.video import enhance_video
+        from cliplit_core.weights.checkpoint import load_network
+        from cliplit_core.files.video import enhance_video
 
         net = load_network(weights)
         t1 = time.perf_counter()

@@ -22,10 +22,11 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint, clip_weights
-from .memory import param_bytes
-from .model_files import ModelFiles
-from .network import PADDING_VARIANTS, TOTAL_HALO
+from .weights import checkpoint
+from .clip import weights as clip_weights
+from .engine.memory import param_bytes
+from .weights.model_files import ModelFiles
+from .light.network import PADDING_VARIANTS, TOTAL_HALO
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class CLIPLITModel:
     source: str
     padding: str = "reflect"
     metadata: dict = field(default_factory=dict)
-    prompt_pair: object | None = None  # cliplit_core.prompts.PromptPair or None
+    prompt_pair: object | None = None  # cliplit_core.clip.prompts.PromptPair or None
     prompt_source: str = ""
     clip_model: str = AUTO
     clip_pretrained: str = AUTO
@@ -128,7 +129,7 @@ class CLIPLITModel:
 
         Raises :class:`~cliplit_core.errors.CLIPBackboneError` (offline: within seconds,
         naming the file to download and the folder to put it in)."""
-        from . import clip_backbone
+        from .clip import backbone as clip_backbone
 
         with self._lock:
             if self._backbone is None:
@@ -167,7 +168,7 @@ class CLIPLITModel:
 
     def text_features(self, backbone) -> torch.Tensor:
         """``[2, embed_dim]`` normalised text features: the learned prompt pair, or zero-shot prompts."""
-        from . import prompts
+        from .clip import prompts
 
         if self.prompt_pair is not None:
             return self.prompt_pair.text_features(backbone).detach()
@@ -196,7 +197,7 @@ def load_model(path: str | os.PathLike, *, prompt_pair: str | os.PathLike | None
     ViT-B-32 / openai); nothing of CLIP is loaded here. The network is put on ``offload_device``.
     Raises a :class:`~cliplit_core.errors.CLIPLITError` with a clear message on any bad input.
     """
-    from .prompts import PromptPair
+    from .clip.prompts import PromptPair
 
     files = files or ModelFiles()
     w = checkpoint.read_weights(path)

@@ -15,11 +15,25 @@ from __future__ import annotations
 import importlib
 
 if __name__.count(".") >= 2:  # "<pack>.nodes._core"
-    from ..cliplit_core import checkpoint, errors, inference, memory, network, tiling, validation, weights
+    from ..cliplit_core.weights import checkpoint
+    from ..cliplit_core import errors
+    from ..cliplit_core.engine import inference
+    from ..cliplit_core.engine import memory
+    from ..cliplit_core.light import network
+    from ..cliplit_core.light import tiling
+    from ..cliplit_core import validation
+    from ..cliplit_core.weights import sources as weights
 else:  # "nodes._core"
-    from cliplit_core import checkpoint, errors, inference, memory, network, tiling, validation, weights
+    from cliplit_core.weights import checkpoint
+    from cliplit_core import errors
+    from cliplit_core.engine import inference
+    from cliplit_core.engine import memory
+    from cliplit_core.light import network
+    from cliplit_core.light import tiling
+    from cliplit_core import validation
+    from cliplit_core.weights import sources as weights
 
-CORE_PACKAGE = checkpoint.__name__.rpartition(".")[0]
+CORE_PACKAGE = errors.__name__.rpartition(".")[0]
 
 
 def core_module(name: str):

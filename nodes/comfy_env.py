@@ -247,7 +247,7 @@ def model_files():
     """The core's description of where CLIP-LIT files live (models/cliplit/, looked up the way ComfyUI does)."""
     from ._core import core_module
 
-    return core_module("model_files").ModelFiles(folders=tuple(model_folders()), lookup=find_model_file,
+    return core_module("weights.model_files").ModelFiles(folders=tuple(model_folders()), lookup=find_model_file,
                                                  download_folder=download_folder())
 
 
@@ -286,7 +286,7 @@ def run_context(progress=None):
     the Cancel button, IMAGE outputs on the intermediate device, warnings in the CLIP-LIT log."""
     from ._core import core_module
 
-    return core_module("run_context").RunContext(
+    return core_module("engine.run_context").RunContext(
         device=compute_device(), free_bytes=free_bytes, memory_fraction=LOWVRAM_FRACTION if low_vram() else None,
         free_memory=free_memory, empty_cache=soft_empty_cache, progress=_progress_reporter(progress),
         raise_if_cancelled=throw_if_interrupted, output_device=intermediate_device(),

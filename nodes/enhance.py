@@ -1,6 +1,6 @@
 """Backlit Enhance (``CLIPLITBacklitEnhance``): IMAGE -> enhanced IMAGE + light-map MASK.
 
-The work is the core's ``cliplit_core.api.enhance``; this module turns the node's inputs into
+The work is the core's ``cliplit_core.engine.api.enhance``; this module turns the node's inputs into
 its options and ComfyUI's device, memory manners, progress bar and Cancel button into its
 run context (comfy_env.run_context): ComfyUI is asked to free memory first, the image is
 tiled (exactly) when it does not fit, the tile halves on out-of-memory, Cancel stops a run
@@ -17,8 +17,8 @@ from .errors import node_errors, require_model
 from .model import CLIPLITModel
 from .sockets import CLIPLIT_MODEL
 
-api = core_module("api")
-run_plan = core_module("run_plan")
+api = core_module("engine.api")
+run_plan = core_module("engine.run_plan")
 
 CATEGORY = "image/enhance/CLIP-LIT"
 PRECISIONS = api.Precision.choices()  # the precision widget's choices: fp32, auto, fp16, bf16

@@ -19,7 +19,7 @@ from .sockets import CLIPLIT_MODEL
 
 log = logging.getLogger("CLIP-LIT")
 
-light_scores = core_module("light_scores")
+light_scores = core_module("clip.light_scores")
 
 CATEGORY = "image/enhance/CLIP-LIT"
 CLIP_ACTIVATION_BYTES = 512 << 20  # generous for ViT-B/32 batches of windows

@@ -18,7 +18,7 @@ OFFICIAL = "official (download if missing)"
 NO_PROMPT_FILE = "(none: from model file, else zero-shot)"
 
 
-ModelFileError = core_module("model_files").ModelFileNotFoundError
+ModelFileError = core_module("weights.model_files").ModelFileNotFoundError
 
 
 def _resolve(name: str, what: str) -> Path:

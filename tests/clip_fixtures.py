@@ -48,7 +48,7 @@ def write_config(directory: Path, name: str, cfg: dict) -> Path:
 
 def build_random(config_path: Path, seed: int = 0, **kw):
     """A new (uncached) backbone with random weights from ``seed``; the warning is silenced."""
-    from cliplit_core.clip_backbone import RandomWeightsWarning, build_backbone
+    from cliplit_core.clip.backbone import RandomWeightsWarning, build_backbone
 
     torch.manual_seed(seed)
     with warnings.catch_warnings():

@@ -35,7 +35,7 @@ def official_weights_path() -> Path:
 
 @pytest.fixture(scope="session")
 def official_net(official_weights_path):
-    from cliplit_core.checkpoint import load_network
+    from cliplit_core.weights.checkpoint import load_network
 
     return load_network(official_weights_path)
 
@@ -43,7 +43,7 @@ def official_net(official_weights_path):
 @pytest.fixture(scope="session")
 def random_net():
     """A network with random (but fixed) weights whose light maps vary a lot."""
-    from cliplit_core.network import CLIPLITNet
+    from cliplit_core.light.network import CLIPLITNet
 
     torch.manual_seed(1234)
     net = CLIPLITNet().eval().requires_grad_(False)
@@ -55,7 +55,7 @@ def random_net():
 @pytest.fixture(scope="session")
 def small_photo(shared_data) -> torch.Tensor:
     """A real backlit photo (1 x 3 x 384 x 512) from backlit_small/."""
-    from cliplit_core.imageio import read_image
+    from cliplit_core.files.images import read_image
 
     arr = read_image(shared_data / "backlit_small" / "110_51093502029_o.png")
     return torch.from_numpy(arr).permute(2, 0, 1)[None].contiguous()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from cliplit_core import inference
+from cliplit_core.engine import inference
 
 
 def run_out_of_memory_above(monkeypatch, largest_tile: int) -> list:

@@ -1,4 +1,4 @@
-"""The core entry point cliplit_core.api.enhance: one precision vocabulary, one tile setting,
+"""The core entry point cliplit_core.engine.api.enhance: one precision vocabulary, one tile setting,
 options checked once, parity with the node and with reference numbers, the memory plan,
 progress over the whole batch, cancel and out-of-memory back-off through a RunContext."""
 from __future__ import annotations
@@ -11,10 +11,14 @@ from fakes import run_out_of_memory_above
 from nodes_support import backlit_crop, official_model  # noqa: F401
 from test_nodes_temporal import flickering_sequence
 
-from cliplit_core import inference, memory, run_plan, tiling, validation
-from cliplit_core.api import EnhanceOptions, Mode, Precision, RunContext, TileMode, TileSetting, enhance
-from cliplit_core.cli import main
-from cliplit_core.masks import prepare_mask
+from cliplit_core.engine import inference
+from cliplit_core.engine import memory
+from cliplit_core.engine import run_plan
+from cliplit_core.light import tiling
+from cliplit_core import validation
+from cliplit_core.engine.api import EnhanceOptions, Mode, Precision, RunContext, TileMode, TileSetting, enhance
+from cliplit_core.cli.app import main
+from cliplit_core.engine.masks import prepare_mask
 
 CPU = RunContext(device="cpu")
 
@@ -55,7 +59,7 @@ def test_precision_parse_errors_are_one_line_listing_the_choices(bad):
 
 
 def test_auto_means_float16_on_cuda_and_float32_elsewhere_for_exact_runs(monkeypatch):
-    from cliplit_core import precision
+    from cliplit_core.engine import precision
 
     monkeypatch.setattr(precision, "cpu_has_fast_bfloat16", lambda: True)  # exact runs ignore it
     cuda = torch.device("cuda")  # a value only: nothing runs there
@@ -69,7 +73,7 @@ def test_auto_means_float16_on_cuda_and_float32_elsewhere_for_exact_runs(monkeyp
 
 @pytest.mark.parametrize("native", [True, False])
 def test_auto_for_a_preview_is_bfloat16_only_on_a_cpu_that_computes_it_natively(monkeypatch, native):
-    from cliplit_core import precision
+    from cliplit_core.engine import precision
 
     monkeypatch.setattr(precision, "cpu_has_fast_bfloat16", lambda: native)
     assert Precision.AUTO.resolve("cpu", preview=True) == (torch.bfloat16 if native else torch.float32)
@@ -81,7 +85,9 @@ def test_auto_for_a_preview_is_bfloat16_only_on_a_cpu_that_computes_it_natively(
 def test_auto_reaches_the_network_as_the_run_kind_says(model, crop, monkeypatch, native):
     """The dtype the network computes in, through the entry point: float32 for an exact run,
     bfloat16 for a preview on a CPU with native bfloat16."""
-    from cliplit_core import fastnet, precision, preview
+    from cliplit_core.light import fastnet
+    from cliplit_core.engine import precision
+    from cliplit_core.engine import preview
 
     monkeypatch.setattr(precision, "cpu_has_fast_bfloat16", lambda: native)
     monkeypatch.setattr(preview, "MIN_LOW_PIXELS", 1)
@@ -119,7 +125,7 @@ def test_tile_setting_refuses_bad_values_in_one_line(bad):
 
 
 def test_cli_parses_tile_and_precision_once(tmp_path, capsys):
-    from cliplit_core.cli import build_parser
+    from cliplit_core.cli.app import build_parser
 
     def parsed(*extra):
         return build_parser().parse_args(["enhance", "x.png", "-o", str(tmp_path), *extra])
@@ -155,8 +161,8 @@ def test_whole_tiled_and_node_agree(model, crop, whole):
     """Whole image through the core is bit-identical to the node's run; tiles give the same
     numbers up to float rounding (identical after 8-bit rounding) and are bit-identical to the
     node's run with the same tile size; a plain network gives the same as the model."""
-    from cliplit_core.checkpoint import load_network
-    from cliplit_core.imageio import to_uint8
+    from cliplit_core.weights.checkpoint import load_network
+    from cliplit_core.files.images import to_uint8
     from nodes import enhance as node
     from nodes_support import OFFICIAL_WEIGHTS
 
@@ -332,8 +338,8 @@ def test_cli_float_path_is_the_core_entry_point(random_net, monkeypatch):
     (the whole-image path with tiling off: photo.py tiles exact runs itself)."""
     import numpy as np
 
-    from cliplit_core import photo
-    from cliplit_core.imageio import to_float32
+    from cliplit_core.engine import photo
+    from cliplit_core.files.images import to_float32
 
     calls = []
     real = photo.enhance

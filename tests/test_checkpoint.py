@@ -6,10 +6,10 @@ import zipfile
 import pytest
 import torch
 
-from cliplit_core.checkpoint import convert, load_network, read_weights, save_weights
-from cliplit_core.cli import main
+from cliplit_core.weights.checkpoint import convert, load_network, read_weights, save_weights
+from cliplit_core.cli.app import main
 from cliplit_core.errors import CheckpointError
-from cliplit_core.network import CLIPLITNet
+from cliplit_core.light.network import CLIPLITNet
 
 
 def _sd():
@@ -43,7 +43,7 @@ def test_safetensors_round_trip_keeps_metadata_and_padding(tmp_path):
 
 
 def test_convert_official_and_outputs_are_identical(tmp_path, official_weights_path, small_photo):
-    from cliplit_core.inference import enhance
+    from cliplit_core.engine.inference import enhance
 
     assert main(["convert", str(official_weights_path), str(tmp_path / "o.safetensors")]) == 0
     a = load_network(official_weights_path)

@@ -5,8 +5,8 @@ import sys
 import numpy as np
 from PIL import Image
 
-from cliplit_core.cli import main
-from cliplit_core.imageio import to_uint8, write_png
+from cliplit_core.cli.app import main
+from cliplit_core.files.images import to_uint8, write_png
 
 from conftest import REPO, synthetic_photo
 from imagefiles import write_png16
@@ -103,7 +103,7 @@ def test_results_keep_colour_profile_and_exif_upright(tmp_path, official_weights
 
 
 def test_16bit_input_gives_16bit_png(tmp_path, official_weights_path):
-    from cliplit_core.imageio import read_image_info
+    from cliplit_core.files.images import read_image_info
 
     photo = synthetic_photo(24, 32)
     write_png16(tmp_path / "deep.png", (photo * 65535).astype(np.uint16))
@@ -137,7 +137,7 @@ def test_jpeg_output_drops_alpha_with_a_warning_and_bad_options_fail(tmp_path, o
 
 OPENMP_POLICY_SEEN = """
 import os, sys
-from cliplit_core import cli
+from cliplit_core.cli import app as cli
 rc = cli.main(sys.argv[1:])
 print(rc, 'torch' in sys.modules, os.environ.get('OMP_WAIT_POLICY'))
 """

@@ -15,8 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
-from cliplit_core.cli import main
-from cliplit_core.imageio import write_png
+from cliplit_core.cli.app import main
+from cliplit_core.files.images import write_png
 
 from conftest import REPO, synthetic_photo
 
@@ -130,8 +130,8 @@ def test_leftover_temp_files_are_not_inputs(tmp_path, official_weights_path, cap
 
 KILLED_MID_WRITE = """
 import os, signal, sys
-from cliplit_core import enhance_files
-from cliplit_core.cli import main
+from cliplit_core.cli import enhance as enhance_files
+from cliplit_core.cli.app import main
 
 def write(path, content):
     path.write_bytes(b"\\x89PNG\\r\\n\\x1a\\n half a file")
@@ -157,7 +157,7 @@ def test_a_run_killed_mid_write_leaves_only_a_hidden_temp_file_that_the_next_run
 
 def _failing_save(monkeypatch, fail_on, exc):
     """Make the folder run's file writer write half a file, then fail, on its ``fail_on``-th call."""
-    from cliplit_core import enhance_files
+    from cliplit_core.cli import enhance as enhance_files
 
     calls = {"n": 0}
     real = enhance_files.write_content
@@ -190,8 +190,8 @@ def test_disk_full_mid_run_stops_and_leaves_nothing_partial(tmp_path, official_w
 
 def _fast_network(monkeypatch):
     """For tests about files only: the network is replaced by a quick stand-in."""
-    from cliplit_core import enhance_files
-    from cliplit_core.imageio import to_float32
+    from cliplit_core.cli import enhance as enhance_files
+    from cliplit_core.files.images import to_float32
 
     def stand_in(net, pixels, *, with_light=False, **kw):
         x = to_float32(pixels)

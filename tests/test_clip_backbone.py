@@ -10,9 +10,9 @@ from clip_fixtures import (RN_TINY, VIT_TINY, build_random, clip_config_dir, one
                            tiny_vit, write_config)
 from safetensors.torch import save_file
 
-from cliplit_core import clip_backbone as cb
-from cliplit_core import clip_weights
-from cliplit_core.clip_backbone import CLIPBackboneError, RandomWeightsWarning, build_backbone, load_backbone
+from cliplit_core.clip import backbone as cb
+from cliplit_core.clip import weights as clip_weights
+from cliplit_core.clip.backbone import CLIPBackboneError, RandomWeightsWarning, build_backbone, load_backbone
 from cliplit_core.errors import CLIPLITError
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -12,11 +12,11 @@ import torch
 from clip_fixtures import REPO, VIT_TINY, build_random, write_config, one_thread  # noqa: F401
 from PIL import Image
 
-from cliplit_core import cli_score
-from cliplit_core.checkpoint import save_weights
-from cliplit_core.network import CLIPLITNet
-from cliplit_core.prompts import PromptPair
-from cliplit_core.scores import score_images
+from cliplit_core.cli import score as cli_score
+from cliplit_core.weights.checkpoint import save_weights
+from cliplit_core.light.network import CLIPLITNet
+from cliplit_core.clip.prompts import PromptPair
+from cliplit_core.clip.scores import score_images
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -45,7 +45,7 @@ def setup(tmp_path_factory):
 
 
 def _run(args, capsys):
-    from cliplit_core.cli import main
+    from cliplit_core.cli.app import main
 
     rc = main(["score", *map(str, args)])
     out, err = capsys.readouterr()
@@ -185,7 +185,7 @@ def test_heatmaps_into_the_input_folder_keep_user_files_and_are_not_scored_next_
 
 def test_zero_shot_without_a_model(setup, capsys):
     """No --model: the images are scored with the zero-shot text prompts (the nodes' prompts)."""
-    from cliplit_core.prompts import ZERO_SHOT_PROMPTS, zero_shot_text_features
+    from cliplit_core.clip.prompts import ZERO_SHOT_PROMPTS, zero_shot_text_features
 
     files = [setup["imgs"] / "a.png", setup["imgs"] / "b.jpg"]
     rc, recs, err = _run([*files, "--clip-model", setup["cfg"], "--clip-pretrained", setup["weights"]], capsys)

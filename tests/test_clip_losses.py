@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 from clip_fixtures import clip_config_dir, tiny_rn, tiny_vit, one_thread  # noqa: F401
 
-from cliplit_core import losses
-from cliplit_core.clip_backbone import CLIPBackboneError
-from cliplit_core.prompts import PromptPair
-from cliplit_core.scores import backlit_probability, backlit_probability_from_features
+from cliplit_core.clip import losses
+from cliplit_core.clip.backbone import CLIPBackboneError
+from cliplit_core.clip.prompts import PromptPair
+from cliplit_core.clip.scores import backlit_probability, backlit_probability_from_features
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from clip_fixtures import clip_config_dir, tiny_vit, one_thread  # noqa: F401
 
-from cliplit_core.clip_preprocess import CLIP_MEAN, CLIP_STD, clip_preprocess
+from cliplit_core.clip.preprocess import CLIP_MEAN, CLIP_STD, clip_preprocess
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 from clip_fixtures import VIT_SEPARABLE, build_random, load_rgb, require_shared, single_thread, write_config
 
-from cliplit_core import losses
-from cliplit_core.prompts import PromptPair
-from cliplit_core.scores import backlit_probability_from_features
+from cliplit_core.clip import losses
+from cliplit_core.clip.prompts import PromptPair
+from cliplit_core.clip.scores import backlit_probability_from_features
 
 
 def _views(img: torch.Tensor, n: int, g: torch.Generator, frac: float = 0.8) -> list[torch.Tensor]:

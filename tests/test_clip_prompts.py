@@ -5,10 +5,10 @@ import pytest
 import torch
 from clip_fixtures import clip_config_dir, require_shared, tiny_vit, one_thread  # noqa: F401
 
-from cliplit_core.checkpoint import read_weights, save_weights
+from cliplit_core.weights.checkpoint import read_weights, save_weights
 from cliplit_core.errors import CheckpointError, CLIPLITError
-from cliplit_core.network import CLIPLITNet
-from cliplit_core.prompts import PromptPair, prompt_text
+from cliplit_core.light.network import CLIPLITNet
+from cliplit_core.clip.prompts import PromptPair, prompt_text
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

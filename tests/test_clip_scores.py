@@ -5,10 +5,10 @@ import pytest
 import torch
 from clip_fixtures import clip_config_dir, tiny_vit, one_thread  # noqa: F401
 
-from cliplit_core.prompts import PromptPair
-from cliplit_core import heatmap
-from cliplit_core.heatmap import MAX_WINDOWS, heatmap_grid, light_score_heatmap
-from cliplit_core.scores import backlit_probability, light_score, score_images
+from cliplit_core.clip.prompts import PromptPair
+from cliplit_core.clip import heatmap
+from cliplit_core.clip.heatmap import MAX_WINDOWS, heatmap_grid, light_score_heatmap
+from cliplit_core.clip.scores import backlit_probability, light_score, score_images
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cliplit_core import clip_weights
-from cliplit_core.cli import main
+from cliplit_core.clip import weights as clip_weights
+from cliplit_core.cli.app import main
 
 VIT_B32_URL = "https://huggingface.co/timm/vit_base_patch32_clip_224.openai/resolve/main/open_clip_model.safetensors"
 OPENAI_VIT_B32 = "https://openaipublic.azureedge.net/clip/models/"

@@ -26,7 +26,7 @@ def _modules_after(code: str) -> set[str]:
 
 @pytest.mark.parametrize("argv", [["--help"], ["enhance", "--help"], ["score", "--help"], ["convert", "--help"]])
 def test_help_imports_neither_torch_nor_clip(argv):
-    loaded = _modules_after("from cliplit_core.cli import main\n"
+    loaded = _modules_after("from cliplit_core.cli.app import main\n"
                             f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass")
     assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
 
@@ -39,7 +39,7 @@ def test_enhance_does_not_import_clip(tmp_path):
     for fast in ([], ["--fast"]):
         args = ["enhance", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--weights", str(weights),
                 "--device", "cpu", *fast]
-        loaded = _modules_after(f"from cliplit_core.cli import main\nassert main({args!r}) == 0")
+        loaded = _modules_after(f"from cliplit_core.cli.app import main\nassert main({args!r}) == 0")
         assert "torch" in loaded
         assert not loaded & {"open_clip", "huggingface_hub", "torchvision", "timm"}, fast
 
@@ -59,7 +59,7 @@ def _zlib_level_flag(png: bytes) -> int:
 def test_png_results_use_the_fast_compression(tmp_path, bits):
     """auto (the default): 8-bit PNGs with zlib's run-length strategy (header flag 0), 16-bit at level 4
     (flag 1: levels 2-5), never zlib's default 6 (flag 2), never stored."""
-    from cliplit_core.imageio import PNG_COMPRESS_LEVEL, read_image, write_image
+    from cliplit_core.files.images import PNG_COMPRESS_LEVEL, read_image, write_image
 
     yy, xx = np.mgrid[0:40, 0:50] / 50.0
     arr = np.stack([yy, xx, (yy + xx) / 2], -1).astype(np.float32) ** 2  # smooth: compressible

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from cliplit_core import fastnet
-from cliplit_core.network import HEAD_LAYERS, STEM_LAYERS, TOTAL_HALO, CLIPLITNet
-from cliplit_core.tiling import window_sides
+from cliplit_core.light import fastnet
+from cliplit_core.light.network import HEAD_LAYERS, STEM_LAYERS, TOTAL_HALO, CLIPLITNet
+from cliplit_core.light.tiling import window_sides
 
 
 def _net(seed: int = 0, padding: str = "reflect") -> CLIPLITNet:

@@ -15,10 +15,10 @@ import pytest
 import torch
 from PIL import Image
 
-from cliplit_core.cli import main
+from cliplit_core.cli.app import main
 from cliplit_core.errors import ImageReadError
-from cliplit_core.imageio import IMAGE_EXTENSIONS, encode_png16, list_images, read_image
-from cliplit_core.outputs import MANIFEST_NAME, plan_outputs
+from cliplit_core.files.images import IMAGE_EXTENSIONS, encode_png16, list_images, read_image
+from cliplit_core.files.outputs import MANIFEST_NAME, plan_outputs
 
 from conftest import synthetic_photo
 from imagefiles import png_chunk
@@ -178,8 +178,8 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 
 def _identity_network(monkeypatch):
     """The fuzz is about files: the network is replaced by a quick stand-in (light map = 1)."""
-    from cliplit_core import enhance_files
-    from cliplit_core.imageio import to_float32
+    from cliplit_core.cli import enhance as enhance_files
+    from cliplit_core.files.images import to_float32
 
     def enhance_photo(net, pixels, *, with_light=False, **kwargs):
         x = to_float32(pixels)
@@ -189,8 +189,8 @@ def _identity_network(monkeypatch):
 
 
 def test_cli_writes_exactly_its_plan(corpus_dir, tmp_path, capsys, monkeypatch):
-    from cliplit_core.checkpoint import save_weights
-    from cliplit_core.network import CLIPLITNet
+    from cliplit_core.weights.checkpoint import save_weights
+    from cliplit_core.light.network import CLIPLITNet
 
     _identity_network(monkeypatch)
     d, corpus, _ = corpus_dir
@@ -234,7 +234,7 @@ def test_score_cli_on_the_corpus(corpus_dir, tmp_path, capsys):
     from clip_fixtures import VIT_TINY, build_random, write_config
     from safetensors.torch import save_file
 
-    from cliplit_core.prompts import PromptPair
+    from cliplit_core.clip.prompts import PromptPair
 
     d, corpus, _ = corpus_dir
     backbone = build_random(write_config(tmp_path, "vit_tiny", VIT_TINY), seed=0)

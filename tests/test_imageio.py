@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from cliplit_core.errors import ImageReadError
-from cliplit_core.imageio import list_images, read_image, to_uint8, to_uint16, write_png
+from cliplit_core.files.images import list_images, read_image, to_uint8, to_uint16, write_png
 
 from imagefiles import write_png16
 
@@ -105,7 +105,7 @@ def test_list_images_expands_folders_and_reports_problems(tmp_path):
 def test_every_exif_orientation_reads_upright_and_metadata_is_kept(tmp_path, orientation):
     from PIL import ImageOps
 
-    from cliplit_core.imageio import read_image_info, write_image
+    from cliplit_core.files.images import read_image_info, write_image
 
     a = (np.arange(5 * 7 * 3) % 251).astype(np.uint8).reshape(5, 7, 3)
     im = Image.fromarray(a)
@@ -134,7 +134,7 @@ def test_float16_pixels_round_like_float32():
 def test_png_compression_is_parsed_once_into_a_tagged_value(tmp_path):
     import zlib
 
-    from cliplit_core.imageio import PNG_AUTO, PngCompression, write_image
+    from cliplit_core.files.images import PNG_AUTO, PngCompression, write_image
     from cliplit_core.validation import OptionError
 
     for text in ("auto", " AUTO ", None, PNG_AUTO):

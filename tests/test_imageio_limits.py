@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cliplit_core import imageio
-from cliplit_core.cli import main
+from cliplit_core.files import images as imageio
+from cliplit_core.cli.app import main
 from cliplit_core.errors import ImageReadError
-from cliplit_core.imageio import IMAGE_EXTENSIONS, list_images, read_image, write_png
+from cliplit_core.files.images import IMAGE_EXTENSIONS, list_images, read_image, write_png
 
 from conftest import synthetic_photo
 from imagefiles import png_declaring

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from cliplit_core import inference
-from cliplit_core.inference import apply_light, choose_tile, enhance, enhance_with_backoff
+from cliplit_core.engine import inference
+from cliplit_core.engine.inference import apply_light, choose_tile, enhance, enhance_with_backoff
 
 from conftest import synthetic_photo
 from fakes import run_out_of_memory_above
@@ -143,7 +143,7 @@ def test_bad_shapes_are_refused(official_net):
 def test_float32_on_cuda_runs_without_tf32_and_restores_the_flags():
     """fp32 means fp32 on CUDA (TF32 convs moved ~0.6 % of pixels by a level on an H100).
     The flags are plain settings, so this is checkable without a GPU."""
-    from cliplit_core.inference import _backend_flags
+    from cliplit_core.engine.inference import _backend_flags
 
     b = torch.backends
     old = b.cudnn.allow_tf32, b.cuda.matmul.allow_tf32

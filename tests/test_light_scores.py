@@ -1,11 +1,14 @@
-"""cliplit_core.light_scores: scores and backlit heatmap of a batch in one call (tiny random CLIP)."""
+"""cliplit_core.clip.light_scores: scores and backlit heatmap of a batch in one call (tiny random CLIP)."""
 from __future__ import annotations
 
 import pytest
 import torch
 from clip_fixtures import clip_config_dir, tiny_vit  # noqa: F401  (fixtures)
 
-from cliplit_core import heatmap, light_scores, prompts, scores
+from cliplit_core.clip import heatmap
+from cliplit_core.clip import light_scores
+from cliplit_core.clip import prompts
+from cliplit_core.clip import scores
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

@@ -8,11 +8,13 @@ import pytest
 import torch
 from conftest import OFFICIAL_WEIGHTS, require_shared
 
-from cliplit_core import checkpoint, clip_weights, inference
+from cliplit_core.weights import checkpoint
+from cliplit_core.clip import weights as clip_weights
+from cliplit_core.engine import inference
 from cliplit_core.errors import CLIPBackboneError
 from cliplit_core.model import AUTO, Capabilities, CLIPLITModel, SizeRequirements, Tiling, load_model
-from cliplit_core.model_files import ModelFiles, ModelFileNotFoundError
-from cliplit_core.network import CLIPLITNet
+from cliplit_core.weights.model_files import ModelFiles, ModelFileNotFoundError
+from cliplit_core.light.network import CLIPLITNet
 
 VIT_B32_URL = "https://huggingface.co/timm/vit_base_patch32_clip_224.openai/resolve/main/open_clip_model.safetensors"
 TINY_CLIP = {"embed_dim": 32,
@@ -115,7 +117,7 @@ def test_load_model_reads_the_file_and_its_prompt_pair(folder):
 def test_auto_clip_settings(folder, random_model):
     """'auto' is what the prompt pair records, else ViT-B-32 / openai; a recorded path from another
     computer falls back to the same file name in the model folders, explicit settings are kept."""
-    from cliplit_core.prompts import PromptPair
+    from cliplit_core.clip.prompts import PromptPair
 
     files = ModelFiles(folders=(folder,))
     assert random_model.clip_settings() == ("ViT-B-32", "openai")

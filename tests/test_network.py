@@ -1,11 +1,11 @@
 import pytest
 import torch
 
-from cliplit_core.network import CLIPLITNet
+from cliplit_core.light.network import CLIPLITNet
 
 
 def test_parameter_count_and_keys_match_the_authors(official_weights_path):
-    from cliplit_core.checkpoint import safe_torch_load
+    from cliplit_core.weights.checkpoint import safe_torch_load
 
     net = CLIPLITNet()
     assert sum(p.numel() for p in net.parameters()) == 278_790

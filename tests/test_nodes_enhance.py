@@ -9,7 +9,10 @@ from fakes import run_out_of_memory_above
 from nodes_support import SHARED_DATA, backlit_crop, official_model, read_photo, to_uint8_round, to_uint8_truncate  # noqa: F401,E501
 
 import nodes
-from cliplit_core import inference, memory, run_plan, tiling
+from cliplit_core.engine import inference
+from cliplit_core.engine import memory
+from cliplit_core.engine import run_plan
+from cliplit_core.light import tiling
 from nodes import comfy_env
 from nodes import enhance as enh
 from nodes.errors import CLIPLITNodeError
@@ -307,7 +310,7 @@ def test_half_precision_never_touches_the_shared_weights(model, crop, crop_resul
 
 # ----------------------------------------------------------------------------- fast preview
 def test_fast_preview_option(model, crop, crop_result, monkeypatch):
-    from cliplit_core import preview
+    from cliplit_core.engine import preview
 
     exact, _ = node().execute(model, crop, fast_preview=True)  # 96 x 128 is below the preview's pixel floor
     assert torch.allclose(exact, crop_result[0], atol=TOL6)

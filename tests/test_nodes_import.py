@@ -67,7 +67,7 @@ def test_import_as_package_with_a_dash_like_comfyui(tmp_path):
         assert {k: c.GET_SCHEMA().display_name for k, c in by_id.items()} == IDS
         enhance_cls = by_id["CLIPLITBacklitEnhance"]
         assert enhance_cls.__module__ == f"{name}.nodes.enhance"
-        assert f"{name}.cliplit_core.inference" in sys.modules  # the pack's own core copy
+        assert f"{name}.cliplit_core.engine.inference" in sys.modules  # the pack's own core copy
         assert "comfy" not in sys.modules or sys.modules["comfy"] is saved["comfy"]
     finally:
         for k, v in saved.items():

@@ -10,7 +10,7 @@ import torch
 from nodes_support import OFFICIAL_WEIGHTS, require, write_tiny_clip
 
 import nodes
-from cliplit_core import clip_weights
+from cliplit_core.clip import weights as clip_weights
 from nodes import comfy_env
 from nodes.errors import CLIPLITNodeError
 from nodes.loader import load_cliplit_model
@@ -61,7 +61,7 @@ def test_outputs(tiny_model, monkeypatch):
 def test_scores_match_the_core(tiny_model):
     from nodes._core import core_module
 
-    scores = core_module("scores")
+    scores = core_module("clip.scores")
     x = torch.rand(2, 40, 52, 3)
     mean, text, heat, per_image = nodes.light_score.score_batch(tiny_model, x)
     bb = tiny_model.backbone()
@@ -69,7 +69,7 @@ def test_scores_match_the_core(tiny_model):
     tol = 1e-5 if comfy_env.compute_device().type == "cpu" else 1e-3  # the node runs on the GPU, ref on CPU
     assert torch.allclose(torch.tensor(per_image), ref, atol=tol)
     assert abs(mean - float(ref.mean())) < tol
-    hm = core_module("heatmap").light_score_heatmap(x.movedim(-1, 1), tiny_model.text_features(bb), bb)
+    hm = core_module("clip.heatmap").light_score_heatmap(x.movedim(-1, 1), tiny_model.text_features(bb), bb)
     assert torch.allclose(heat, 1 - hm, atol=tol)  # the MASK shows where it looks backlit
 
 
@@ -81,7 +81,7 @@ def test_heatmap_off_gives_zeros(tiny_model):
 def test_learned_prompt_pair_is_used(folder, tiny_model):
     from nodes._core import core_module
 
-    prompts = core_module("prompts")
+    prompts = core_module("clip.prompts")
     bb = tiny_model.backbone()
     torch.manual_seed(0)
     pair = prompts.PromptPair.random(bb, prompt_length=8)
@@ -91,7 +91,7 @@ def test_learned_prompt_pair_is_used(folder, tiny_model):
     assert m.prompt_pair is not None and "learned" in m.prompt_description
     x = torch.rand(1, 32, 32, 3)
     _, _, _, got = nodes.light_score.score_batch(m, x, heatmap=False)
-    ref = core_module("scores").score_images(x.movedim(-1, 1), pair, bb)
+    ref = core_module("clip.scores").score_images(x.movedim(-1, 1), pair, bb)
     assert abs(got[0] - float(ref[0])) < (1e-5 if comfy_env.compute_device().type == "cpu" else 1e-3)
 
 
@@ -165,7 +165,7 @@ def _count_clip_calls(monkeypatch) -> list[int]:
     """Images (whole images or heatmap windows) per CLIP image-tower call."""
     from nodes._core import core_module
 
-    backbone_cls = core_module("clip_backbone").CLIPBackbone
+    backbone_cls = core_module("clip.backbone").CLIPBackbone
     calls = []
     real = backbone_cls.image_features
 

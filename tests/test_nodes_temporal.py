@@ -5,7 +5,7 @@ import pytest
 import torch
 from nodes_support import backlit_crop, official_model, read_photo  # noqa: F401
 
-from cliplit_core import temporal
+from cliplit_core.engine import temporal
 from nodes import enhance as enh
 
 

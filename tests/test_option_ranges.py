@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from cliplit_core import validation
-from cliplit_core.cli import main
-from cliplit_core.imageio import write_png
+from cliplit_core.cli.app import main
+from cliplit_core.files.images import write_png
 
 from conftest import synthetic_photo
 
@@ -57,8 +57,8 @@ def test_strength_nan_no_longer_writes_a_black_image(tmp_path, official_weights_
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, -0.5, 2.5, 100.0, 1e300, "abc", None, True])
 def test_python_api_checks_strength_before_any_work(random_net, value):
-    from cliplit_core.inference import enhance
-    from cliplit_core.preview import enhance_preview
+    from cliplit_core.engine.inference import enhance
+    from cliplit_core.engine.preview import enhance_preview
 
     x = torch.rand(1, 3, 16, 16)
     for fn in (enhance, enhance_preview):
@@ -80,12 +80,12 @@ def test_node_refuses_out_of_range_numbers(option, value, monkeypatch):
     from nodes import enhance as node
     from nodes.errors import CLIPLITNodeError
     from nodes.model import CLIPLITModel
-    from cliplit_core.network import CLIPLITNet
+    from cliplit_core.light.network import CLIPLITNet
 
     def no_work(*args, **kwargs):
         raise AssertionError("the node started working before checking its inputs")
 
-    from cliplit_core import run_plan
+    from cliplit_core.engine import run_plan
 
     monkeypatch.setattr(run_plan, "plan_run", no_work)
     model = CLIPLITModel(net=CLIPLITNet().eval(), source="random")

@@ -4,8 +4,8 @@ import pytest
 import torch
 from PIL import Image
 
-from cliplit_core.imageio import read_image, to_uint8
-from cliplit_core.inference import enhance
+from cliplit_core.files.images import read_image, to_uint8
+from cliplit_core.engine.inference import enhance
 
 NAMES = ["110_51093502029_o", "111_51093504404_o", "30374039626_355dca2192_o", "91_51094235055_o",
          "c5b8b4070688114c602b27933c6699b6", "pexels-daniel-torobekov-5320051"]

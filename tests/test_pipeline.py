@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cliplit_core import enhance_files
-from cliplit_core.cli import main
-from cliplit_core.imageio import read_image, write_png
-from cliplit_core import pipeline
-from cliplit_core.pipeline import run_in_order
+from cliplit_core.cli import enhance as enhance_files
+from cliplit_core.cli.app import main
+from cliplit_core.files.images import read_image, write_png
+from cliplit_core.files import pipeline
+from cliplit_core.files.pipeline import run_in_order
 
 from conftest import synthetic_photo
 

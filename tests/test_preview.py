@@ -1,4 +1,4 @@
-"""Fast preview mode (cliplit_core/preview.py): API, guided filter, calibration, fidelity guard, CLI --fast."""
+"""Fast preview mode (cliplit_core/engine/preview.py): API, guided filter, calibration, fidelity guard, CLI --fast."""
 from __future__ import annotations
 
 import math
@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cliplit_core import preview
-from cliplit_core.inference import enhance
-from cliplit_core.network import CLIPLITNet
+from cliplit_core.engine import preview
+from cliplit_core.engine.inference import enhance
+from cliplit_core.light.network import CLIPLITNet
 
 from conftest import SHARED_DATA as DATA  # noqa: E402
 WEIGHTS = DATA / "official_weights" / "enhancement_model.pth"
@@ -18,7 +18,7 @@ WEIGHTS = DATA / "official_weights" / "enhancement_model.pth"
 @pytest.fixture(scope="module")
 def net():
     if WEIGHTS.is_file():
-        from cliplit_core.checkpoint import load_network
+        from cliplit_core.weights.checkpoint import load_network
 
         return load_network(WEIGHTS)
     torch.manual_seed(0)
@@ -110,7 +110,7 @@ def test_calibration_covers_enough_pixels_on_small_images():
 
 
 def test_calibration_blocks_stay_inside_with_their_halo():
-    from cliplit_core.network import TOTAL_HALO
+    from cliplit_core.light.network import TOTAL_HALO
 
     for H, W, f in [(1536, 2048, 4), (845, 564, 4), (200, 260, 4), (3000, 200, 3)]:
         h, w = round(H / f), round(W / f)
@@ -157,7 +157,7 @@ def test_preview_is_close_to_exact_on_a_photo(net):
     path = DATA / "backlit" / "pexels-daniel-torobekov-5320051.jpg"
     if not (path.is_file() and WEIGHTS.is_file()):
         pytest.skip(f"test data not found: {path}")
-    from cliplit_core.imageio import read_image
+    from cliplit_core.files.images import read_image
 
     x = torch.from_numpy(read_image(path)).permute(2, 0, 1)[None].contiguous()
     x = F.interpolate(x, scale_factor=0.5, mode="area")  # keep the exact reference quick
@@ -176,7 +176,7 @@ def test_preview_is_close_to_exact_on_a_photo(net):
 def test_preview_auto_dtype_is_bfloat16_on_a_cpu_with_native_bfloat16(net, monkeypatch, native):
     """'auto' in a preview: bfloat16 where the CPU computes it natively (its rounding is far below
     the preview's own error, measured above), float32 elsewhere; an explicit precision is kept."""
-    from cliplit_core import precision
+    from cliplit_core.engine import precision
 
     monkeypatch.setattr(precision, "cpu_has_fast_bfloat16", lambda: native)
     monkeypatch.setattr(preview, "MIN_LOW_PIXELS", 1)  # the reduced-resolution path on a small image
@@ -202,8 +202,8 @@ def test_preview_auto_dtype_is_bfloat16_on_a_cpu_with_native_bfloat16(net, monke
 def test_cli_fast_writes_results(tmp_path, net, monkeypatch, no_size_floors):
     from PIL import Image
 
-    from cliplit_core import enhance_files
-    from cliplit_core.cli import main
+    from cliplit_core.cli import enhance as enhance_files
+    from cliplit_core.cli.app import main
 
     img = (torch.rand(70, 90, 3) * 255).byte().numpy()
     Image.fromarray(img).save(tmp_path / "a.png")
@@ -221,7 +221,7 @@ def test_small_photo_gets_smaller_factor_and_more_windows(net):
     path = DATA / "backlit" / "91_51094235055_o.jpg"
     if not (path.is_file() and WEIGHTS.is_file()):
         pytest.skip(f"test data not found: {path}")
-    from cliplit_core.imageio import read_image
+    from cliplit_core.files.images import read_image
 
     x = torch.from_numpy(read_image(path)).permute(2, 0, 1)[None].contiguous()
     x = F.interpolate(x, scale_factor=0.5, mode="area")
@@ -234,8 +234,8 @@ def test_small_photo_gets_smaller_factor_and_more_windows(net):
 def test_a_preview_tiles_its_low_resolution_pass_when_that_does_not_fit_the_budget(net, monkeypatch):
     """Through the core's entry point (as the command line and the node call it): the preview's
     low-resolution pass follows the tile setting and the run's memory budget, and tiling is exact."""
-    from cliplit_core import api
-    from cliplit_core.run_context import RunContext
+    from cliplit_core.engine import api
+    from cliplit_core.engine.run_context import RunContext
 
     torch.manual_seed(3)
     x = torch.rand(1, 3, 800, 1000)

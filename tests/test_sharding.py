@@ -6,8 +6,8 @@ import sys
 import numpy as np
 import torch
 
-from cliplit_core.cli import main
-from cliplit_core.imageio import write_png
+from cliplit_core.cli.app import main
+from cliplit_core.files.images import write_png
 from cliplit_core.sharding import Ranks
 
 from conftest import REPO, synthetic_photo
@@ -42,7 +42,7 @@ def test_torchrun_two_cpu_processes_write_the_single_process_files(tmp_path, off
     assert len(one) == 10
     for name in one:
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
-    from cliplit_core.outputs import OurFiles
+    from cliplit_core.files.outputs import OurFiles
 
     ours = OurFiles(tmp_path / "two")  # both processes recorded what they wrote (a rerun replaces it)
     assert all(ours.owns(tmp_path / "two" / name) for name in one)

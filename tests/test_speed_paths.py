@@ -1,4 +1,4 @@
-"""The inference fast path (cliplit_core/fastnet.py) against the reference module.
+"""The inference fast path (cliplit_core/light/fastnet.py) against the reference module.
 
 Every rewrite (folded reflect padding, matmul pooling, split fuse conv, channels-last,
 channel padding, fixed-shape tiles) must give the reference network's light map within
@@ -14,11 +14,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cliplit_core import fastnet
-from cliplit_core.inference import enhance, predict_light
-from cliplit_core.precision import compute_dtype
-from cliplit_core.network import PPM_BINS, CLIPLITNet
-from cliplit_core.tiling import predict_light_tiled, tile_grid, tile_windows, window_sides
+from cliplit_core.light import fastnet
+from cliplit_core.engine.inference import enhance, predict_light
+from cliplit_core.engine.precision import compute_dtype
+from cliplit_core.light.network import PPM_BINS, CLIPLITNet
+from cliplit_core.light.tiling import predict_light_tiled, tile_grid, tile_windows, window_sides
 
 from conftest import SHARED_DATA as DATA  # noqa: E402
 WEIGHTS = DATA / "official_weights" / "enhancement_model.pth"
@@ -35,7 +35,7 @@ VARIANTS = [
 def net():
     """The official network if present, else a random one with non-trivial PReLU slopes."""
     if WEIGHTS.is_file():
-        from cliplit_core.checkpoint import load_network
+        from cliplit_core.weights.checkpoint import load_network
 
         return load_network(WEIGHTS)
     torch.manual_seed(0)
@@ -153,7 +153,7 @@ def test_half_precision_meets_the_fidelity_bar(net):
     path = DATA / "backlit_small" / "110_51093502029_o.png"
     if not path.is_file():
         pytest.skip(f"test data not found: {path}")
-    from cliplit_core.imageio import read_image
+    from cliplit_core.files.images import read_image
 
     x = torch.from_numpy(read_image(path)).permute(2, 0, 1)[None, :, :160, :200].contiguous()
     ref = enhance(net, x, tile=None, dtype=torch.float32)
@@ -174,7 +174,7 @@ def test_bfloat16_needs_the_float32_output_conv(net):
     path = DATA / "backlit_small" / "91_51094235055_o.png"
     if not path.is_file():
         pytest.skip(f"test data not found: {path}")
-    from cliplit_core.imageio import read_image
+    from cliplit_core.files.images import read_image
 
     x = torch.from_numpy(read_image(path)).permute(2, 0, 1)[None].contiguous()
     ref = enhance(net, x, tile=None, dtype=torch.float32)
@@ -195,7 +195,7 @@ def test_official_parity_on_reference_small(net):
     ref_dir = DATA / "reference_small"
     if not WEIGHTS.is_file() or not ref_dir.is_dir():
         pytest.skip(f"test data not found: {ref_dir} / {WEIGHTS}")
-    from cliplit_core.imageio import read_image
+    from cliplit_core.files.images import read_image
 
     name = "c5b8b4070688114c602b27933c6699b6"
     x = torch.from_numpy(read_image(DATA / "backlit_small" / f"{name}.png")).permute(2, 0, 1)[None].contiguous()
@@ -258,7 +258,7 @@ def _live_peak(fn) -> int:
 
 def test_memory_constant_covers_the_whole_image_pass(net):
     """The measured WHOLE_IMAGE_BYTES... constant is not an under-estimate of the live peak."""
-    from cliplit_core import inference
+    from cliplit_core.engine import inference
 
     x = torch.rand(1, 3, 240, 320)
     peak = _live_peak(lambda: predict_light(net, x, tile=None, dtype=torch.float32))
@@ -269,8 +269,8 @@ def test_memory_constant_covers_the_whole_image_pass(net):
 def test_tiled_peak_is_set_by_the_window(net):
     """Live memory of the tiled path = window working set + the 1-channel light map, any image size;
     per window pixel it matches the whole-image constant (so 1024-pixel fp16 tiles need ~0.5 GiB)."""
-    from cliplit_core import inference
-    from cliplit_core.network import TOTAL_HALO
+    from cliplit_core.engine import inference
+    from cliplit_core.light.network import TOTAL_HALO
 
     tile = 48
     win = (tile + 2 * TOTAL_HALO) ** 2

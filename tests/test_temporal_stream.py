@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from cliplit_core.temporal import (LIGHT_FLOOR, LightSmoother, frame_levels, gaussian_weights, scene_segments,
+from cliplit_core.engine.temporal import (LIGHT_FLOOR, LightSmoother, frame_levels, gaussian_weights, scene_segments,
                                    smooth_light)
 
 

@@ -6,11 +6,11 @@ import pytest
 import torch
 from PIL import Image
 
-from cliplit_core.cli import main
-from cliplit_core.imageio import read_image_info, to_float32, write_image, write_png
-from cliplit_core.inference import enhance
-from cliplit_core.options import EnhanceOptions
-from cliplit_core.photo import enhance_photo
+from cliplit_core.cli.app import main
+from cliplit_core.files.images import read_image_info, to_float32, write_image, write_png
+from cliplit_core.engine.inference import enhance
+from cliplit_core.engine.options import EnhanceOptions
+from cliplit_core.engine.photo import enhance_photo
 
 from conftest import synthetic_photo
 from imagefiles import write_png16
@@ -77,7 +77,7 @@ def test_native_pixels_convert_to_the_float_read(tmp_path):
 
 def test_automatic_tiles_on_a_cpu_stay_small_whatever_the_free_memory(monkeypatch):
     """Half of a big machine's free RAM would make tiles of ~2000 pixels (4 GB of activations)."""
-    from cliplit_core import photo
+    from cliplit_core.engine import photo
 
     seen = []
     monkeypatch.setattr(photo, "enhance_pixels", lambda net, pixels, tile, **kw: seen.append(tile) or (pixels, None))

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
-from cliplit_core.inference import enhance, predict_light
-from cliplit_core.network import CLIPLITNet
-from cliplit_core.tiling import tile_grid
+from cliplit_core.engine.inference import enhance, predict_light
+from cliplit_core.light.network import CLIPLITNet
+from cliplit_core.light.tiling import tile_grid
 
 
 @pytest.mark.parametrize("tile", [17, 64, 100, 256])

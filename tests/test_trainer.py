@@ -289,11 +289,11 @@ def test_checkpoint_is_atomic_keeps_previous_and_falls_back(tmp_path):
 def light_scores(out: Path, configs: Path, folder: Path, size: int = 64):
     """(light scores of the inputs, of the trained enhancer's results) under the trained prompt pair,
     plus (inputs, results)."""
-    from cliplit_core.checkpoint import load_network
-    from cliplit_core.imageio import list_images, read_image
-    from cliplit_core.inference import enhance
-    from cliplit_core.prompts import PromptPair
-    from cliplit_core.scores import score_images
+    from cliplit_core.weights.checkpoint import load_network
+    from cliplit_core.files.images import list_images, read_image
+    from cliplit_core.engine.inference import enhance
+    from cliplit_core.clip.prompts import PromptPair
+    from cliplit_core.clip.scores import score_images
     from trainer.data import resize_square
     from trainer.stages import load_clip_backbone
 
@@ -323,7 +323,7 @@ def e2e_run(tmp_path_factory, configs):
 
 
 def test_end_to_end_every_stage_and_outputs(e2e_run):
-    from cliplit_core.checkpoint import read_weights
+    from cliplit_core.weights.checkpoint import read_weights
     from trainer.logging_utils import read_log
 
     out, rc, _ = e2e_run
@@ -352,7 +352,7 @@ def test_end_to_end_every_stage_and_outputs(e2e_run):
 
 
 def test_end_to_end_output_loads_in_the_cli(e2e_run, tmp_path, capsys):
-    from cliplit_core.cli import main as core_main
+    from cliplit_core.cli.app import main as core_main
 
     out, rc, _ = e2e_run
     assert rc == 0
@@ -461,7 +461,7 @@ def test_resume_refuses_changed_training_options(tmp_path, synthetic_data, confi
 def test_resume_with_more_rounds_extends_a_finished_run(tmp_path, uninterrupted):
     import shutil
 
-    from cliplit_core.checkpoint import read_weights
+    from cliplit_core.weights.checkpoint import read_weights
     from trainer.logging_utils import read_log
 
     out = tmp_path / "run"
@@ -545,7 +545,7 @@ def _phase_iters(out: Path) -> dict:
 
 
 def test_authors_phases_grow_while_the_loss_is_high(extended_run, tmp_path, synthetic_data, configs):
-    from cliplit_core.checkpoint import read_weights
+    from cliplit_core.weights.checkpoint import read_weights
     from trainer.logging_utils import read_log
 
     assert _phase_iters(extended_run) == {("enhance", 1): 4 + 60, ("prompt", 1): 4 + 100}

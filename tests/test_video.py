@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from cliplit_core import video
-from cliplit_core.cli import main
-from cliplit_core.imageio import to_float32, to_uint8
-from cliplit_core.temporal import scene_segments
+from cliplit_core.files import video
+from cliplit_core.cli.app import main
+from cliplit_core.files.images import to_float32, to_uint8
+from cliplit_core.engine.temporal import scene_segments
 
 from conftest import synthetic_photo
 

@@ -4,7 +4,7 @@ import hashlib
 
 import pytest
 
-from cliplit_core import weights
+from cliplit_core.weights import sources as weights
 from cliplit_core.errors import WeightsDownloadError
 
 
@@ -87,7 +87,7 @@ def test_authors_init_resolves_from_the_cache_and_loads(tmp_path, monkeypatch):
     monkeypatch.setattr(weights, "_download", no_network)
     p = weights.resolve_weights("authors-init")
     assert p == cache / "init_enhancement_model.pth"
-    from cliplit_core.checkpoint import read_weights
+    from cliplit_core.weights.checkpoint import read_weights
 
     assert read_weights(p).enhancer is not None
     # offline and not cached: the message names the file and where to put it

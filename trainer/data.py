@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from cliplit_core.errors import ImageReadError
-from cliplit_core.imageio import IMAGE_EXTENSIONS, read_image
+from cliplit_core.files.images import IMAGE_EXTENSIONS, read_image
 
 from .config import TrainerError
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from cliplit_core.imageio import write_png
+from cliplit_core.files.images import write_png
 
 LOG_NAME = "log.jsonl"
 

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import torch
 
-from cliplit_core.checkpoint import read_weights
-from cliplit_core.network import CLIPLITNet
+from cliplit_core.weights.checkpoint import read_weights
+from cliplit_core.light.network import CLIPLITNet
 
 from . import distributed as distmod
 from . import state as statemod
@@ -79,7 +79,7 @@ def load_clip_backbone(model: str, pretrained: str, device):
     """The frozen backbone (cached per process). Random backbones (``pretrained='none'``,
     tests and timing) are built from a fixed seed, so every process -- a resumed run,
     each torchrun rank, a test scoring the result -- gets the same weights."""
-    from cliplit_core.clip_backbone import build_backbone, load_backbone
+    from cliplit_core.clip.backbone import build_backbone, load_backbone
 
     if str(pretrained).lower() != "none":
         return load_backbone(model, pretrained, device=device)
@@ -171,7 +171,7 @@ class Trainer:
                           "will not reproduce the uninterrupted one")
 
     def load_models(self) -> None:
-        from cliplit_core.prompts import PromptPair
+        from cliplit_core.clip.prompts import PromptPair
 
         cfg = self.cfg
         self.clip = load_clip_backbone(cfg.clip_model, cfg.clip_pretrained, self.dev)
@@ -186,13 +186,13 @@ class Trainer:
         if cfg.init_enhancer == "none":
             init_enhancer_weights(self.net, seed_for(cfg.seed, PHASE_CODES["reinit"], 0), cfg.init_scheme)
         else:
-            from cliplit_core.weights import resolve_weights
+            from cliplit_core.weights.sources import resolve_weights
 
             path = resolve_weights(cfg.init_enhancer)
             w = read_weights(path)
             if w.enhancer is None:
                 raise TrainerError(f"--init-enhancer {path}: holds no enhancement network")
-            from cliplit_core.checkpoint import check_enhancer_state
+            from cliplit_core.weights.checkpoint import check_enhancer_state
 
             check_enhancer_state(w.enhancer, str(path))
             self.net.load_state_dict({k: v.float() for k, v in w.enhancer.items()})
@@ -219,7 +219,7 @@ class Trainer:
         return torch.optim.Adam(self.net.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
 
     def _build_losses(self) -> None:
-        from cliplit_core import losses as L
+        from cliplit_core.clip import losses as L
 
         channels_last = self.channels_last
 

@@ -8,7 +8,7 @@ listing, and the global RNG states (torch, CUDA, numpy, python) stored as
 tensors and lists. The per-round enhancement results live beside it in
 ``OUT/work/results_round<R>.pt``.
 
-Writing: temp file + fsync + ``os.replace`` (``cliplit_core.checkpoint.atomic_write``);
+Writing: temp file + fsync + ``os.replace`` (``cliplit_core.weights.checkpoint.atomic_write``);
 the previous checkpoint is kept as ``checkpoint.prev.pt`` (hard link first, so
 there is never a moment without a complete ``checkpoint.pt``).
 """
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cliplit_core.checkpoint import atomic_write
+from cliplit_core.weights.checkpoint import atomic_write
 
 from .config import TrainerError
 

@@ -1,0 +1,245 @@
+"""The ``enhance`` command: files and folders in, ``OUTDIR/<stem>.<format>`` out."""
+from __future__ import annotations
+
+import errno
+import sys
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from ..files.atomic import write_together
+from ..weights.checkpoint import load_network
+from .videos import enhance_video_files, plan_video_outputs
+from ..errors import ImageReadError
+from ..files.images import (DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, OUTPUT_FORMATS, PNG_AUTO, ImageInfo, PngCompression,
+                      encode_image, list_images, read_image_info, save_image)
+from ..engine.options import EnhanceOptions, Mode
+from ..engine.memory import default_budget, default_device, resolve_device
+from ..files.outputs import OurFiles, PlannedOutput, check_output_option, plan_outputs, prepare_output_dir
+from ..engine.photo import enhance_photo
+from ..files.pipeline import default_jobs, run_in_order
+from ..sharding import Ranks, start
+from ..validation import JOBS, MAX_MEGAPIXELS, QUALITY, check_number
+from ..files.video import VIDEO_EXTENSIONS, is_video
+from ..weights.sources import resolve_weights
+
+
+def _progress_bar(total: int):
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm comes with open_clip
+        return None
+    return tqdm(total=total, unit="img", file=sys.stderr, dynamic_ncols=True)
+
+
+def _say(bar, msg: str) -> None:
+    """A message on stderr that does not break the progress bar."""
+    if bar:
+        bar.write(msg, file=sys.stderr)
+    else:
+        print(msg, file=sys.stderr)
+
+
+def _tile_progress(bar, src: Path):
+    """Progress inside one image (tiled runs of big images take minutes on a CPU): 'step k/n'
+    after the file name on the bar (two steps per tile: pooling pass, then output pass)."""
+    if not bar:
+        return None
+
+    def update(done: int, total: int) -> None:
+        if total > 1:
+            bar.set_postfix_str(f"{src.name[-30:]} step {done}/{total}")
+    return update
+
+
+# a full disk, a quota or a read-only folder stops the run: every later result would fail the same way
+_FATAL_WRITE_ERRORS = {getattr(errno, n) for n in ("ENOSPC", "EDQUOT", "EROFS", "EIO") if hasattr(errno, n)}
+
+
+# Results up to this many pixels are encoded in memory by the pipeline's encode threads (several at
+# once on many cores); bigger ones (tiled photos) are encoded by the writer straight into their
+# temporary file, so their compressed bytes are never held in memory.
+ENCODE_IN_MEMORY_MAX_PIXELS = 50_000_000
+
+
+class _Enhanced(NamedTuple):
+    """One input's result, on its way to the writer."""
+
+    image: np.ndarray | None
+    light: np.ndarray | None
+    info: ImageInfo
+    bits: int
+    drops_alpha: bool  # the input has alpha, the output format has none
+    encoded: tuple[bytes, ...] | None = None  # the planned files' bytes, once encoded (then no pixels)
+
+
+class _ResultWriter(NamedTuple):
+    """How results become files: the options of every write, for encoding and writing alike."""
+
+    fmt: str
+    quality: int
+    png: PngCompression
+    strip: bool
+
+    def _parts(self, planned: PlannedOutput, done: _Enhanced) -> list[tuple[np.ndarray, dict]]:
+        """(pixels, encoder options) of each planned file: the result, then its light map if planned."""
+        parts = [(done.image, dict(fmt=self.fmt, bits=done.bits, quality=self.quality,
+                                   info=None if self.strip else done.info, png_compression=self.png))]
+        if len(planned.files) > 1 and done.light is not None:
+            parts.append((done.light, dict(fmt="png", png_compression=self.png)))
+        return parts
+
+    @staticmethod
+    def in_memory(planned: PlannedOutput, done) -> bool:
+        """Whether ``done`` is a result to encode in memory (in the encode threads): small enough."""
+        return isinstance(done, _Enhanced) and done.image.shape[0] * done.image.shape[1] <= ENCODE_IN_MEMORY_MAX_PIXELS
+
+    def encode(self, planned: PlannedOutput, done: _Enhanced):
+        """``done`` with its files' bytes instead of its pixels. An encoder's OSError (e.g. a JPEG
+        over 65,500 pixels wide) leaves ``done`` as it was: the writer encodes it into its file and
+        reports the error there, in order, as for any write."""
+        try:
+            encoded = tuple(encode_image(a, **kw) for a, kw in self._parts(planned, done))
+        except OSError:
+            return done
+        return done._replace(encoded=encoded, image=None, light=None)
+
+    def write(self, planned: PlannedOutput, done: _Enhanced) -> None:
+        """The result and its light map (when planned), all or none."""
+        contents = done.encoded if done.encoded is not None else self._parts(planned, done)
+        write_together([(dst, lambda tmp, c=c: write_content(tmp, c)) for dst, c in zip(planned.files, contents)])
+
+
+def write_content(tmp: Path, content) -> None:
+    """Fill one planned file's temporary file: with its encoded bytes, or by encoding ``(pixels, options)``."""
+    if isinstance(content, bytes):
+        tmp.write_bytes(content)
+    else:
+        pixels, options = content
+        save_image(tmp, pixels, **options)
+
+
+def options_from_args(args) -> EnhanceOptions:
+    """The enhancement options of an ``enhance`` command line (strength, mode, precision, tile, smoothing)."""
+    return EnhanceOptions(strength=args.strength, mode=Mode.PREVIEW if getattr(args, "fast", False) else Mode.EXACT,
+                          precision=getattr(args, "dtype", "auto"), tile=getattr(args, "tile", "auto"),
+                          temporal_smoothing=getattr(args, "temporal_smoothing", 0.0))
+
+
+def enhance_files(args) -> int:
+    """Run the ``enhance`` command. Every option is checked, the output folder created and tested,
+    and every output file planned before the weights are loaded. Under torchrun each process
+    plans all outputs alike, then enhances its share of the inputs."""
+    options = options_from_args(args)
+    quality = check_number(QUALITY, getattr(args, "quality", 95))
+    max_pixels = int(check_number(MAX_MEGAPIXELS, getattr(args, "max_pixels", DEFAULT_MAX_PIXELS / 1e6)) * 1e6)
+    png = PngCompression.parse(getattr(args, "png_compression", PNG_AUTO))
+    jobs = check_number(JOBS, getattr(args, "jobs", None) or default_jobs())
+    outdir = check_output_option(args.output)
+    resolve_device(args.device)  # a device this machine lacks is an error before anything else
+    ranks = start(args.device, default_device())  # torchrun: this process's share of the inputs
+    try:
+        return _enhance_files(args, ranks, options=options, quality=quality, max_pixels=max_pixels,
+                              outdir=outdir, png=png, jobs=jobs)
+    finally:
+        ranks.finish()
+
+
+def _enhance_files(args, ranks: Ranks, *, options: EnhanceOptions, quality: int, max_pixels: int, outdir: Path,
+                   png: PngCompression, jobs: int) -> int:
+    fmt = getattr(args, "format", "png")
+    spec = OUTPUT_FORMATS[fmt]
+    ours = OurFiles(outdir)
+    paths, problems = list_images(args.inputs, IMAGE_EXTENSIONS + VIDEO_EXTENSIONS, skip=ours.owns)
+    videos = [p for p in paths if is_video(p)]
+    paths = [p for p in paths if not is_video(p)]
+    for msg in problems if ranks.is_main else ():
+        print(f"error: {msg}", file=sys.stderr)
+    if not paths and not videos:
+        print("error: no input images", file=sys.stderr)
+        return 1
+    device = ranks.device
+    prepare_output_dir(outdir)
+    plan, clashes = plan_outputs(paths, outdir, [spec.ext] + (["_light.png"] if args.save_light else []),
+                                 ours=ours, in_place_tag="_enhanced")
+
+    def plan_videos(vids, folder, suffix):
+        part, msgs = plan_outputs(vids, folder, [suffix], ours=ours, in_place_tag="_enhanced")
+        return [(p.src, p.main) for p in part], msgs
+
+    video_plan, video_clashes = plan_video_outputs(videos, outdir, getattr(args, "video_codec", "h264"), plan_videos)
+    for msg in clashes + video_clashes if ranks.is_main else ():
+        print(f"warning: {msg}", file=sys.stderr)
+    weights = resolve_weights(args.weights, progress=None)
+    net = load_network(weights)
+    failures = len(problems) if ranks.is_main else 0
+    planned = len(plan) + len(video_plan)
+    ranks.wait_for_all()  # every rank has named all outputs before any is written
+    plan, video_plan = ranks.share(plan), ranks.share(video_plan)
+    bar = _progress_bar(len(plan)) if plan and ranks.is_main else None
+    bits_option = getattr(args, "bits", "8")
+    results = _ResultWriter(fmt, quality, png, getattr(args, "strip_metadata", False))
+    counts = {"enhanced": 0, "failures": failures}
+
+    def read(item: PlannedOutput):
+        try:
+            return read_image_info(item.src, native=True, max_pixels=max_pixels)
+        except ImageReadError as e:
+            return e
+
+    def work(item: PlannedOutput, got):
+        if isinstance(got, ImageReadError):
+            return got
+        arr, info = got
+        bits = (16 if info.bits == 16 and spec.sixteen_bit else 8) if bits_option == "auto" else int(bits_option)
+        image, light = enhance_photo(net, arr, options=options, device=device, memory_budget=default_budget(device),
+                                     bits=bits, with_light=args.save_light, progress=_tile_progress(bar, item.src))
+        return _Enhanced(image, light, info, bits, drops_alpha=arr.shape[2] in (2, 4) and not spec.alpha)
+
+    def finish(item: PlannedOutput, done) -> bool:
+        """Messages, the files and the counts of one input, in input order; False stops the run."""
+        src = item.src
+        if isinstance(done, ImageReadError):
+            counts["failures"] += 1
+            _say(bar, f"error: {done} -- skipped")
+            if bar:
+                bar.update(1)
+            return True
+        if done.drops_alpha:
+            _say(bar, f"warning: {src.name}: {fmt} has no alpha channel; the result drops it")
+        try:
+            results.write(item, done)
+            ours.record(item.files)
+        except OSError as e:
+            counts["failures"] += 1
+            _say(bar, f"error: cannot write {item.main}: {e.strerror or e}")
+            if e.errno in _FATAL_WRITE_ERRORS:
+                _say(bar, f"error: stopped; {counts['enhanced']} of {len(plan)} results were written, "
+                          "nothing partial is left")
+                return False
+            if bar:
+                bar.update(1)
+            return True
+        counts["enhanced"] += 1
+        if bar:
+            bar.set_postfix_str(src.name[-30:])
+            bar.update(1)
+        return True
+
+    try:
+        stopped = not run_in_order(plan, read, work, finish, jobs=jobs, encode=results.encode,
+                                   encodes=results.in_memory)
+    finally:
+        if bar:  # also when interrupted: a bar left open would shift later bars of this process
+            bar.close()
+    enhanced, failures = counts["enhanced"], counts["failures"]
+    if video_plan and not stopped:
+        done, failed = enhance_video_files(net, video_plan, args, device, default_budget(device))
+        enhanced, failures = enhanced + done, failures + failed
+    enhanced, failures = ranks.total(enhanced, failures)
+    if ranks.is_main:
+        print(f"enhanced {enhanced} of {planned} {'inputs' if videos else 'images'} into {outdir}"
+              + (f"; {failures} inputs failed" if failures else "")
+              + (f" ({ranks.world} processes)" if ranks.world > 1 else ""), file=sys.stderr)
+    return 1 if failures else 0

@@ -1,0 +1,84 @@
+"""How a batch is run: on which device, how many images per network call, which tile size;
+and the progress of the whole batch over its calls."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .inference import resolve_tile, whole_image_bytes
+from .run_context import RunContext
+from .tile_setting import TileMode, TileSetting
+from ..light.tiling import TOTAL_HALO, tile_grid
+
+MAX_FREE_REQUEST = 8 << 30  # never ask the host to unload more than this: tiling is exact anyway
+MAX_CHUNK = 8               # images per network call when several fit
+CPU_MAX_TILE = 1024         # on CPU a tile of ~1 MP takes seconds: Cancel and the progress stay
+                            # responsive (costs ~15 % over one whole-image pass, measured on 2048x1536)
+SMALL_TILE = 256            # a chosen tile below this gets a warning: every tile is two network calls,
+                            # each with a border of network.TOTAL_HALO pixels (benchmarks/bench_tile_size.py)
+
+
+@dataclass(frozen=True)
+class Plan:
+    device: torch.device
+    dtype: torch.dtype
+    budget: int | None  # bytes the network may use on device (None: unknown)
+    chunk: int          # images per call
+    tile: int | None    # None: whole image
+
+
+def plan_run(batch: int, height: int, width: int, dtype: torch.dtype, tile: TileSetting, *,
+             net_bytes: int, run: RunContext) -> Plan:
+    """Ask the host to make room (like ComfyUI's own model nodes), then pick images per call
+    and the tile size. On a CPU, automatic and fixed tiles are capped at CPU_MAX_TILE;
+    TileSetting.WHOLE is never tiled."""
+    device = run.compute_device()
+    per_image = whole_image_bytes(height, width, 1, dtype)
+    if run.free_memory is not None:
+        run.free_memory(min(per_image, MAX_FREE_REQUEST) + net_bytes, device)
+    budget = run.budget(device)
+    chunk = 1 if budget is None else int(max(1, min(MAX_CHUNK, batch, budget // max(per_image, 1))))
+    size = resolve_tile(tile, height, width, chunk, dtype, budget)
+    if tile.mode is not TileMode.WHOLE and device.type == "cpu" and max(height, width) > CPU_MAX_TILE:
+        size = min(size or CPU_MAX_TILE, CPU_MAX_TILE)
+    if size is not None and size >= max(height, width):
+        size = None
+    return Plan(device, dtype, budget, chunk, size)
+
+
+def small_tile_warning(tile: int, height: int, width: int) -> str | None:
+    """What a chosen tile under SMALL_TILE pixels costs on this image (None when it is not small)."""
+    if tile >= SMALL_TILE or tile >= max(height, width):
+        return None
+    n = len(tile_grid(height, width, int(tile)))
+    return (f"tile size {tile} splits each {width}x{height} image into {n} tiles, each run twice with a "
+            f"{TOTAL_HALO}-pixel border; tiles under {SMALL_TILE} px are slow (measured: docs/performance.md, "
+            f"\"Tile size in Backlit Enhance\"). Use automatic tiling unless memory is short: tiling is "
+            f"exact at any size.")
+
+
+def steps_per_call(height: int, width: int, tile: int | None) -> int:
+    """Progress steps of one network call: 1 for a whole image, two passes per tile when tiled."""
+    return 1 if tile is None else 2 * len(tile_grid(height, width, tile))
+
+
+class BatchProgress:
+    """Maps each call's (done, total) onto one count for the whole batch, sent to ``report``.
+    The calls still to come are counted at ``units`` steps each (updated after an out-of-memory
+    back-off changes the tile size)."""
+
+    def __init__(self, n_calls: int, units_per_call: int, report: Callable[[int, int], None]):
+        self.remaining = n_calls
+        self.units = units_per_call
+        self.done_before = 0
+        self.report = report
+
+    def __call__(self, done: int, total: int) -> None:
+        later = (self.remaining - 1) * self.units
+        self.report(self.done_before + done, self.done_before + total + later)
+
+    def call_finished(self, total: int) -> None:
+        self.done_before += total
+        self.remaining -= 1

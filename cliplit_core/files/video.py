@@ -1,0 +1,175 @@
+"""Video files through PyAV: frames decoded, enhanced and encoded one at a time.
+
+Memory does not grow with the video's length: with temporal smoothing only the
+look-ahead window (``LightSmoother.radius`` frames) is held back. Audio packets
+are copied unchanged; every frame keeps its timestamp (so the frame rate and any
+variable timing survive), and the display rotation is carried over. PyAV is
+imported only when a video is enhanced.
+"""
+from __future__ import annotations
+
+import os
+from collections import deque
+from pathlib import Path
+from typing import Callable, NamedTuple
+
+import numpy as np
+import torch
+
+from ..errors import CLIPLITError
+from .images import to_float32, to_uint8
+from ..light import fastnet
+from ..engine.inference import compose, predict_light, resolve_tile, split_channels
+from ..engine.precision import compute_dtype
+from ..engine.preview import DEFAULT_SCALE, effective_scale, preview_light
+from ..engine.temporal import LightSmoother
+from ..engine.tile_setting import TileSetting
+
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
+KEPT_CONTAINERS = (".mp4", ".mov", ".mkv")  # written in the input's container; others become .mp4
+
+
+class VideoCodec(NamedTuple):
+    encoder: str         # FFmpeg encoder name
+    pix_fmt: str         # pixel format of the encoded frames
+    default_crf: int | None  # None: lossless, no quality setting
+    suffix: str | None   # container it needs (None: the input's, see KEPT_CONTAINERS)
+
+
+VIDEO_CODECS = {"h264": VideoCodec("libx264", "yuv420p", 18, None),
+                "h265": VideoCodec("libx265", "yuv420p", 22, None),
+                "lossless": VideoCodec("ffv1", "bgr0", None, ".mkv")}
+
+
+class VideoError(CLIPLITError):
+    """A video that cannot be read or written (the run goes on with the next input)."""
+
+
+def is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_EXTENSIONS
+
+
+def output_suffix(src: Path, codec: str) -> str:
+    need = VIDEO_CODECS[codec].suffix
+    if need:
+        return need
+    return src.suffix.lower() if src.suffix.lower() in KEPT_CONTAINERS else ".mp4"
+
+
+def _av():
+    try:
+        import av
+    except ImportError:
+        raise CLIPLITError("video files need PyAV: pip install av") from None
+    return av
+
+
+def _first_frame(av, path: Path):
+    """(rotation in degrees, width, height) from the first decoded frame."""
+    with av.open(str(path)) as c:
+        for frame in c.decode(c.streams.video[0]):
+            return int(round(frame.rotation or 0)), frame.width, frame.height
+    raise VideoError(f"{path}: video stream holds no frames")
+
+
+class _FrameEnhancer:
+    """Light map of each frame, smoothed over time when asked, then applied."""
+
+    def __init__(self, net, *, strength, device, dtype, memory_budget, sigma, tile, fast=False):
+        self.net = fastnet.weights_for(net, device, dtype)  # converted once per video, not per frame
+        self.fast = fast  # each frame's light map from the preview, with the same weights
+        self.strength, self.device, self.dtype = strength, device, dtype
+        self.memory_budget, self.tile = memory_budget, TileSetting.parse(tile)
+        self.smoother = LightSmoother(sigma)
+        self.pending: deque = deque()  # (pixels, pts, time_base) waiting for their smoothed light map
+
+    def push(self, pixels: np.ndarray, pts, time_base) -> list[tuple[np.ndarray, object, object]]:
+        x = torch.from_numpy(to_float32(pixels)).permute(2, 0, 1)[None]
+        if self.fast and effective_scale(x.shape[2], x.shape[3], DEFAULT_SCALE) > 1:
+            light = preview_light(self.net, x, device=self.device, dtype=self.dtype)
+        else:
+            tile = resolve_tile(self.tile, x.shape[2], x.shape[3], 1, self.dtype, self.memory_budget)
+            light = predict_light(self.net, x, tile=tile, device=self.device, dtype=self.dtype)
+        self.pending.append((pixels, pts, time_base))
+        return self._apply(self.smoother.push(light, x))
+
+    def finish(self):
+        return self._apply(self.smoother.finish())
+
+    def _apply(self, lights):
+        done = []
+        for light in lights:
+            pixels, pts, time_base = self.pending.popleft()
+            color, _ = split_channels(torch.from_numpy(to_float32(pixels)).permute(2, 0, 1)[None])
+            out = compose(color, None, light, self.strength).image[0].permute(1, 2, 0).numpy()
+            done.append((to_uint8(out), pts, time_base))
+        return done
+
+
+def enhance_video(net, src: Path, dst: Path, *, strength: float = 1.0, tile: TileSetting | int | str | None = "auto",
+                  device=None, dtype=None, memory_budget: int | None = None, temporal_smoothing: float = 0.0,
+                  codec: str = "h264", crf: int | None = None, fast: bool = False,
+                  progress: Callable[[int, int | None], None] | None = None) -> int:
+    """Enhance every frame of ``src`` into ``dst`` (written atomically); returns the frame count.
+    ``fast``: each frame's light map from the preview (``preview.preview_light``).
+    ``progress(frames_done, frames_total_or_None)`` after each frame."""
+    av = _av()
+    spec = VIDEO_CODECS[codec]
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    dtype = compute_dtype(dtype, device, preview=fast)  # a --fast video: frames too small to preview too
+    try:
+        inp = av.open(str(src))
+    except av.FFmpegError as e:
+        raise VideoError(f"{src}: cannot read video ({e})") from None
+    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}{dst.suffix}")
+    try:
+        with inp:
+            if not inp.streams.video:
+                raise VideoError(f"{src}: no video stream")
+            vin = inp.streams.video[0]
+            rotation, width, height = _first_frame(av, src)
+            total = vin.frames or None
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            with av.open(str(tmp), "w") as out:
+                vout = out.add_stream(spec.encoder, rate=vin.average_rate or vin.guessed_rate or 25)
+                vout.width, vout.height = width, height
+                odd = width % 2 or height % 2
+                vout.pix_fmt = "yuv444p" if odd and spec.pix_fmt == "yuv420p" else spec.pix_fmt
+                vout.time_base = vin.time_base
+                if spec.default_crf is not None:
+                    vout.options = {"crf": str(spec.default_crf if crf is None else crf)}
+                if rotation:
+                    vout.set_display_rotation(rotation)
+                audio = {a.index: out.add_stream_from_template(a) for a in inp.streams.audio}
+                frames = _FrameEnhancer(net, strength=strength, device=device, dtype=dtype,
+                                        memory_budget=memory_budget, sigma=temporal_smoothing, tile=tile,
+                                        fast=fast)
+                written = 0
+
+                def encode(done):
+                    nonlocal written
+                    for pixels, pts, time_base in done:
+                        f = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+                        f.pts, f.time_base = pts, time_base
+                        out.mux(vout.encode(f))
+                        written += 1
+                        if progress is not None:
+                            progress(written, total)
+
+                for packet in inp.demux(vin, *inp.streams.audio):
+                    if packet.stream.index in audio:
+                        if packet.dts is not None:
+                            packet.stream = audio[packet.stream.index]
+                            out.mux(packet)
+                        continue
+                    for frame in packet.decode():
+                        encode(frames.push(frame.to_ndarray(format="rgb24"), frame.pts, frame.time_base))
+                encode(frames.finish())
+                out.mux(vout.encode(None))
+        os.replace(tmp, dst)
+        return written
+    except av.FFmpegError as e:
+        raise VideoError(f"{src}: video failed ({e})") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
