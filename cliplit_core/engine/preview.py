@@ -260,11 +260,11 @@ def preview_light(net: CLIPLITNet, rgb: torch.Tensor, *, scale: float = DEFAULT_
         return predict_light(net, rgb, tile=tile, device=device, dtype=dtype, progress=progress)
     size = (max(2, round(H / f)), max(2, round(W / f)))
     low = F.interpolate(rgb, size=size, mode="area")
-    fw = fastnet.weights_for(net, device, dtype)
     if not calibrate:
-        light_lo = predict_light(fw, low, tile=tile, device=device, dtype=dtype, progress=progress)
+        light_lo = predict_light(net, low, tile=tile, device=device, dtype=dtype, progress=progress)
         log_lo = light_lo.to(low.device).clamp_min(LIGHT_FLOOR).log()
         return guided_upsample(low, log_lo, rgb, radius, eps).exp_()
+    fw = fastnet.weights_for(net, device, dtype)
     blocks = calibration_blocks(size[0], size[1], H, W, cal_core, calibration_fraction(H, W, cal_frac))
     steps = _Steps(rgb.shape[0] * (_pass_steps(*size, tile) + math.ceil(len(blocks) / CAL_CHUNK)), progress)
     out = []
