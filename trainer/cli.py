@@ -10,6 +10,7 @@ import dataclasses
 import json
 import sys
 
+from cliplit_core.command_line import OneLineParser, stdout_closed
 from cliplit_core.errors import CLIPLITError
 
 from . import recipe
@@ -61,8 +62,8 @@ def _field_type(f, default):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m trainer", description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog="python -m trainer", description=DESCRIPTION, epilog=EPILOG,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     fields = {f.name: f for f in config_fields()}
     for title, names in _GROUPS.items():
         group = parser.add_argument_group(title)
@@ -138,6 +139,7 @@ def print_plan(given: dict) -> int:
                    overrides=recipe.overrides(cfg),
                    assumes="no phase extensions and no re-initialisations (both can only add iterations)")
     print(json.dumps(summary))
+    sys.stdout.flush()  # a closed pipe fails here, inside main's handler, not at interpreter exit
     return 0
 
 
@@ -149,7 +151,11 @@ def main(argv: list[str] | None = None) -> int:
     info = None
     try:
         if given.get("plan"):
-            return print_plan(given)
+            try:
+                return print_plan(given)
+            except BrokenPipeError:  # `--plan | head`: the reader has what it wanted
+                stdout_closed()
+                return 0
         cfg, ck = resolve_config(given)
         cfg = recipe.resolve(cfg, set(given))
         cfg.validate()
