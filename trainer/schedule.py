@@ -102,8 +102,8 @@ class LoaderSizes:
 class AuthorsParams:
     """The constants of the authors' schedule (each one an option of the trainer)."""
 
-    epochs: int | None  # budget in epochs; None: budget by rounds
-    rounds: int | None  # budget in complete rounds; None: budget by epochs
+    epochs: int  # budget in epochs: their loop always ends there
+    rounds: int | None  # also a budget in complete rounds (whichever ends first); None: epochs only
     prompt_init_iters: int
     reconstruction_iters: int
     enhance_iters: int
@@ -122,6 +122,10 @@ class AuthorsParams:
     margin_no_results: float = 1.0  # their four_margin_loss(1.0, 0.2) before any result set exists
     margins: tuple[float, float, float] = (0.9, 0.2, 0.1)  # large; small with one result set; small with two
     ranking: str = "authors"
+
+    def __post_init__(self):
+        if self.epochs is None:  # phases grow without a cap while the loss stays high: only epochs end them
+            raise ValueError("the authors' schedule needs an epoch budget (their loop always ends at num_epochs)")
 
 
 class AuthorsSchedule:
@@ -214,14 +218,13 @@ class AuthorsSchedule:
     def next_step(self) -> Step | None:
         s = self.s
         while s["loop"] is None:
-            if self.p.epochs is not None and s["epoch"] >= self.p.epochs:
+            if s["epoch"] >= self.p.epochs:
                 return None
             head = self._start_epoch()
             if head == "done":  # changes nothing: a larger --rounds can resume from here
                 return None
             if head == "stalled":  # their loop would spend the rest of its epochs on empty resets
-                if self.p.epochs is not None:
-                    s["epoch"] = self.p.epochs
+                s["epoch"] = self.p.epochs
                 return None
         kind = self._kind()
         rnd = s["round"] if kind in ("enhance", "prompt") else 0
