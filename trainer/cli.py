@@ -40,7 +40,7 @@ _GROUPS = {
     "starting points": ("init_enhancer", "init_scheme", "init_prompt", "prompt_length", "padding"),
     "sizes and batches": ("image_size", "prompt_image_size", "batch_size", "prompt_batch_size"),
     "optimisation": ("lr", "prompt_lr", "weight_decay"),
-    "schedule": ("recipe", "plan", "epochs", "rounds", "prompt_init_iters", "reconstruction_iters",
+    "schedule": ("recipe", "plan", "allow_untrained", "epochs", "rounds", "prompt_init_iters", "reconstruction_iters",
                  "enhance_iters", "prompt_iters", "thre_train", "thre_prompt", "train_extension", "prompt_extension",
                  "max_extensions", "ranking",
                  "margins", "margin_no_results", "handoff", "reinit_psnr", "reinit_after", "reinit_extension", "max_reinits",
@@ -122,6 +122,7 @@ def resolve_config(given: dict, warn=None) -> tuple[TrainConfig, dict | None]:
 
 def print_plan(given: dict) -> int:
     """``--plan``: the schedule these options give, as JSON lines (no model, no image is read)."""
+    from .budget import enhancement_iters, untrained_note
     from .data import list_folder
     from .schedule import plan_phases
 
@@ -136,8 +137,12 @@ def print_plan(given: dict) -> int:
     for p in phases:
         print(json.dumps(p))
     summary.update(recipe=cfg.recipe, epochs=cfg.epochs, backlit_images=nb, welllit_images=nw,
-                   overrides=recipe.overrides(cfg),
+                   enhance_iters=enhancement_iters(phases), overrides=recipe.overrides(cfg),
                    assumes="no phase extensions and no re-initialisations (both can only add iterations)")
+    untrained = untrained_note(cfg, phases, summary, nb, nw)
+    if untrained is not None:
+        summary.update(untrained=untrained[0], budget_to_train=untrained[1])
+        print(f"warning: {untrained[0]}", file=sys.stderr)
     print(json.dumps(summary))
     sys.stdout.flush()  # a closed pipe fails here, inside main's handler, not at interpreter exit
     return 0

@@ -67,8 +67,8 @@ def overrides(cfg: TrainConfig) -> dict:
     plain = TrainConfig()
     out = {}
     for f in dataclasses.fields(TrainConfig):
-        if f.name in ("backlit", "welllit", "out", "resume", "plan", "progress", "log_every", "save_every",
-                      "workers", "device", "recipe"):
+        if f.name in ("backlit", "welllit", "out", "resume", "plan", "allow_untrained", "progress", "log_every",
+                      "save_every", "workers", "device", "recipe"):
             continue
         ref = base[f.name] if f.name in base else getattr(plain, f.name)
         val = getattr(cfg, f.name)

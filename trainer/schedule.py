@@ -34,6 +34,14 @@ from dataclasses import dataclass, field
 
 KINDS = ("prompt_init", "reconstruction", "enhance", "prompt")
 BACKLIT, WELLLIT = "backlit", "welllit"
+PHASE_TITLES = {"prompt_init": "prompt init", "reconstruction": "reconstruction", "enhance": "enhance",
+                "prompt": "prompt refine"}
+
+
+def phase_title(kind: str, round_: int) -> str:
+    """How logs, headers and messages name a phase: ``prompt init``, ``enhance r3`` ..."""
+    t = PHASE_TITLES[kind]
+    return f"{t} r{round_}" if round_ else t
 
 
 @dataclass(frozen=True)

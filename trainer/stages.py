@@ -35,7 +35,8 @@ from . import recipe as recipemod
 from .config import TrainConfig, TrainerError
 from .data import ENHANCE_ZOOM, PHASE_CODES, PROMPT_ZOOM, ImageSet, PhaseBatches, augment, batch_loader, \
     scan_folder, seed_for
-from .schedule import Step, plan_phases
+from .budget import untrained_note
+from .schedule import Step, phase_title, plan_phases
 from .logging_utils import LOG_NAME, JsonlLog, Progress, plot_losses, read_log, sample_grid, truncate_log
 
 TRAINER_VERSION = "2"
@@ -44,13 +45,6 @@ DIVISION_EPS = 1e-9  # the authors' I / (L + 1e-9) in training
 PSNR_WINDOW = 30  # the authors' re-initialisation window
 SAMPLE_COUNT = 4
 PLAN_LOG_LIMIT = 300_000  # iterations: longer schedules are not listed in the start record
-PHASE_TITLES = {"prompt_init": "prompt init", "reconstruction": "reconstruction", "enhance": "enhance",
-                "prompt": "prompt refine"}
-
-
-def phase_title(kind: str, round_: int) -> str:
-    t = PHASE_TITLES[kind]
-    return f"{t} r{round_}" if round_ else t
 
 
 def init_enhancer_weights(net: CLIPLITNet, seed: int, scheme: str = "authors") -> None:
@@ -615,10 +609,23 @@ class Trainer:
         return path
 
     # ------------------------------------------------------------------ main loop
+    def check_plan(self) -> tuple[list[dict], dict]:
+        """The plan from the start (one record per phase, a summary); refused when it trains no
+        enhancement network, unless --allow-untrained (then said as a warning)."""
+        nb, nw = len(self.backlit), len(self.welllit)
+        plan, summary = plan_phases(recipemod.make_schedule(self.cfg, nb, nw), limit=PLAN_LOG_LIMIT)
+        untrained = untrained_note(self.cfg, plan, summary, nb, nw)
+        if untrained is not None:
+            if not self.cfg.allow_untrained:
+                raise TrainerError(f"{untrained[0]}; --allow-untrained runs it and writes that network anyway")
+            self.warn(f"{untrained[0]}; running it as --allow-untrained asks")
+        return plan, summary
+
     def run(self) -> Path:
+        self.load_data()  # errors about the data and the budget come before any model loads
+        plan, summary = self.check_plan()
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
-        self.load_data()  # errors about the data come before any model loads
         self.load_models()
         self.results: dict[int, torch.Tensor] = {}
         self._fresh_phase_state()
@@ -645,8 +652,6 @@ class Trainer:
             self.log.write({"step": int(self.pos["global_step"]), "event": "resume", "device": str(self.dev),
                             "world_size": self.info.world})
         else:
-            plan, summary = plan_phases(recipemod.make_schedule(cfg, len(self.backlit), len(self.welllit)),
-                                        limit=PLAN_LOG_LIMIT)
             self.log.write({"step": 0, "event": "start", "config": cfg.to_dict(),
                             "backlit_images": len(self.backlit), "welllit_images": len(self.welllit),
                             "backlit_skipped": len(self.backlit.skipped),

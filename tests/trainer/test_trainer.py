@@ -23,75 +23,17 @@ from PIL import Image
 from tests.support.data import REPO, SHARED_DATA, synthetic_photo
 from tests.support.clip_fixtures import single_thread as one_thread
 from tests.support.imagefiles import write_png16
-
-TEXT_CFG = {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}
-# mean-pooled tokens keep global brightness in the random features, so the folders are separable
-VIT = {"embed_dim": 32, "text_cfg": TEXT_CFG,
-       "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 8,
-                      "pool_type": "avg"}}
-RN = {"embed_dim": 32, "text_cfg": TEXT_CFG,
-      "vision_cfg": {"image_size": 32, "layers": [1, 1, 1, 1], "width": 8, "patch_size": None}}
-
+from tests.support.trainer_runs import run_trainer, save_photo, tiny_args, write_clip_configs, write_photo_folders
 
 @pytest.fixture(scope="module")
 def configs(tmp_path_factory):
-    d = tmp_path_factory.mktemp("trainer_clip")
-    (d / "vit.json").write_text(json.dumps(VIT))
-    (d / "rn.json").write_text(json.dumps(RN))
-    return d
-
-
-def _save(path: Path, arr: np.ndarray) -> None:
-    Image.fromarray((np.clip(arr, 0, 1) * 255 + 0.5).astype(np.uint8)).save(path)
+    return write_clip_configs(tmp_path_factory.mktemp("trainer_clip"))
 
 
 @pytest.fixture(scope="module")
 def synthetic_data(tmp_path_factory):
     """5 backlit-looking and 4 well-lit synthetic photos, 40 x 48 px."""
-    d = tmp_path_factory.mktemp("trainer_data")
-    (d / "backlit").mkdir()
-    (d / "welllit").mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(5):
-        _save(d / "backlit" / f"b{i}.png", synthetic_photo(40, 48, 3, seed=i))
-    for i in range(4):
-        base = 0.45 + 0.1 * rng.random((1, 1, 3)) + 0.15 * rng.standard_normal((40, 48, 1)).cumsum(0) / 20
-        _save(d / "welllit" / f"w{i}.jpg" if i % 2 else d / "welllit" / f"w{i}.png",
-              np.broadcast_to(base, (40, 48, 3)).astype(np.float32))
-    return d
-
-
-def tiny_args(out, backlit, welllit, configs, **over) -> list[str]:
-    opts = {
-        "backlit": backlit, "welllit": welllit, "out": out,
-        "clip-model": configs / "vit.json", "clip-pretrained": "none",
-        "identity-model": configs / "rn.json", "identity-pretrained": "none",
-        "image-size": 32, "prompt-image-size": 32, "batch-size": 2, "prompt-batch-size": 4,
-        "prompt-length": 6, "prompt-init-iters": 6, "reconstruction-iters": 4, "enhance-iters": 4,
-        "prompt-iters": 4, "rounds": 2, "lr": 3e-4, "prompt-lr": 1e-4, "init-scheme": "identity",
-        "log-every": 1, "save-every": 3, "workers": 0, "device": "cpu", "seed": 0, "progress": "off",
-        "recipe": "paper",
-    }
-    opts.update({k.replace("_", "-"): v for k, v in over.items()})
-    args = []
-    for k, v in opts.items():
-        if v is None:
-            continue
-        if v is True:
-            args.append(f"--{k}")
-        elif isinstance(v, (list, tuple)):
-            args += [f"--{k}", *map(str, v)]
-        else:
-            args += [f"--{k}", str(v)]
-    return args
-
-
-def run_trainer(args) -> int:
-    from trainer.cli import main
-
-    with one_thread(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # random CLIP weights warn loudly
-        return main([str(a) for a in args])
+    return write_photo_folders(tmp_path_factory.mktemp("trainer_data"))
 
 
 def train_synthetic(out: Path, synthetic_data: Path, configs: Path, **opts) -> Path:
@@ -166,7 +108,7 @@ def test_scan_reads_formats_and_skips_corrupt(tmp_path):
 
     d = tmp_path / "imgs"
     d.mkdir()
-    _save(d / "rgb.png", synthetic_photo(20, 30, 3))
+    save_photo(d / "rgb.png", synthetic_photo(20, 30, 3))
     Image.fromarray((synthetic_photo(20, 30, 1)[..., 0] * 255).astype(np.uint8), "L").save(d / "gray.jpg")
     rgba = (np.concatenate([synthetic_photo(20, 30, 3), np.full((20, 30, 1), 0.5)], 2) * 255).astype(np.uint8)
     Image.fromarray(rgba, "RGBA").save(d / "rgba.png")
@@ -477,8 +419,8 @@ def test_resume_with_more_rounds_extends_a_finished_run(tmp_path, uninterrupted)
 def test_reinitialisation_rule_and_give_up(tmp_path, synthetic_data, configs, capsys):
     out = tmp_path / "run"
     rc = run_trainer(tiny_args(out, synthetic_data / "backlit", synthetic_data / "welllit", configs,
-                               prompt_init_iters=0, reconstruction_iters=6, rounds=0, init_scheme="authors",
-                               reinit_psnr=200, reinit_after=2, max_reinits=2))
+                               prompt_init_iters=0, reconstruction_iters=6, rounds=0, allow_untrained=True,
+                               init_scheme="authors", reinit_psnr=200, reinit_after=2, max_reinits=2))
     err = capsys.readouterr().err
     assert rc == 2 and "after 2 re-initialisations" in err and "re-initialising the network (2 of at most 2)" in err
     from trainer.logging_utils import read_log
@@ -601,8 +543,8 @@ def test_authors_reinitialisation_adds_iterations(tmp_path, synthetic_data, conf
     iteration count going on (the paper recipe restarts the stage instead)."""
     from trainer.logging_utils import read_log
 
-    opts = dict(recipe="authors", prompt_init_iters=0, reconstruction_iters=4, rounds=0, init_scheme="authors",
-                reinit_psnr=200, reinit_after=2, reinit_extension=2)
+    opts = dict(recipe="authors", prompt_init_iters=0, reconstruction_iters=4, rounds=0, allow_untrained=True,
+                init_scheme="authors", reinit_psnr=200, reinit_after=2, reinit_extension=2)
     out = train_synthetic(tmp_path / "run", synthetic_data, configs, **opts)
     recs = read_log(out / "log.jsonl")
     # checked after more than 2 iterations since the last (re-)initialisation: steps 3 and 6;
