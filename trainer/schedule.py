@@ -120,7 +120,7 @@ class AuthorsParams:
     thre_prompt: float = 60.0
     enhance_extension: int = 60
     prompt_extension: int = 100
-    max_extensions: int | None = None  # per phase; None: no limit
+    max_extensions: int | None = None  # per phase (prompt init shares its count with its round-0 spill); None: no limit
     reinit_psnr: float = 8.0
     reinit_after: int = 100
     reinit_extension: int = 100
@@ -237,7 +237,12 @@ class AuthorsSchedule:
         kind = self._kind()
         rnd = s["round"] if kind in ("enhance", "prompt") else 0
         if s["phase"] != [kind, rnd]:
-            s.update(phase=[kind, rnd], phase_iter=0, extensions=0, snapshot=False)
+            # --max-extensions counts per phase; the round-0 refinement steps are the rest of a prompt
+            # initialisation's extension (their loop moves on to its refinement loader): the same count
+            spill = s["phase"] == ["prompt_init", 0] and [kind, rnd] == ["prompt", 0]
+            s.update(phase=[kind, rnd], phase_iter=0, snapshot=False)
+            if not spill:
+                s["extensions"] = 0
         return Step(kind, rnd, s["phase_iter"] + 1, s["phase_iter"] + self._remaining())
 
     def kept_sets(self) -> list[int]:
