@@ -44,12 +44,29 @@ def phase_title(kind: str, round_: int) -> str:
     return f"{t} r{round_}" if round_ else t
 
 
+LOADERS = ("train", "init", "refine")  # the authors' three loaders: backlit (reconstruction and enhancement),
+# both folders mixed (prompt initialisation), backlit paired with well-lit (refinement)
+
+
+@dataclass(frozen=True)
+class BatchSlot:
+    """Where a step's batch lies in the authors' epoch loaders (``DataLoader(shuffle=True)``, last
+    batch partial): a new shuffle every epoch, and for refinement a new pairing of backlit and
+    well-lit images every time their loader is built."""
+
+    loader: str  # one of LOADERS
+    epoch: int  # their epoch counter (the outer loop's): the shuffle
+    index: int  # the batch within the epoch, 0-based
+    build: int = 0  # refinement: how many times their loader was rebuilt before (the pairing)
+
+
 @dataclass(frozen=True)
 class Step:
     kind: str  # one of KINDS
     round: int  # 0 for prompt initialisation and reconstruction
     iteration: int  # 1-based within the phase
-    length: int  # the phase's planned length now (it grows with extensions)
+    length: int  # iterations the phase runs as planned now (no further extension or re-initialisation)
+    slot: BatchSlot | None = None  # authors: the batch's place in their loaders; paper: None (a stream)
 
 
 @dataclass(frozen=True)
@@ -142,6 +159,7 @@ class AuthorsSchedule:
     ``train_thre`` / ``total_thre`` where the network phase and the prompt phase end."""
 
     recipe = "authors"
+    measure_lengths = True  # Step.length; off in the copies that measure it, and in plan_phases
 
     def __init__(self, p: AuthorsParams, sizes: LoaderSizes, state: dict | None = None):
         self.p = p
@@ -218,6 +236,8 @@ class AuthorsSchedule:
             sets = [slots[0]]
         else:
             sets = [slots[1 - pr], slots[pr]]
+        if sets:  # their loader is rebuilt: backlit and well-lit images are paired anew
+            s["build"] = s.get("build", 0) + 1
         rk = build_ranking(p.ranking, sets, p.margins, p.margin_no_results)
         s["ranking"] = [list(t) for t in rk.terms]
         s["ranking_sets"] = [list(t) for t in rk.sets]
@@ -240,25 +260,29 @@ class AuthorsSchedule:
             # --max-extensions counts per phase; the round-0 refinement steps are the rest of a prompt
             # initialisation's extension (their loop moves on to its refinement loader): the same count
             spill = s["phase"] == ["prompt_init", 0] and [kind, rnd] == ["prompt", 0]
-            s.update(phase=[kind, rnd], phase_iter=0, snapshot=False)
+            s.update(phase=[kind, rnd], phase_iter=0, snapshot=False, length=None)
             if not spill:
                 s["extensions"] = 0
-        return Step(kind, rnd, s["phase_iter"] + 1, s["phase_iter"] + self._remaining())
+        if s.get("length") is None:  # at the phase's start, and after an extension or a re-initialisation
+            s["length"] = s["phase_iter"] + self._iterations_left() if self.measure_lengths else 0
+        slot = BatchSlot(s["loop"], s["epoch"], s["pos"], s.get("build", 0))
+        return Step(kind, rnd, s["phase_iter"] + 1, s["length"], slot)
 
     def kept_sets(self) -> list[int]:
         return [r for r in self.s["slots"] if r is not None]
 
-    def _remaining(self) -> int:
-        """Iterations left in the phase as planned now (no further extension)."""
-        s = self.s
-        kind = self._kind()
-        if s["loop"] == "train":
-            end = s["train_thre"]
-            if kind == "reconstruction":
-                end = min(end, s["recon"] + self.p.prompt_init_iters - s["total"] + s["cur"])
-        else:
-            end = s["total_thre"]
-        return max(1, end - s["cur"])
+    def _iterations_left(self) -> int:
+        """Iterations the current phase runs from here when no step extends it or re-initialises the
+        network: a copy of the machine runs them. (Their corners make any formula wrong: a reset
+        epoch that comes one iteration early, a prompt initialisation restarted by one, a
+        reconstruction split by a reset.)"""
+        probe = AuthorsSchedule(self.p, self.sizes, self.s)
+        probe.measure_lengths = False
+        n = 0
+        while (step := probe.next_step()) is not None and [step.kind, step.round] == self.s["phase"]:
+            probe.record(-math.inf, math.inf)
+            n += 1
+        return n
 
     def record(self, loss: float, psnr: float | None = None) -> Events:
         s, p = self.s, self.p
@@ -309,6 +333,8 @@ class AuthorsSchedule:
                 broke = True
         if ev.extended:
             s["extensions"] += 1
+        if ev.extended or ev.reinit:
+            s["length"] = None  # measured again at the next step
         s["cur"] += 1
         s["total"] += 1
         s["pos"] += 1
@@ -330,7 +356,7 @@ class AuthorsSchedule:
     def _phase_ends_after(self, kind: str) -> tuple[bool, bool]:
         """(the phase ends after this step, a reset epoch closes it before the next step)."""
         probe = object.__new__(AuthorsSchedule)  # next_step only rebinds keys: a shallow copy is enough
-        probe.p, probe.sizes, probe.s = self.p, self.sizes, dict(self.s)
+        probe.p, probe.sizes, probe.s, probe.measure_lengths = self.p, self.sizes, dict(self.s), False
         nxt = probe.next_step()
         closed = probe.s.get("resets", 0) > self.s.get("resets", 0)
         if nxt is None:
@@ -474,6 +500,7 @@ def plan_phases(schedule, limit: int | None = None) -> tuple[list[dict], dict]:
     phases: list[dict] = []
     total = 0
     completed_rounds = set()
+    schedule.measure_lengths = False  # it counts them
     while (step := schedule.next_step()) is not None:
         if limit is not None and total >= limit:
             return phases, {"total_iters": total, "truncated": True}
