@@ -501,7 +501,7 @@ class Trainer:
 
     def _record(self, step: Step, loss: float, stats: dict, gsize: int) -> dict:
         rec = {"step": int(self.pos["global_step"]), "phase": step.kind, "round": step.round,
-               "iter": step.iteration, "loss": loss}
+               "iter": step.iteration, "images": gsize, "loss": loss}
         if step.kind in ("reconstruction", "enhance"):
             rec["psnr"] = stats["psnr_sum"] / gsize
             rec["psnr_y"] = stats["psnr_y_sum"] / gsize

@@ -447,22 +447,48 @@ def test_initial_weights_skip_their_stages(tmp_path, synthetic_data, configs, un
 
 
 # --------------------------------------------------------------------------- torchrun
+def torchrun(args, processes: int = 2) -> None:
+    """``python -m torch.distributed.run --nproc_per_node=N -m trainer ARGS`` on CPUs (gloo); must succeed."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}",
+                        "--master_port", str(29500 + os.getpid() % 500), "-m", "trainer", *map(str, args)],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
+def assert_same_losses(out: Path, reference: Path) -> None:
+    got, ref = losses(out), losses(reference)
+    assert sorted(got) == sorted(ref)
+    for s in ref:
+        assert got[s] == pytest.approx(ref[s], rel=1e-3, abs=1e-5), s
+
+
 def test_torchrun_two_processes_gloo_match_one_process(tmp_path, synthetic_data, configs, uninterrupted):
     """Two CPU processes (gloo) split each global batch; the summed gradients make the run the
     single-process one up to float rounding."""
     out = tmp_path / "ddp"
-    args = tiny_args(out, synthetic_data / "backlit", synthetic_data / "welllit", configs, **RESUME_OPTS)
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port",
-                        str(29500 + os.getpid() % 500), "-m", "trainer", *map(str, args)], cwd=REPO, env=env,
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
-    got, ref = losses(out), losses(uninterrupted)
-    assert sorted(got) == sorted(ref)
-    for s in ref:
-        assert got[s] == pytest.approx(ref[s], rel=1e-3, abs=1e-5), s
+    torchrun(tiny_args(out, synthetic_data / "backlit", synthetic_data / "welllit", configs, **RESUME_OPTS))
+    assert_same_losses(out, uninterrupted)
     assert (out / "cliplit.safetensors").is_file()
     assert sorted(p.name for p in out.glob("checkpoint*.pt")) == ["checkpoint.prev.pt", "checkpoint.pt"]
+
+
+def test_torchrun_with_partial_batches_that_leave_a_process_without_images(tmp_path, synthetic_data, configs):
+    """--recipe authors, 5 backlit images in batches of 2: every epoch ends with a batch of 1, and
+    refinement (5 samples in batches of 4) with a batch of 1: the second process has no image
+    then. It adds zero gradients, and the run is the single-process one."""
+    opts = dict(RESUME_OPTS, recipe="authors", max_extensions=0, save_every=1000)
+    b, w = synthetic_data / "backlit", synthetic_data / "welllit"
+    one = train_synthetic(tmp_path / "one", synthetic_data, configs, **opts)
+    from trainer.logging_utils import read_log
+
+    sizes = {}
+    for r in read_log(one / "log.jsonl"):
+        if "loss" in r:
+            sizes.setdefault(r["phase"], set()).add(r["images"])
+    assert sizes == {"prompt_init": {4, 2}, "reconstruction": {2, 1}, "enhance": {2, 1}, "prompt": {4, 1}}
+    torchrun(tiny_args(tmp_path / "two", b, w, configs, **opts))
+    assert_same_losses(tmp_path / "two", one)
 
 
 # --------------------------------------------------------------------------- --recipe authors, for real
