@@ -39,7 +39,7 @@ from .budget import untrained_note
 from .schedule import Step, phase_title, plan_phases
 from .logging_utils import LOG_NAME, JsonlLog, Progress, plot_losses, read_log, sample_grid, truncate_log
 
-TRAINER_VERSION = "2"
+TRAINER_VERSION = "3"  # 3: --recipe authors reads epoch loaders (partial batches, pairs fixed per build)
 OUTPUT_NAME = "cliplit.safetensors"
 DIVISION_EPS = 1e-9  # the authors' I / (L + 1e-9) in training
 PSNR_WINDOW = 30  # the authors' re-initialisation window
@@ -660,6 +660,10 @@ class Trainer:
         if self.ck is not None and "schedule" not in self.ck:
             raise TrainerError(f"{self.ck.get('_path')}: written by an older trainer (version "
                                f"{self.ck.get('trainer_version')}); start a new run in another --out")
+        if self.ck is not None and self.cfg.recipe == "authors" and self.ck.get("trainer_version") == "2":
+            self.warn("the checkpoint was written by trainer version 2, whose --recipe authors read full batches "
+                      "from a stream: from here on the batches come from epoch loaders, so the resumed run will "
+                      "not reproduce an uninterrupted one")
         state = self.ck.get("schedule") if self.ck is not None else None
         self.sched = recipemod.make_schedule(self.cfg, len(self.backlit), len(self.welllit), state)
         self.ranking = None
