@@ -96,11 +96,12 @@ def test_a_negative_value_out_of_range_gets_the_range_error(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------- --plan into a closed pipe
-def test_plan_into_a_closed_pipe_ends_quietly(tmp_path):
-    """``--plan | head -1``: the reader is gone before the plan is written."""
+@pytest.mark.parametrize("what", ["--plan", "--help"])
+def test_output_into_a_closed_pipe_ends_quietly(tmp_path, what):
+    """``--plan | head -1``, ``--help | head -1``: the reader is gone before anything is written."""
     b, w = _folders(tmp_path, 30, 30)
     env = dict(os.environ, PYTHONWARNINGS="ignore")
-    proc = subprocess.Popen([sys.executable, "-m", "trainer", "--backlit", str(b), "--welllit", str(w), "--plan",
+    proc = subprocess.Popen([sys.executable, "-m", "trainer", "--backlit", str(b), "--welllit", str(w), what,
                              "--epochs", "400", "--batch-size", "2"],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.stdout.close()  # no reader left: every write to stdout fails with EPIPE
