@@ -473,6 +473,7 @@ def test_torchrun_two_processes_gloo_match_one_process(tmp_path, synthetic_data,
     assert sorted(p.name for p in out.glob("checkpoint*.pt")) == ["checkpoint.prev.pt", "checkpoint.pt"]
 
 
+@pytest.mark.slow
 def test_torchrun_with_partial_batches_that_leave_a_process_without_images(tmp_path, synthetic_data, configs):
     """--recipe authors, 5 backlit images in batches of 2: every epoch ends with a batch of 1, and
     refinement (5 samples in batches of 4) with a batch of 1: the second process has no image

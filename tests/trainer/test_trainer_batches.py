@@ -103,6 +103,7 @@ def quiet(kind, total, images):
     return 40.0 + (total % 7), 30.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n_backlit, n_welllit", [(3, 5), (21, 13)])
 def test_the_trainer_reads_the_epoch_loaders(tmp_path, monkeypatch, n_backlit, n_welllit):
     """Stubbed models, real loaders: every step's batch is the replay's (epoch, index, size), each

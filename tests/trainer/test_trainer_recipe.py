@@ -202,6 +202,7 @@ def test_the_replay_sees_a_switched_ranking_or_margin(change):
 
 
 # --------------------------------------------------------------------------- the trainer, stubbed
+@pytest.mark.slow
 @pytest.mark.parametrize("name, epochs", [("authors default (380/384, 2000 epochs)", 600), ("extensions", 300),
                                          ("re-initialisations", 260), ("partial batches", 200)])
 def test_trainer_replays_the_authors_control_flow(tmp_path, monkeypatch, name, epochs):
@@ -243,6 +244,7 @@ def test_the_extension_check_falls_on_an_epochs_last_batch():
     assert got == steps
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("switch", [dict(handoff="best"), dict(ranking="paper"), dict(margins=[0.9, 0.2, 0.2])])
 def test_the_trainer_replay_fails_when_handoff_ranking_or_margins_switch(tmp_path, monkeypatch, switch):
     kw, trace = dict(num_epochs=300), extending
