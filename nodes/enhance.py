@@ -74,7 +74,7 @@ class CLIPLITBacklitEnhance(io.ComfyNode):
                 io.Mask.Input("mask", optional=True, tooltip=(
                     "Enhance only where the mask is white (soft masks blend smoothly). Load Image's MASK is "
                     "1 - alpha, so the areas painted in the mask editor (or transparent in the PNG) are the ones "
-                    "enhanced.")),
+                    "enhanced. One mask for all images, or exactly one per image.")),
                 io.Float.Input("mask_feather", default=8.0, **_limits(validation.MASK_FEATHER), step=1.0,
                                optional=True, tooltip=("Softens the mask edges (Gaussian blur sigma in pixels); "
                                                        "only used with a mask.")),

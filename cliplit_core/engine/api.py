@@ -14,7 +14,7 @@ import torch
 
 from . import inference
 from . import run_plan
-from .masks import apply_light_map, prepare_mask
+from .masks import apply_light_map, check_mask_batch, prepare_mask
 from .memory import param_bytes
 from .options import EnhanceOptions, Mode
 from .precision import Precision
@@ -67,6 +67,8 @@ def enhance(model, images: torch.Tensor, options: EnhanceOptions = EnhanceOption
     if images.dim() != 4:
         raise ValueError(f"images must have shape [B, C, H, W], got {tuple(images.shape)}")
     inference.split_channels(images[:1, :, :1, :1])  # channel count / empty batch: clear errors before any work
+    if options.mask is not None:
+        check_mask_batch(options.mask, images.shape[0])
     model = _as_model(model)
     b, c, h, w = images.shape
     device = run.compute_device()
