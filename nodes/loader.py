@@ -10,12 +10,11 @@ from .comfy_env import io
 from .errors import node_errors
 from .model import AUTO, DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, CLIPLITModel
 from .sockets import CLIPLIT_MODEL
+from .wording import NO_PROMPT_FILE, OFFICIAL
 
 log = logging.getLogger("CLIP-LIT")
 
 CATEGORY = "image/enhance/CLIP-LIT"
-OFFICIAL = "official (download if missing)"
-NO_PROMPT_FILE = "(none: from model file, else zero-shot)"
 
 
 ModelFileError = core_module("weights.model_files").ModelFileNotFoundError
