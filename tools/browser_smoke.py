@@ -42,13 +42,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import comfyui_smoke as smoke  # noqa: E402  (helpers only: linking, server, HTTP)
 import make_example_workflows as examples  # noqa: E402  (names of the examples, layout check)
 
 REPO = examples.REPO
-PACK = smoke.PACK_LINK_NAME
 VIEWPORT = {"width": 1600, "height": 1000}
 THUMB_WIDTH = 640
 THUMB_MAX_BYTES = 100_000
@@ -283,15 +283,15 @@ def image_difference(a: Path, b: Path) -> tuple[tuple[int, int], tuple[int, int]
     return sizes[0], sizes[1], float(np.abs(x - y).mean()) if x.shape == y.shape else -1.0
 
 
-def check_templates(http, res) -> dict[str, dict]:
-    """The pack's templates as ComfyUI serves them: {name: workflow}."""
-    names = sorted(p.stem for p in (REPO / "example_workflows").glob("*.json"))
+def check_templates(http, res, pack: Path) -> dict[str, dict]:
+    """The pack's templates as ComfyUI serves them (under the pack folder's name): {name: workflow}."""
+    names = sorted(p.stem for p in (pack / "example_workflows").glob("*.json"))
     status, listing = http.get("/api/workflow_templates")
-    served = sorted((listing or {}).get(PACK, [])) if status == 200 and isinstance(listing, dict) else []
+    served = sorted((listing or {}).get(pack.name, [])) if status == 200 and isinstance(listing, dict) else []
     res.add("templates listed", served == names, f"ComfyUI lists {served}, example_workflows/ has {names}")
     workflows = {}
     for name in names:
-        status, wf = http.get(f"/api/workflow_templates/{PACK}/{name}.json")
+        status, wf = http.get(template_url(pack.name, f"{name}.json"))
         ok = status == 200 and isinstance(wf, dict) and "version" in wf and "nodes" in wf
         res.add(f"{name}.json served in UI format", ok, f"HTTP {status}")
         if ok:
@@ -299,12 +299,17 @@ def check_templates(http, res) -> dict[str, dict]:
     return workflows
 
 
-def check_thumbnails(base_url: str, res, names) -> None:
+def template_url(module: str, file: str) -> str:
+    """Where ComfyUI serves a file of a pack's example_workflows/ (names may hold spaces)."""
+    return f"/api/workflow_templates/{quote(module)}/{quote(file)}"
+
+
+def check_thumbnails(base_url: str, res, names, module: str) -> None:
     import urllib.request
 
     for name in names:
         try:
-            with urllib.request.urlopen(f"{base_url}/api/workflow_templates/{PACK}/{name}.jpg", timeout=30) as r:
+            with urllib.request.urlopen(base_url + template_url(module, f"{name}.jpg"), timeout=30) as r:
                 kind, size = r.headers.get("Content-Type", ""), len(r.read())
         except OSError as e:
             kind, size = str(e), 0
@@ -312,7 +317,7 @@ def check_thumbnails(base_url: str, res, names) -> None:
                 f"{kind}, {size} bytes")
 
 
-def open_from_template_browser(page: Page, name: str) -> bool:
+def open_from_template_browser(page: Page, name: str, module: str) -> bool:
     """Open Browse Templates, pick the pack's category and click the template ``name``; True if clicked."""
     try:
         page.page.evaluate("() => window.app.extensionManager.command.execute('Comfy.BrowseTemplates')")
@@ -320,7 +325,7 @@ def open_from_template_browser(page: Page, name: str) -> bool:
         log(f"  no Browse Templates command: {str(e).splitlines()[0]}")
         return False
     page.page.wait_for_timeout(1500)
-    category = page.page.get_by_text(PACK, exact=False)
+    category = page.page.get_by_text(module, exact=False)
     if category.count() == 0:
         return False
     category.first.click()
@@ -400,7 +405,7 @@ def run(args, res) -> None:
 
     comfyui = args.comfyui
     out = args.out
-    smoke.link_pack(comfyui, REPO)
+    pack = smoke.link_pack(comfyui, REPO)
     weights = args.shared / "data" / "official_weights" / smoke.WEIGHTS_NAME
     if weights.is_file():
         smoke.link_weights(comfyui, weights)
@@ -419,11 +424,11 @@ def run(args, res) -> None:
         t0 = time.monotonic()
         server.wait_ready(http, args.start_timeout)
         log(f"[server] ready after {time.monotonic() - t0:.1f} s")
-        bad = smoke.check_import_log(args.log)
+        bad = smoke.check_import_log(args.log, pack.name)
         res.add("pack imported", not bad, "\n    ".join(bad)[-2000:])
-        workflows = check_templates(http, res)
+        workflows = check_templates(http, res, pack)
         if not args.thumbnails:
-            check_thumbnails(http.base, res, workflows)
+            check_thumbnails(http.base, res, workflows, pack.name)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=args.chromium, headless=True)
             try:
@@ -441,7 +446,7 @@ def run(args, res) -> None:
                 page.page.evaluate("() => window.app.extensionManager.setting.set('Comfy.Minimap.Visible', true)")
                 for i, (name, wf) in enumerate(sorted(workflows.items()), start=1):
                     log(f"[{name}]")
-                    via_browser = open_from_template_browser(page, name)
+                    via_browser = open_from_template_browser(page, name, pack.name)
                     if not via_browser:
                         log("  template browser not found; loading with app.loadGraphData")
                         page.close_popups()
