@@ -147,9 +147,9 @@ class CLIPLITLoader(io.ComfyNode):
     def validate_inputs(cls, model_name, prompt_pair=NO_PROMPT_FILE):
         """Any file of the model folders is accepted, listed or not (ComfyUI would otherwise refuse a value
         missing from the list): a saved workflow naming a file keeps loading and running, and the loader
-        then says what is wrong with the file, if anything. A name that is no file is refused here."""
-        for value, builtin, what in ((model_name, OFFICIAL, "model file"),
-                                     (prompt_pair, NO_PROMPT_FILE, "prompt-pair file")):
+        then says what is wrong with the file, if anything. A name that is no file is refused here, naming
+        the input (ComfyUI shows the message under every input this method takes)."""
+        for value, builtin, what in ((model_name, OFFICIAL, "model_name"), (prompt_pair, NO_PROMPT_FILE, "prompt_pair")):
             if value in (builtin, None, ""):
                 continue
             try:

@@ -104,9 +104,9 @@ def test_a_saved_workflow_with_an_unlisted_file_runs_and_gets_the_loaders_own_er
 
 def test_a_name_that_is_no_file_is_refused_with_the_folders(folder):
     msg = nodes.CLIPLITLoader.validate_inputs(model_name="gone.pth")
-    assert msg == f"model file 'gone.pth' not found in the CLIP-LIT model folders: {folder}"
+    assert msg == f"model_name 'gone.pth' not found in the CLIP-LIT model folders: {folder}"
     msg = nodes.CLIPLITLoader.validate_inputs(model_name=ld.OFFICIAL, prompt_pair="gone.pth")
-    assert msg.startswith("prompt-pair file 'gone.pth' not found in the CLIP-LIT model folders")
+    assert msg.startswith("prompt_pair 'gone.pth' not found in the CLIP-LIT model folders")
 
 
 def test_the_saved_example_workflows_validate(folder):
