@@ -3,9 +3,7 @@ the core's messages ask of the user (cliplit_core/wording.py): which folder to p
 list entry to choose, which input to set; never a command-line option."""
 from __future__ import annotations
 
-from ._core import core_module
-
-_wording = core_module("wording")
+from cliplit_core import wording as _wording
 
 OFFICIAL = "official (download if missing)"  # model_name's entry for the authors' released model
 NO_PROMPT_FILE = "(none: from model file, else zero-shot)"  # prompt_pair's entry for no separate file
