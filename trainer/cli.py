@@ -12,6 +12,7 @@ import sys
 
 from cliplit_core.command_line import OneLineParser, stdout_closed
 from cliplit_core.errors import CLIPLITError
+from cliplit_core.wording import COMMAND_LINE
 
 from . import recipe
 from .config import RUNTIME_FIELDS, TrainConfig, TrainerError, config_fields, training_differences
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         Trainer(cfg, info, checkpoint=ck).run()
         return 0
     except CLIPLITError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {e.worded(COMMAND_LINE)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted (resume with --resume)", file=sys.stderr)

@@ -9,6 +9,7 @@ import sys
 
 from ..command_line import OneLineParser as _Parser  # one-line errors, negative numbers as values
 from ..errors import CLIPLITError
+from ..wording import COMMAND_LINE
 from ..files.images import (DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, OUTPUT_FORMATS, PNG_AUTO, PngCompression,
                       list_images)
 from ..engine.precision import Precision
@@ -205,7 +206,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         with _sigterm_unwinds():
             return int(args.func(args) or 0)
     except CLIPLITError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {e.worded(COMMAND_LINE)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
