@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from cliplit_core.files.atomic import remove_stale_temps
 from cliplit_core.weights.checkpoint import read_weights
 from cliplit_core.light.network import CLIPLITNet
 
@@ -618,6 +619,7 @@ class Trainer:
     def run(self) -> Path:
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
+            remove_stale_temps(self.out)  # what a killed run was writing (only files it provably made)
         self.load_data()  # errors about the data come before any model loads
         self.load_models()
         self.results: dict[int, torch.Tensor] = {}

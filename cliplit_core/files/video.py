@@ -8,7 +8,6 @@ imported only when a video is enhanced.
 """
 from __future__ import annotations
 
-import os
 from collections import deque
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import CLIPLITError
+from .atomic import Staging
 from .images import to_float32, to_uint8
 from ..light import fastnet
 from ..engine.inference import compose, predict_light, resolve_tile, split_channels
@@ -121,15 +121,16 @@ def enhance_video(net, src: Path, dst: Path, *, strength: float = 1.0, tile: Til
         inp = av.open(str(src))
     except av.FFmpegError as e:
         raise VideoError(f"{src}: cannot read video ({e})") from None
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}{dst.suffix}")
+    staged = Staging()  # the temporary file, recorded so that only it is ever removed
     try:
         with inp:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            tmp = staged.add(dst)
             if not inp.streams.video:
                 raise VideoError(f"{src}: no video stream")
             vin = inp.streams.video[0]
             rotation, width, height = _first_frame(av, src)
             total = vin.frames or None
-            dst.parent.mkdir(parents=True, exist_ok=True)
             with av.open(str(tmp), "w") as out:
                 vout = out.add_stream(spec.encoder, rate=vin.average_rate or vin.guessed_rate or 25)
                 vout.width, vout.height = width, height
@@ -166,10 +167,11 @@ def enhance_video(net, src: Path, dst: Path, *, strength: float = 1.0, tile: Til
                         encode(frames.push(frame.to_ndarray(format="rgb24"), frame.pts, frame.time_base))
                 encode(frames.finish())
                 out.mux(vout.encode(None))
-        os.replace(tmp, dst)
+        staged.commit()
         return written
     except av.FFmpegError as e:
         raise VideoError(f"{src}: video failed ({e})") from None
+    except OSError as e:  # e.g. the temporary file cannot be created
+        raise VideoError(f"{src}: cannot write {dst} ({e.strerror or e})") from None
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        staged.discard()

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from cliplit_core.cli.app import main
+from cliplit_core.files.atomic import JOURNAL_PREFIX, TEMP_TAG
 from cliplit_core.files.images import write_png
 
 from tests.support.data import REPO, synthetic_photo
@@ -132,6 +133,7 @@ KILLED_MID_WRITE = """
 import os, signal, sys
 from cliplit_core.cli import enhance as enhance_files
 from cliplit_core.cli.app import main
+from cliplit_core.files.atomic import JOURNAL_PREFIX, TEMP_TAG
 
 def write(path, content):
     path.write_bytes(b"\\x89PNG\\r\\n\\x1a\\n half a file")
@@ -148,11 +150,12 @@ def test_a_run_killed_mid_write_leaves_only_a_hidden_temp_file_that_the_next_run
     r = subprocess.run([sys.executable, "-c", KILLED_MID_WRITE, "enhance", str(src), "-o", str(out), "--weights",
                         str(official_weights_path), "--device", "cpu"], cwd=REPO, capture_output=True, timeout=300)
     assert r.returncode == -signal.SIGKILL
-    left = [p.name for p in out.iterdir()]
-    assert len(left) == 1 and left[0].startswith(".a.png.tmp-")  # no partial a.png
+    left = sorted(p.name for p in out.iterdir())  # no partial a.png: its temporary file and the run's journal
+    assert len(left) == 2 and left[0].startswith(".a.png" + TEMP_TAG) and left[1].startswith(JOURNAL_PREFIX)
+    (out / ".draft.tmp-99999.txt").write_text("the user's")  # looks like a temporary file, is not ours
     assert _enhance(official_weights_path, src, "-o", out) == 0
     assert "enhanced 1 of 1" in capsys.readouterr().err
-    assert _visible(out) == ["a.png"] and not any(".tmp-" in p.name for p in out.iterdir())
+    assert sorted(p.name for p in out.iterdir()) == [".cliplit-outputs.jsonl", ".draft.tmp-99999.txt", "a.png"]
 
 
 def _failing_save(monkeypatch, fail_on, exc):
@@ -216,7 +219,7 @@ def test_an_image_its_format_cannot_hold_is_one_failed_write_and_the_run_goes_on
     assert "cannot write" in err and "b_wide.jpg" in err and "enhanced 2 of 3" in err
     assert err.index("b_wide.jpg") < err.index("enhanced 2 of 3")
     assert _visible(out) == ["a.jpg", "c.jpg"]
-    assert not any(".tmp-" in p.name for p in out.iterdir())
+    assert not any(TEMP_TAG in p.name or p.name.startswith(JOURNAL_PREFIX) for p in out.iterdir())
 
 
 @pytest.fixture
@@ -246,7 +249,7 @@ def test_a_really_full_disk_stops_the_run_with_complete_files_only(tmp_path, tin
     assert rc == 1 and "No space left on device" in err and "stopped" in err and "Traceback" not in err
     written = _visible(tiny_disk)
     assert 0 < len(written) < 12
-    assert not any(".tmp-" in p.name for p in tiny_disk.iterdir())
+    assert not any(TEMP_TAG in p.name or p.name.startswith(JOURNAL_PREFIX) for p in tiny_disk.iterdir())
     for name in written:  # every file there is complete
         assert np.asarray(Image.open(tiny_disk / name)).shape == (64, 64, 3)
 
