@@ -16,7 +16,8 @@ from ..files.images import (DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, OUTPUT_FORMATS
                       encode_image, list_images, read_image_info, save_image)
 from ..engine.options import EnhanceOptions, Mode
 from ..engine.memory import default_budget, default_device, resolve_device
-from ..files.outputs import OurFiles, PlannedOutput, check_output_option, plan_outputs, prepare_output_dir
+from ..files.outputs import (ManifestError, OurFiles, PlannedOutput, check_output_option, plan_outputs,
+                             prepare_output_dir)
 from ..engine.photo import enhance_photo
 from ..files.pipeline import default_jobs, run_in_order
 from ..sharding import Ranks, start
@@ -105,10 +106,12 @@ class _ResultWriter(NamedTuple):
             return done
         return done._replace(encoded=encoded, image=None, light=None)
 
-    def write(self, planned: PlannedOutput, done: _Enhanced) -> None:
-        """The result and its light map (when planned), all or none."""
+    def write(self, planned: PlannedOutput, done: _Enhanced, record=None) -> None:
+        """The result and its light map (when planned), all or none; ``record`` notes them in the
+        manifest before they are renamed into place (atomic.write_together)."""
         contents = done.encoded if done.encoded is not None else self._parts(planned, done)
-        write_together([(dst, lambda tmp, c=c: write_content(tmp, c)) for dst, c in zip(planned.files, contents)])
+        write_together([(dst, lambda tmp, c=c: write_content(tmp, c)) for dst, c in zip(planned.files, contents)],
+                       record=record)
 
 
 def write_content(tmp: Path, content) -> None:
@@ -156,6 +159,8 @@ def _enhance_files(args, ranks: Ranks, *, options: EnhanceOptions, quality: int,
     paths = [p for p in paths if not is_video(p)]
     for msg in problems if ranks.is_main else ():
         print(f"error: {msg}", file=sys.stderr)
+    if ours.warning and ranks.is_main:
+        print(f"warning: {ours.warning}", file=sys.stderr)
     if not paths and not videos:
         print("error: no input images", file=sys.stderr)
         return 1
@@ -209,8 +214,11 @@ def _enhance_files(args, ranks: Ranks, *, options: EnhanceOptions, quality: int,
         if done.drops_alpha:
             _say(bar, f"warning: {src.name}: {fmt} has no alpha channel; the result drops it")
         try:
-            results.write(item, done)
-            ours.record(item.files)
+            results.write(item, done, record=ours.record)
+        except ManifestError as e:  # every later result would be written unrecorded: stop, write nothing more
+            counts["failures"] += 1
+            _say(bar, f"error: {e}; stopped, {counts['enhanced']} of {len(plan)} results were written")
+            return False
         except OSError as e:
             counts["failures"] += 1
             _say(bar, f"error: cannot write {item.main}: {e.strerror or e}")

@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import CLIPLITError, ImageReadError
-from ..files.images import list_images, read_image, write_png
+from ..files.atomic import write_together
+from ..files.images import list_images, read_image, save_image
 from ..validation import BATCH_SIZE, PROMPT_LENGTH, argparse_type, check_number
-from ..files.outputs import OurFiles, check_output_option, plan_outputs, prepare_output_dir
+from ..files.outputs import ManifestError, OurFiles, check_output_option, plan_outputs, prepare_output_dir
 
 if TYPE_CHECKING:  # torch is imported when scoring runs: parsing the command line (--help) stays light
     import torch
@@ -115,6 +116,8 @@ def run(args) -> int:
     paths, problems = list_images(args.inputs, skip=ours.owns if ours else None)
     for msg in problems:
         print(f"error: {msg}", file=sys.stderr)
+    if ours is not None and ours.warning:
+        print(f"warning: {ours.warning}", file=sys.stderr)
     if not paths:
         raise CLIPLITError("no input images")
     device = _device(args.device)
@@ -169,8 +172,12 @@ def run(args) -> int:
                 heat = light_score_heatmap(im, text, backbone, batch_size=args.batch_size)
                 out = heat_files[path]
                 try:
-                    write_png(out, heat[0].float().cpu().numpy()[..., None])
-                    ours.record([out])
+                    pixels = heat[0].float().cpu().numpy()[..., None]
+                    write_together([(out, lambda tmp: save_image(tmp, pixels, fmt="png"))], record=ours.record)
+                except ManifestError as e:
+                    print(f"error: {e}; stopped", file=sys.stderr)
+                    failed += 1
+                    break
                 except OSError as e:
                     print(f"error: cannot write {out}: {e.strerror or e}; stopped", file=sys.stderr)
                     failed += 1

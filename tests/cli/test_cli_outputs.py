@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +18,7 @@ from cliplit_core.files.atomic import JOURNAL_PREFIX, TEMP_TAG
 from cliplit_core.files.images import write_png
 
 from tests.support.data import REPO, synthetic_photo
+from tests.support.unprivileged import as_unprivileged
 
 MISSING_WEIGHTS = "/nonexistent/weights.pth"  # a run that got past the checks would fail on these
 
@@ -222,6 +221,26 @@ def test_an_image_its_format_cannot_hold_is_one_failed_write_and_the_run_goes_on
     assert not any(TEMP_TAG in p.name or p.name.startswith(JOURNAL_PREFIX) for p in out.iterdir())
 
 
+@pytest.mark.parametrize("stem", ["a" * 246, "照" * 82, "é" * 123])  # 246 bytes: 250 with ".png"
+def test_long_names_are_written_and_side_files_fit_the_name_limit(tmp_path, official_weights_path, monkeypatch,
+                                                                  capsys, stem):
+    """A 250-byte name could not be written (its temporary name passed 255 bytes); with --save-light
+    the side file would pass 255 too: the pair is shortened together, with a note."""
+    _fast_network(monkeypatch)
+    src = tmp_path / "in"
+    src.mkdir()
+    _photo(src / f"{stem}.png")
+    assert _enhance(official_weights_path, src, "-o", tmp_path / "o1") == 0
+    assert _visible(tmp_path / "o1") == [f"{stem}.png"]
+    assert _enhance(official_weights_path, src, "-o", tmp_path / "o2", "--save-light") == 0
+    names = _visible(tmp_path / "o2")
+    assert len(names) == 2 and all(len(n.encode()) <= 255 for n in names)
+    short = names[0][:-len(".png")]
+    assert names == [f"{short}.png", f"{short}_light.png"] and stem.startswith(short)
+    err = capsys.readouterr().err
+    assert "longer than the 255 bytes a file name may have here" in err and "Traceback" not in err
+
+
 @pytest.fixture
 def tiny_disk(tmp_path):
     """A 96 KiB tmpfs (needs the right to mount, e.g. root in a container); skipped elsewhere."""
@@ -301,16 +320,6 @@ def test_bad_or_missing_device_is_a_one_line_error_before_the_weights(tmp_path, 
     assert not (tmp_path / "o").exists()
 
 
-def _as_unprivileged(cmd: list[str]) -> list[str]:
-    """``cmd`` run without the power to ignore file permissions (root has it)."""
-    if os.geteuid() != 0:
-        return cmd
-    capsh = shutil.which("capsh")
-    if capsh is None:
-        pytest.skip("running as root without capsh: cannot drop the right to ignore file permissions")
-    return [capsh, "--drop=cap_dac_override", "--", "-c", shlex.join(cmd)]
-
-
 @pytest.mark.parametrize("command", ["enhance", "score"])
 @pytest.mark.parametrize("where", ["folder", "parent"])
 def test_unwritable_output_folder_is_named_before_any_work(tmp_path, command, where):
@@ -326,7 +335,7 @@ def test_unwritable_output_folder_is_named_before_any_work(tmp_path, command, wh
         else:
             cmd = [sys.executable, "-m", "cliplit_core", "score", str(tmp_path / "a.png"), "--heatmap", str(target),
                    "--model", MISSING_WEIGHTS]
-        r = subprocess.run(_as_unprivileged(cmd), cwd=REPO, capture_output=True, text=True, timeout=120)
+        r = subprocess.run(as_unprivileged(cmd), cwd=REPO, capture_output=True, text=True, timeout=120)
     finally:
         locked.chmod(0o755)
     assert r.returncode == 2, r.stderr
