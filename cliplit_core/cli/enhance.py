@@ -13,7 +13,7 @@ from ..weights.checkpoint import load_network
 from .videos import enhance_video_files, plan_video_outputs
 from ..errors import ImageReadError
 from ..files.images import (DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, OUTPUT_FORMATS, PNG_AUTO, ImageInfo, PngCompression,
-                      encode_image, list_images, read_image_info, save_image)
+                      check_output_format, encode_image, list_images, read_image_info, save_image)
 from ..engine.options import EnhanceOptions, Mode
 from ..engine.memory import default_budget, default_device, resolve_device
 from ..files.outputs import (ManifestError, OurFiles, PlannedOutput, check_output_option, plan_outputs,
@@ -123,6 +123,17 @@ def write_content(tmp: Path, content) -> None:
         save_image(tmp, pixels, **options)
 
 
+def _unfit_for_format(plan: list[PlannedOutput], fmt: str) -> dict[Path, str]:
+    """input -> why its result cannot be written as ``fmt`` (from the image headers)."""
+    unfit = {}
+    for item in plan:
+        try:
+            check_output_format(item.src, fmt)
+        except ImageReadError as e:
+            unfit[item.src] = str(e)
+    return unfit
+
+
 def options_from_args(args) -> EnhanceOptions:
     """The enhancement options of an ``enhance`` command line (strength, mode, precision, tile, smoothing)."""
     return EnhanceOptions(strength=args.strength, mode=Mode.PREVIEW if getattr(args, "fast", False) else Mode.EXACT,
@@ -176,10 +187,19 @@ def _enhance_files(args, ranks: Ranks, *, options: EnhanceOptions, quality: int,
     video_plan, video_clashes = plan_video_outputs(videos, outdir, getattr(args, "video_codec", "h264"), plan_videos)
     for msg in clashes + video_clashes if ranks.is_main else ():
         print(f"warning: {msg}", file=sys.stderr)
+    unfit = _unfit_for_format(plan, fmt)  # results the format cannot hold: refused before any work
+    for msg in unfit.values() if ranks.is_main else ():
+        print(f"error: {msg} -- skipped", file=sys.stderr)
+    planned = len(plan) + len(video_plan)
+    plan = [item for item in plan if item.src not in unfit]
+    if not plan and not video_plan:
+        if ranks.is_main:
+            print(f"enhanced 0 of {planned} images into {outdir}; {len(problems) + len(unfit)} inputs failed",
+                  file=sys.stderr)
+        return 1
     weights = resolve_weights(args.weights, progress=None)
     net = load_network(weights)
-    failures = len(problems) if ranks.is_main else 0
-    planned = len(plan) + len(video_plan)
+    failures = len(problems) + len(unfit) if ranks.is_main else 0
     ranks.wait_for_all()  # every rank has named all outputs before any is written
     plan, video_plan = ranks.share(plan), ranks.share(video_plan)
     bar = _progress_bar(len(plan)) if plan and ranks.is_main else None

@@ -202,23 +202,49 @@ def _fast_network(monkeypatch):
     monkeypatch.setattr(enhance_files, "enhance_photo", stand_in)
 
 
+@pytest.mark.parametrize("fmt, shape, limit", [("jpg", (2, 66000), "65500"), ("jpg", (65501, 2), "65500"),
+                                               ("webp", (2, 16384), "16383"), ("webp", (16400, 3), "16383")])
 @pytest.mark.parametrize("jobs", ["1", "2"])
-def test_an_image_its_format_cannot_hold_is_one_failed_write_and_the_run_goes_on(tmp_path, official_weights_path,
-                                                                                monkeypatch, capsys, jobs):
-    """A JPEG cannot be over 65,500 pixels wide: Pillow's encoder raises OSError. That image is reported
-    as a write error, in its place, and the next one is still written (in memory encoding or not)."""
+def test_an_image_its_format_cannot_hold_is_refused_before_any_work_and_the_run_goes_on(
+        tmp_path, official_weights_path, monkeypatch, capfd, fmt, shape, limit, jobs):
+    """A JPEG cannot be over 65,500 pixels a side, a WebP over 16,383: such an input is refused when the
+    outputs are planned, with one line naming the limit (no stray libjpeg line, no ValueError traceback),
+    before the network sees it; the others are still written."""
+    from cliplit_core.cli import enhance as enhance_files
+
     _fast_network(monkeypatch)
+    seen = []
+    stand_in = enhance_files.enhance_photo
+    monkeypatch.setattr(enhance_files, "enhance_photo", lambda net, pixels, **kw: seen.append(pixels.shape)
+                        or stand_in(net, pixels, **kw))
     src, out = tmp_path / "in", tmp_path / "out"
     src.mkdir()
-    for name, shape in (("a.png", (12, 16)), ("b_wide.png", (2, 66000)), ("c.png", (12, 16))):
-        Image.fromarray(np.full((*shape, 3), 90, np.uint8)).save(src / name)
-    rc = _enhance(official_weights_path, src, "-o", out, "--format", "jpg", "--jobs", jobs)
-    err = capsys.readouterr().err
-    assert rc == 1 and "Traceback" not in err
-    assert "cannot write" in err and "b_wide.jpg" in err and "enhanced 2 of 3" in err
-    assert err.index("b_wide.jpg") < err.index("enhanced 2 of 3")
-    assert _visible(out) == ["a.jpg", "c.jpg"]
+    for name, size in (("a.png", (12, 16)), ("b_big.png", shape), ("c.png", (12, 16))):
+        Image.fromarray(np.full((*size, 3), 90, np.uint8)).save(src / name)
+    rc = _enhance(official_weights_path, src, "-o", out, "--format", fmt, "--jobs", jobs)
+    captured = capfd.readouterr()
+    err = captured.err
+    assert rc == 1 and "Traceback" not in err and captured.out == ""
+    lines = err.splitlines()
+    refusal = [line for line in lines if "b_big.png" in line]
+    assert len(refusal) == 1 and limit in refusal[0] and "choose another --format" in refusal[0]
+    assert lines.index(refusal[0]) == 0  # first, before any work
+    assert "enhanced 2 of 3" in err and "Maximum supported" not in err and "JPEG" not in err.replace(
+        "than JPEG allows", "")
+    assert seen == [(12, 16, 3), (12, 16, 3)]
+    assert _visible(out) == [f"a.{fmt}", f"c.{fmt}"]
     assert not any(TEMP_TAG in p.name or p.name.startswith(JOURNAL_PREFIX) for p in out.iterdir())
+
+
+def test_a_result_too_big_for_its_format_is_refused_by_the_writer_too(tmp_path, capfd):
+    """The Python API refuses before the encoder: one OSError naming the limit, nothing on stderr."""
+    from cliplit_core.files.images import write_image
+
+    for name, shape in (("x.jpg", (2, 65501)), ("x.webp", (16384, 2))):
+        with pytest.raises(OSError) as e:
+            write_image(tmp_path / name, np.zeros((*shape, 3), np.float32))
+        assert "allows" in e.value.strerror
+    assert capfd.readouterr().err == "" and list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("stem", ["a" * 246, "照" * 82, "é" * 123])  # 246 bytes: 250 with ".png"
