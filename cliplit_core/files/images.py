@@ -717,7 +717,7 @@ def write_image(path: str | os.PathLike, arr: np.ndarray, *, bits: int = 8, qual
 def save_image(path: str | os.PathLike, arr: np.ndarray, *, bits: int = 8, quality: int = 95,
                info: ImageInfo | None = None, fmt: str | None = None, png_compression=PNG_AUTO) -> None:
     """What :func:`write_image` does, but writing ``path`` directly (not atomic: for callers that
-    write to a temporary file themselves, see atomicfile.write_together)."""
+    write to a temporary file themselves, see atomic.write_together)."""
     path = Path(path)
     _encode_to(path, arr, bits=bits, quality=quality, info=info, fmt=fmt or format_of(path),
                png_compression=png_compression)
