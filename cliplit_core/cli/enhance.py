@@ -276,7 +276,8 @@ def _enhance_files(args, ranks: Ranks, *, options: EnhanceOptions, quality: int,
         done, failed = enhance_video_files(net, video_plan, options,
                                            RunContext(device=device, memory_budget=default_budget(device),
                                                       warn=warn_once),
-                                           codec=getattr(args, "video_codec", "h264"), crf=getattr(args, "crf", None))
+                                           codec=getattr(args, "video_codec", "h264"), crf=getattr(args, "crf", None),
+                                           record=ours.record)
         enhanced, failures = enhanced + done, failures + failed
     enhanced, failures = ranks.total(enhanced, failures)
     if ranks.is_main:

@@ -117,8 +117,12 @@ class _Journal:
                 break
             except FileExistsError:
                 continue
-        _lock(self.fd, blocking=True)
-        self._append({"kind": _JOURNAL_KIND, "pid": os.getpid(), "host": socket.gethostname()})
+        try:
+            _lock(self.fd, blocking=True)
+            self._append({"kind": _JOURNAL_KIND, "pid": os.getpid(), "host": socket.gethostname()})
+        except BaseException:  # (an interrupt too) no journal without its header is left behind
+            self.close()
+            raise
 
     def _append(self, entry: dict) -> None:
         os.write(self.fd, (json.dumps(entry) + "\n").encode())

@@ -66,10 +66,11 @@ def _first_frame(av, path: Path):
 
 def enhance_video(model, src: Path, dst: Path, *, options: EnhanceOptions = EnhanceOptions(),
                   run: RunContext = RunContext(), codec: str = "h264", crf: int | None = None,
-                  progress: Callable[[int, int | None], None] | None = None) -> int:
+                  progress: Callable[[int, int | None], None] | None = None, record=None) -> int:
     """Enhance every frame of ``src`` into ``dst`` (written atomically) as ``options`` say (strength,
     mode, precision, tile, temporal smoothing; the frames run in the engine: engine/frames.py);
-    returns the frame count. ``progress(frames_done, frames_total_or_None)`` after each frame."""
+    returns the frame count. ``progress(frames_done, frames_total_or_None)`` after each frame;
+    ``record`` notes the finished file before it is renamed into place (atomic.write_together)."""
     av = _av()
     spec = VIDEO_CODECS[codec]
     try:
@@ -120,7 +121,7 @@ def enhance_video(model, src: Path, dst: Path, *, options: EnhanceOptions = Enha
                         encode(frames.push(frame.to_ndarray(format="rgb24"), (frame.pts, frame.time_base)))
                 encode(frames.finish())
                 out.mux(vout.encode(None))
-        staged.commit()
+        staged.commit(record)
         return written
     except av.FFmpegError as e:
         raise VideoError(f"{src}: video failed ({e})") from None
