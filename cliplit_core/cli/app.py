@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 
+from ..command_line import OneLineParser as _Parser  # one-line errors, negative numbers as values
 from ..errors import CLIPLITError
 from ..files.images import (DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, OUTPUT_FORMATS, PNG_AUTO, PngCompression,
                       list_images)
@@ -158,13 +159,6 @@ def _run_enhance(args) -> int:
         raise CLIPLITError(f"--crf must be 0..51, got {args.crf}")
 
     return enhance_files(args)
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error for a bad option (no usage block; --help has it)."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 MODULE_PROG = "python -m cliplit_core"

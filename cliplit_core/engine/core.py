@@ -120,7 +120,9 @@ class Engine:
             small = run_plan.small_tile_warning(options.tile.size, height, width)
             if small:
                 run.warn(small)
-        self.weights = fastnet.weights_for(self.model.working_net(self.device, self.dtype), self.device, self.dtype)
+        # converted from the float32 weights (fastnet keeps the pooling branches in float32)
+        self.weights = fastnet.weights_for(self.model.working_net(self.device, torch.float32), self.device,
+                                           self.dtype)
         n_calls = -(-batch // self.plan.chunk)
         self.progress = run_plan.BatchProgress(n_calls, self.steps(self.plan.chunk), run.step)
 

@@ -14,6 +14,9 @@ from ..light.tiling import TOTAL_HALO, tile_grid
 
 MAX_FREE_REQUEST = 8 << 30  # never ask the host to unload more than this: tiling is exact anyway
 MAX_CHUNK = 8               # images per network call when several fit
+CPU_WHOLE_MAX_PIXELS = 4_000_000  # on a CPU, automatic tiling runs an image whole only up to this size
+                            # (when it fits the budget): one layer of a whole 4 MP pass takes about
+                            # a second on 2 cores, so Cancel (checked between layers) stays prompt
 CPU_MAX_TILE = 768          # largest automatic tile on a CPU: progress stays regular and host memory
                             # bounded (a 1058-pixel window, tiles of 1024, needs 976 MiB above the
                             # process's resident size, an 802-pixel one 567 MiB, for 2 % more halo
@@ -35,8 +38,9 @@ class Plan:
 def plan_run(batch: int, height: int, width: int, dtype: torch.dtype, tile: TileSetting, *,
              net_bytes: int, run: RunContext) -> Plan:
     """Ask the host to make room (like ComfyUI's own model nodes), then pick images per call
-    and the tile size. On a CPU, automatic tiles are capped at CPU_MAX_TILE (the one cap, for
-    every host); a fixed tile is the user's choice and TileSetting.WHOLE is never tiled."""
+    and the tile size. On a CPU, automatic tiling runs an image whole when it fits the budget and has
+    at most CPU_WHOLE_MAX_PIXELS pixels, else in tiles of at most CPU_MAX_TILE (the one CPU policy,
+    for every host); a fixed tile is the user's choice and TileSetting.WHOLE is never tiled."""
     device = run.compute_device()
     per_image = whole_image_bytes(height, width, 1, dtype)
     if run.free_memory is not None:
@@ -44,7 +48,8 @@ def plan_run(batch: int, height: int, width: int, dtype: torch.dtype, tile: Tile
     budget = run.budget(device)
     chunk = 1 if budget is None else int(max(1, min(MAX_CHUNK, batch, budget // max(per_image, 1))))
     size = resolve_tile(tile, height, width, chunk, dtype, budget)
-    if tile.mode is TileMode.AUTO and device.type == "cpu" and max(height, width) > CPU_MAX_TILE:
+    if tile.mode is TileMode.AUTO and device.type == "cpu" and (size is not None or
+                                                                height * width > CPU_WHOLE_MAX_PIXELS):
         size = min(size or CPU_MAX_TILE, CPU_MAX_TILE)
     if size is not None and size >= max(height, width):
         size = None

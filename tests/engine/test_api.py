@@ -260,7 +260,10 @@ def test_cpu_tiles_are_capped_for_a_responsive_progress_bar():
     roomy = RunContext(device="cpu", free_bytes=lambda d: 1 << 40)
     plan = lambda tile, h=3000, w=4000, run=roomy: run_plan.plan_run(1, h, w, torch.float32, tile, net_bytes=0,
                                                                       run=run).tile  # noqa: E731
-    assert plan(TileSetting.AUTO) == run_plan.CPU_MAX_TILE  # one cap, for automatic tiles
+    assert plan(TileSetting.AUTO) == run_plan.CPU_MAX_TILE  # one cap, for automatic tiles of big images
+    assert plan(TileSetting.AUTO, 1536, 2048) is None  # up to CPU_WHOLE_MAX_PIXELS: whole when it fits
+    tight = dataclasses.replace(roomy, memory_budget=inference.whole_image_bytes(600, 600))
+    assert plan(TileSetting.AUTO, 1536, 2048, run=tight) <= run_plan.CPU_MAX_TILE  # else tiles, capped
     assert plan(TileSetting.fixed(2048)) == 2048  # a tile the user chose is kept
     assert plan(TileSetting.WHOLE) is None  # asked for: never tiled
     assert plan(TileSetting.AUTO, 600, 768) is None  # fits within the cap: whole
