@@ -13,10 +13,11 @@ from ..model import load_model
 from .videos import enhance_video_files, plan_video_outputs
 from ..errors import ImageReadError
 from ..files.images import (DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, OUTPUT_FORMATS, PNG_AUTO, ImageInfo, PngCompression,
-                      encode_image, list_images, read_image_info, save_image)
+                      check_output_format, encode_image, list_images, read_image_info, save_image)
 from ..engine.options import EnhanceOptions, Mode
 from ..engine.memory import default_budget, default_device, resolve_device
-from ..files.outputs import OurFiles, PlannedOutput, check_output_option, plan_outputs, prepare_output_dir
+from ..files.outputs import (ManifestError, OurFiles, PlannedOutput, check_output_option, plan_outputs,
+                             prepare_output_dir)
 from ..engine.core import enhance_photo
 from ..engine.run_context import RunContext
 from ..files.pipeline import default_jobs, run_in_order
@@ -106,10 +107,12 @@ class _ResultWriter(NamedTuple):
             return done
         return done._replace(encoded=encoded, image=None, light=None)
 
-    def write(self, planned: PlannedOutput, done: _Enhanced) -> None:
-        """The result and its light map (when planned), all or none."""
+    def write(self, planned: PlannedOutput, done: _Enhanced, record=None) -> None:
+        """The result and its light map (when planned), all or none; ``record`` notes them in the
+        manifest before they are renamed into place (atomic.write_together)."""
         contents = done.encoded if done.encoded is not None else self._parts(planned, done)
-        write_together([(dst, lambda tmp, c=c: write_content(tmp, c)) for dst, c in zip(planned.files, contents)])
+        write_together([(dst, lambda tmp, c=c: write_content(tmp, c)) for dst, c in zip(planned.files, contents)],
+                       record=record)
 
 
 def write_content(tmp: Path, content) -> None:
@@ -119,6 +122,17 @@ def write_content(tmp: Path, content) -> None:
     else:
         pixels, options = content
         save_image(tmp, pixels, **options)
+
+
+def _unfit_for_format(plan: list[PlannedOutput], fmt: str) -> dict[Path, str]:
+    """input -> why its result cannot be written as ``fmt`` (from the image headers)."""
+    unfit = {}
+    for item in plan:
+        try:
+            check_output_format(item.src, fmt)
+        except ImageReadError as e:
+            unfit[item.src] = str(e)
+    return unfit
 
 
 def options_from_args(args) -> EnhanceOptions:
@@ -157,6 +171,8 @@ def _enhance_files(args, ranks: Ranks, *, options: EnhanceOptions, quality: int,
     paths = [p for p in paths if not is_video(p)]
     for msg in problems if ranks.is_main else ():
         print(f"error: {msg}", file=sys.stderr)
+    if ours.warning and ranks.is_main:
+        print(f"warning: {ours.warning}", file=sys.stderr)
     if not paths and not videos:
         print("error: no input images", file=sys.stderr)
         return 1
@@ -172,10 +188,19 @@ def _enhance_files(args, ranks: Ranks, *, options: EnhanceOptions, quality: int,
     video_plan, video_clashes = plan_video_outputs(videos, outdir, getattr(args, "video_codec", "h264"), plan_videos)
     for msg in clashes + video_clashes if ranks.is_main else ():
         print(f"warning: {msg}", file=sys.stderr)
+    unfit = _unfit_for_format(plan, fmt)  # results the format cannot hold: refused before any work
+    for msg in unfit.values() if ranks.is_main else ():
+        print(f"error: {msg} -- skipped", file=sys.stderr)
+    planned = len(plan) + len(video_plan)
+    plan = [item for item in plan if item.src not in unfit]
+    if not plan and not video_plan:
+        if ranks.is_main:
+            print(f"enhanced 0 of {planned} images into {outdir}; {len(problems) + len(unfit)} inputs failed",
+                  file=sys.stderr)
+        return 1
     weights = resolve_weights(args.weights, progress=None)
     net = load_model(weights)
-    failures = len(problems) if ranks.is_main else 0
-    planned = len(plan) + len(video_plan)
+    failures = len(problems) + len(unfit) if ranks.is_main else 0
     ranks.wait_for_all()  # every rank has named all outputs before any is written
     plan, video_plan = ranks.share(plan), ranks.share(video_plan)
     bar = _progress_bar(len(plan)) if plan and ranks.is_main else None
@@ -219,8 +244,11 @@ def _enhance_files(args, ranks: Ranks, *, options: EnhanceOptions, quality: int,
         if done.drops_alpha:
             _say(bar, f"warning: {src.name}: {fmt} has no alpha channel; the result drops it")
         try:
-            results.write(item, done)
-            ours.record(item.files)
+            results.write(item, done, record=ours.record)
+        except ManifestError as e:  # every later result would be written unrecorded: stop, write nothing more
+            counts["failures"] += 1
+            _say(bar, f"error: {e}; stopped, {counts['enhanced']} of {len(plan)} results were written")
+            return False
         except OSError as e:
             counts["failures"] += 1
             _say(bar, f"error: cannot write {item.main}: {e.strerror or e}")
@@ -248,7 +276,8 @@ def _enhance_files(args, ranks: Ranks, *, options: EnhanceOptions, quality: int,
         done, failed = enhance_video_files(net, video_plan, options,
                                            RunContext(device=device, memory_budget=default_budget(device),
                                                       warn=warn_once),
-                                           codec=getattr(args, "video_codec", "h264"), crf=getattr(args, "crf", None))
+                                           codec=getattr(args, "video_codec", "h264"), crf=getattr(args, "crf", None),
+                                           record=ours.record)
         enhanced, failures = enhanced + done, failures + failed
     enhanced, failures = ranks.total(enhanced, failures)
     if ranks.is_main:

@@ -31,7 +31,7 @@ def _frame_bar(name: str):
 
 
 def enhance_video_files(net, plan: list[tuple[Path, Path]], options: EnhanceOptions, run: RunContext, *,
-                        codec: str, crf: int | None,
+                        codec: str, crf: int | None, record=None,
                         say: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> tuple[int, int]:
     """Enhance each (video, output) pair as ``options`` say; returns (enhanced, failed). A failed
     video is reported and skipped."""
@@ -45,7 +45,8 @@ def enhance_video_files(net, plan: list[tuple[Path, Path]], options: EnhanceOpti
                     bar.total = total
                 bar.update(k - bar.n)
         try:
-            n = enhance_video(net, src, dst, options=options, run=run, codec=codec, crf=crf, progress=progress)
+            n = enhance_video(net, src, dst, options=options, run=run, codec=codec, crf=crf, progress=progress,
+                              record=record)
         except VideoError as e:
             failed += 1
             say(f"error: {e} -- skipped")

@@ -8,11 +8,11 @@ imported only when a video is enhanced.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable, NamedTuple
 
 from ..errors import CLIPLITError
+from .atomic import Staging
 from ..engine.frames import FrameStream
 from ..engine.options import EnhanceOptions
 from ..engine.run_context import RunContext
@@ -66,25 +66,27 @@ def _first_frame(av, path: Path):
 
 def enhance_video(model, src: Path, dst: Path, *, options: EnhanceOptions = EnhanceOptions(),
                   run: RunContext = RunContext(), codec: str = "h264", crf: int | None = None,
-                  progress: Callable[[int, int | None], None] | None = None) -> int:
+                  progress: Callable[[int, int | None], None] | None = None, record=None) -> int:
     """Enhance every frame of ``src`` into ``dst`` (written atomically) as ``options`` say (strength,
     mode, precision, tile, temporal smoothing; the frames run in the engine: engine/frames.py);
-    returns the frame count. ``progress(frames_done, frames_total_or_None)`` after each frame."""
+    returns the frame count. ``progress(frames_done, frames_total_or_None)`` after each frame;
+    ``record`` notes the finished file before it is renamed into place (atomic.write_together)."""
     av = _av()
     spec = VIDEO_CODECS[codec]
     try:
         inp = av.open(str(src))
     except av.FFmpegError as e:
         raise VideoError(f"{src}: cannot read video ({e})") from None
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}{dst.suffix}")
+    staged = Staging()  # the temporary file, recorded so that only it is ever removed
     try:
         with inp:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            tmp = staged.add(dst)
             if not inp.streams.video:
                 raise VideoError(f"{src}: no video stream")
             vin = inp.streams.video[0]
             rotation, width, height = _first_frame(av, src)
             total = vin.frames or None
-            dst.parent.mkdir(parents=True, exist_ok=True)
             with av.open(str(tmp), "w") as out:
                 vout = out.add_stream(spec.encoder, rate=vin.average_rate or vin.guessed_rate or 25)
                 vout.width, vout.height = width, height
@@ -119,10 +121,11 @@ def enhance_video(model, src: Path, dst: Path, *, options: EnhanceOptions = Enha
                         encode(frames.push(frame.to_ndarray(format="rgb24"), (frame.pts, frame.time_base)))
                 encode(frames.finish())
                 out.mux(vout.encode(None))
-        os.replace(tmp, dst)
+        staged.commit(record)
         return written
     except av.FFmpegError as e:
         raise VideoError(f"{src}: video failed ({e})") from None
+    except OSError as e:  # e.g. the temporary file cannot be created
+        raise VideoError(f"{src}: cannot write {dst} ({e.strerror or e})") from None
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        staged.discard()
