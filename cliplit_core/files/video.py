@@ -24,9 +24,11 @@ from ..engine.precision import compute_dtype
 from ..engine.preview import DEFAULT_SCALE, effective_scale, preview_light
 from ..engine.temporal import LightSmoother
 from ..engine.tile_setting import TileSetting
+from .video_timing import FrameTimes
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 KEPT_CONTAINERS = (".mp4", ".mov", ".mkv")  # written in the input's container; others become .mp4
+DECODE_ORDER_DURATIONS = ("mp4", "mov")  # muxers that store each frame's duration in decoding order
 
 
 class VideoCodec(NamedTuple):
@@ -130,12 +132,14 @@ def enhance_video(net, src: Path, dst: Path, *, strength: float = 1.0, tile: Til
             rotation, width, height = _first_frame(av, src)
             total = vin.frames or None
             dst.parent.mkdir(parents=True, exist_ok=True)
+            end = vin.duration + (vin.start_time or 0) if vin.duration else None
+            times = FrameTimes(vin.time_base, vin.average_rate or vin.guessed_rate, end)
             with av.open(str(tmp), "w") as out:
-                vout = out.add_stream(spec.encoder, rate=vin.average_rate or vin.guessed_rate or 25)
+                # the encoder in the input's time base, not 1 / rate: each frame keeps its own pts
+                vout = out.add_stream(spec.encoder, rate=times.rate, time_base=times.time_base)
                 vout.width, vout.height = width, height
                 odd = width % 2 or height % 2
                 vout.pix_fmt = "yuv444p" if odd and spec.pix_fmt == "yuv420p" else spec.pix_fmt
-                vout.time_base = vin.time_base
                 if spec.default_crf is not None:
                     vout.options = {"crf": str(spec.default_crf if crf is None else crf)}
                 if rotation:
@@ -151,7 +155,7 @@ def enhance_video(net, src: Path, dst: Path, *, strength: float = 1.0, tile: Til
                     for pixels, pts, time_base in done:
                         f = av.VideoFrame.from_ndarray(pixels, format="rgb24")
                         f.pts, f.time_base = pts, time_base
-                        out.mux(vout.encode(f))
+                        out.mux(times.timed(vout.encode(f)))
                         written += 1
                         if progress is not None:
                             progress(written, total)
@@ -163,9 +167,12 @@ def enhance_video(net, src: Path, dst: Path, *, strength: float = 1.0, tile: Til
                             out.mux(packet)
                         continue
                     for frame in packet.decode():
-                        encode(frames.push(frame.to_ndarray(format="rgb24"), frame.pts, frame.time_base))
+                        pts = times.pts(frame.pts, frame.time_base, frame.duration)
+                        encode(frames.push(frame.to_ndarray(format="rgb24"), pts, times.time_base))
+                times.finish()
                 encode(frames.finish())
-                out.mux(vout.encode(None))
+                decode_order = out.format.name in DECODE_ORDER_DURATIONS
+                out.mux(times.timed(vout.encode(None), last=True, decode_order=decode_order))
         os.replace(tmp, dst)
         return written
     except av.FFmpegError as e:
