@@ -235,7 +235,7 @@ def _enhance_files(args, ranks: Ranks, *, options: EnhanceOptions, quality: int,
             bar.close()
     enhanced, failures = counts["enhanced"], counts["failures"]
     if video_plan and not stopped:
-        done, failed = enhance_video_files(net, video_plan, args, device, default_budget(device))
+        done, failed = enhance_video_files(net, video_plan, args, device, default_budget(device), ours)
         enhanced, failures = enhanced + done, failures + failed
     enhanced, failures = ranks.total(enhanced, failures)
     if ranks.is_main:

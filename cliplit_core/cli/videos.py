@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from ..files.outputs import OurFiles
 from ..files.video import VideoError, enhance_video, output_suffix
 
 
@@ -28,10 +29,11 @@ def _frame_bar(name: str):
     return tqdm(unit="frame", desc=name[-30:], file=sys.stderr, dynamic_ncols=True, leave=False)
 
 
-def enhance_video_files(net, plan: list[tuple[Path, Path]], args, device, memory_budget,
+def enhance_video_files(net, plan: list[tuple[Path, Path]], args, device, memory_budget, ours: OurFiles,
                         say: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> tuple[int, int]:
     """Enhance each (video, output) pair; returns (enhanced, failed). A failed video is reported
-    and skipped."""
+    and skipped, leaving nothing; a result is recorded in the output folder's manifest (``ours``)
+    like an image's, so a rerun replaces it."""
     done = failed = 0
     for src, dst in plan:
         bar = _frame_bar(src.name)
@@ -54,6 +56,12 @@ def enhance_video_files(net, plan: list[tuple[Path, Path]], args, device, memory
         finally:
             if bar is not None:
                 bar.close()
+        try:
+            ours.record([dst])
+        except OSError as e:  # as for an image: a result we cannot list as ours counts as not written
+            failed += 1
+            say(f"error: cannot write {dst}: {e.strerror or e}")
+            continue
         done += 1
         say(f"{src.name}: {n} frames -> {dst}")
     return done, failed

@@ -8,7 +8,6 @@ imported only when a video is enhanced.
 """
 from __future__ import annotations
 
-import os
 from collections import deque
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import CLIPLITError
+from .atomic import write_together
 from .images import to_float32, to_uint8
 from ..light import fastnet
 from ..engine.inference import compose, predict_light, resolve_tile, split_channels
@@ -123,7 +123,6 @@ def enhance_video(net, src: Path, dst: Path, *, strength: float = 1.0, tile: Til
         inp = av.open(str(src))
     except av.FFmpegError as e:
         raise VideoError(f"{src}: cannot read video ({e})") from None
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}{dst.suffix}")
     try:
         with inp:
             if not inp.streams.video:
@@ -134,49 +133,49 @@ def enhance_video(net, src: Path, dst: Path, *, strength: float = 1.0, tile: Til
             dst.parent.mkdir(parents=True, exist_ok=True)
             end = vin.duration + (vin.start_time or 0) if vin.duration else None
             times = FrameTimes(vin.time_base, vin.average_rate or vin.guessed_rate, end)
-            with av.open(str(tmp), "w") as out:
-                # the encoder in the input's time base, not 1 / rate: each frame keeps its own pts
-                vout = out.add_stream(spec.encoder, rate=times.rate, time_base=times.time_base)
-                vout.width, vout.height = width, height
-                odd = width % 2 or height % 2
-                vout.pix_fmt = "yuv444p" if odd and spec.pix_fmt == "yuv420p" else spec.pix_fmt
-                if spec.default_crf is not None:
-                    vout.options = {"crf": str(spec.default_crf if crf is None else crf)}
-                if rotation:
-                    vout.set_display_rotation(rotation)
-                audio = {a.index: out.add_stream_from_template(a) for a in inp.streams.audio}
-                frames = _FrameEnhancer(net, strength=strength, device=device, dtype=dtype,
-                                        memory_budget=memory_budget, sigma=temporal_smoothing, tile=tile,
-                                        fast=fast)
-                written = 0
+            written = 0
 
-                def encode(done):
-                    nonlocal written
-                    for pixels, pts, time_base in done:
-                        f = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-                        f.pts, f.time_base = pts, time_base
-                        out.mux(times.timed(vout.encode(f)))
-                        written += 1
-                        if progress is not None:
-                            progress(written, total)
+            def write(tmp: Path) -> None:  # fills the temporary file; write_together renames it
+                nonlocal written
+                with av.open(str(tmp), "w") as out:
+                    # the encoder in the input's time base, not 1 / rate: each frame keeps its own pts
+                    vout = out.add_stream(spec.encoder, rate=times.rate, time_base=times.time_base)
+                    vout.width, vout.height = width, height
+                    odd = width % 2 or height % 2
+                    vout.pix_fmt = "yuv444p" if odd and spec.pix_fmt == "yuv420p" else spec.pix_fmt
+                    if spec.default_crf is not None:
+                        vout.options = {"crf": str(spec.default_crf if crf is None else crf)}
+                    if rotation:
+                        vout.set_display_rotation(rotation)
+                    audio = {a.index: out.add_stream_from_template(a) for a in inp.streams.audio}
+                    frames = _FrameEnhancer(net, strength=strength, device=device, dtype=dtype,
+                                            memory_budget=memory_budget, sigma=temporal_smoothing, tile=tile,
+                                            fast=fast)
 
-                for packet in inp.demux(vin, *inp.streams.audio):
-                    if packet.stream.index in audio:
-                        if packet.dts is not None:
-                            packet.stream = audio[packet.stream.index]
-                            out.mux(packet)
-                        continue
-                    for frame in packet.decode():
-                        pts = times.pts(frame.pts, frame.time_base, frame.duration)
-                        encode(frames.push(frame.to_ndarray(format="rgb24"), pts, times.time_base))
-                times.finish()
-                encode(frames.finish())
-                decode_order = out.format.name in DECODE_ORDER_DURATIONS
-                out.mux(times.timed(vout.encode(None), last=True, decode_order=decode_order))
-        os.replace(tmp, dst)
+                    def encode(done):
+                        nonlocal written
+                        for pixels, pts, time_base in done:
+                            f = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+                            f.pts, f.time_base = pts, time_base
+                            out.mux(times.timed(vout.encode(f)))
+                            written += 1
+                            if progress is not None:
+                                progress(written, total)
+
+                    for packet in inp.demux(vin, *inp.streams.audio):
+                        if packet.stream.index in audio:
+                            if packet.dts is not None:
+                                packet.stream = audio[packet.stream.index]
+                                out.mux(packet)
+                            continue
+                        for frame in packet.decode():
+                            pts = times.pts(frame.pts, frame.time_base, frame.duration)
+                            encode(frames.push(frame.to_ndarray(format="rgb24"), pts, times.time_base))
+                    times.finish()
+                    encode(frames.finish())
+                    decode_order = out.format.name in DECODE_ORDER_DURATIONS
+                    out.mux(times.timed(vout.encode(None), last=True, decode_order=decode_order))
+            write_together([(dst, write)])
         return written
     except av.FFmpegError as e:
         raise VideoError(f"{src}: video failed ({e})") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
