@@ -174,10 +174,12 @@ def _enhance_files(args, ranks: Ranks, *, options: EnhanceOptions, quality: int,
     try:
         planned = _plan_run(args, ranks, outdir)
     except Exception as e:
-        _agree_before_leaving(ranks, status=_status_of(e))
+        failed_ranks = _agree_before_leaving(ranks, 1, status=_status_of(e))
+        if failed_ranks == ranks.world and not ranks.is_main:
+            return _status_of(e)  # the same error on every rank (bad weights, output folder): said once, by rank 0
         raise
     # every rank has named all outputs before any is written; a rank that could not plan stops all
-    _, status = ranks.agree(status=planned if isinstance(planned, int) else 0)
+    _, status = ranks.agree(0, status=planned if isinstance(planned, int) else 0)
     if status:
         return status
     try:
@@ -199,13 +201,14 @@ def _enhance_files(args, ranks: Ranks, *, options: EnhanceOptions, quality: int,
     return status
 
 
-def _agree_before_leaving(ranks: Ranks, *counts: int, status: int) -> None:
+def _agree_before_leaving(ranks: Ranks, *counts: int, status: int) -> int | None:
     """This rank's work raised: meet the others at the agreement they will wait at, with the
-    failure's status, before the error goes on (a lost rank does not hide the error)."""
+    failure's status, before the error goes on (a lost rank does not hide the error). Returns the
+    last count summed over the ranks (None when a rank was lost)."""
     try:
-        ranks.agree(*counts, status=status)
+        return ranks.agree(*counts, status=status)[0][-1]
     except RankLost:
-        pass
+        return None
 
 
 def _plan_run(args, ranks: Ranks, outdir: Path) -> _Planned | int:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 from PIL import Image
 
@@ -76,6 +77,25 @@ def test_torchrun_two_cpu_processes_write_the_single_process_files(tmp_path, off
 
     ours = OurFiles(tmp_path / "two")  # both processes recorded what they wrote (a rerun replaces it)
     assert all(ours.owns(tmp_path / "two" / name) for name in one)
+
+
+@pytest.mark.parametrize("case", ["no inputs", "bad weights"])
+def test_an_error_every_rank_meets_is_said_once_with_the_single_process_status(tmp_path, official_weights_path, case,
+                                                                              capsys):
+    src = _photos(tmp_path / "in", 2 if case == "bad weights" else 0)
+    weights = official_weights_path
+    if case == "bad weights":
+        weights = tmp_path / "broken.pth"
+        weights.write_bytes(b"not a weights file")
+    args = ["enhance", src, "-o", tmp_path / "out", "--weights", weights, "--device", "cpu"]
+    single = main(list(map(str, args)))
+    single_errors = re.findall(r"^error: .*", capsys.readouterr().err, re.M)
+    assert single == (1 if case == "no inputs" else 2) and single_errors
+    run = _torchrun(tmp_path, *args, timeout=300)
+    err = run.stderr
+    _ranks_exited_with(err, single)  # every rank ends as one process would (torchrun itself: 1)
+    assert re.findall(r"^error: .*", err, re.M) == single_errors  # the same lines, once
+    assert "Traceback" not in err.split("failed (exitcode")[0]  # torchrun's own report comes after ours
 
 
 def test_a_rank_that_raises_lets_the_others_finish_their_shares(tmp_path, official_weights_path):
