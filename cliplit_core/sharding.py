@@ -118,16 +118,6 @@ class Ranks:
         """Every ``world``-th item from ``rank`` on (neighbours in a folder are often alike in size)."""
         return list(items[self.rank::self.world])
 
-    def total(self, *counts: int) -> tuple[int, ...]:
-        """The counts summed over all ranks (every rank gets the sums)."""
-        if self.world == 1:
-            return counts
-        import torch.distributed as dist
-
-        t = torch.tensor(counts, dtype=torch.int64, device=self.device if self.device.type == "cuda" else "cpu")
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
-        return tuple(int(v) for v in t.tolist())
-
     def wait_for_all(self) -> None:
         """A barrier: returns when every rank has called it."""
         if self.world > 1:

@@ -11,14 +11,13 @@ from __future__ import annotations
 import torch
 
 from . import comfy_env
-from ._core import core_module, tiling, validation
+from cliplit_core import validation
+from cliplit_core.engine import api, run_plan
+from cliplit_core.light import tiling
+from cliplit_core.model import CLIPLITModel
 from .comfy_env import io
 from .errors import node_errors, require_model
-from .model import CLIPLITModel
 from .sockets import CLIPLIT_MODEL
-
-api = core_module("engine.api")
-run_plan = core_module("engine.run_plan")
 
 CATEGORY = "image/enhance/CLIP-LIT"
 PRECISIONS = api.Precision.choices()  # the precision widget's choices: fp32, auto, fp16, bf16

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import functools
 
-from ._core import errors as core_errors
-from .model import CLIPLITModel
+from cliplit_core import errors as core_errors
+from cliplit_core.model import CLIPLITModel
 
 
 class CLIPLITNodeError(Exception):

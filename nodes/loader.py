@@ -5,10 +5,10 @@ import logging
 from pathlib import Path
 
 from . import comfy_env
-from ._core import core_module, weights
+from cliplit_core.model import AUTO, DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, CLIPLITModel, load_model
+from cliplit_core.weights import sources as weights
 from .comfy_env import io
 from .errors import node_errors
-from .model import AUTO, DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, CLIPLITModel
 from .sockets import CLIPLIT_MODEL
 
 log = logging.getLogger("CLIP-LIT")
@@ -16,9 +16,6 @@ log = logging.getLogger("CLIP-LIT")
 CATEGORY = "image/enhance/CLIP-LIT"
 OFFICIAL = "official (download if missing)"
 NO_PROMPT_FILE = "(none: from model file, else zero-shot)"
-
-
-ModelFileError = core_module("weights.model_files").ModelFileNotFoundError
 
 
 def _resolve(name: str, what: str) -> Path:
@@ -60,7 +57,7 @@ def load_cliplit_model(model_name: str, *, prompt_pair: str | None = None, clip_
                        clip_pretrained: str = AUTO, progress=None) -> CLIPLITModel:
     """Build the CLIPLIT_MODEL object. Raises a CLIPLITError (a clear node error) on any bad input."""
     path = official_path(progress) if model_name == OFFICIAL else _resolve(model_name, "model file")
-    model = core_module("model").load_model(
+    model = load_model(
         path, prompt_pair=None if prompt_pair in (None, "", NO_PROMPT_FILE) else prompt_pair,
         clip_model=clip_model, clip_pretrained=clip_pretrained, files=comfy_env.model_files(),
         offload_device=comfy_env.offload_device())

@@ -15,6 +15,8 @@ import pytest
 
 from cliplit_core.cli import videos as cli_videos
 from cliplit_core.cli.app import main
+from cliplit_core.engine.frames import FrameStream
+from cliplit_core.engine.run_context import RunContext
 from cliplit_core.files import video
 from cliplit_core.files.images import write_png
 from cliplit_core.files.outputs import OurFiles
@@ -118,7 +120,7 @@ def test_an_interrupted_encode_leaves_the_earlier_result_and_no_partial_file(inp
 
 
 def test_a_failed_encode_leaves_nothing(inputs, tmp_path, official_net, monkeypatch):
-    real = video._FrameEnhancer.push
+    real = FrameStream.push
     calls = []
 
     def failing(self, *a):
@@ -127,9 +129,9 @@ def test_a_failed_encode_leaves_nothing(inputs, tmp_path, official_net, monkeypa
             raise av.error.InvalidDataError(1094995529, "invalid data")
         return real(self, *a)
 
-    monkeypatch.setattr(video._FrameEnhancer, "push", failing)
+    monkeypatch.setattr(FrameStream, "push", failing)
     with pytest.raises(video.VideoError, match="v.mp4: video failed"):
-        video.enhance_video(official_net, inputs / "v.mp4", tmp_path / "o.mp4", device="cpu")
+        video.enhance_video(official_net, inputs / "v.mp4", tmp_path / "o.mp4", run=RunContext(device="cpu"))
     assert os.listdir(tmp_path) == ["in"]
 
 

@@ -4,6 +4,8 @@ from fractions import Fraction
 
 import pytest
 
+from cliplit_core.engine.options import EnhanceOptions
+from cliplit_core.engine.run_context import RunContext
 from cliplit_core.files import video
 from cliplit_core.files.video_timing import FrameTimes
 
@@ -13,6 +15,7 @@ av = pytest.importorskip("av")
 
 VFR_GAPS = (0.05, 0.15)  # what a hostile tester found turned into a uniform 0.1 s
 IRREGULAR_GAPS = (0.04, 0.2, 0.033, 0.1, 0.017, 0.3)
+CPU = RunContext(device="cpu")
 
 
 def assert_same_times(src_times, out):
@@ -38,7 +41,7 @@ def test_variable_frame_timing_is_kept(tmp_path, random_net, suffix, encoder, co
     before = video_timing(src)
     assert_same_times(times, before)  # the input really is variable-rate
     dst = tmp_path / f"out{video.output_suffix(src, codec)}"
-    assert video.enhance_video(random_net, src, dst, device="cpu", codec=codec) == 13
+    assert video.enhance_video(random_net, src, dst, run=CPU, codec=codec) == 13
     after = video_timing(dst)
     assert_same_times(before.times, after)
     # the last frame lasts as long as in the input, so the file is as long (Matroska's tick: 1 ms)
@@ -51,7 +54,7 @@ def test_variable_timing_survives_temporal_smoothing_and_keeps_the_audio(tmp_pat
     write_video(src, times, audio_seconds=2.0)
     before = video_timing(src)
     dst = tmp_path / "out.mp4"
-    assert video.enhance_video(random_net, src, dst, device="cpu", temporal_smoothing=1.5) == 21
+    assert video.enhance_video(random_net, src, dst, options=EnhanceOptions(temporal_smoothing=1.5), run=CPU) == 21
     after = video_timing(dst)
     assert_same_times(before.times, after)
     assert len(after.audio) == len(before.audio) >= 31  # 2 s of 16 kHz in 1024-sample packets
@@ -67,7 +70,7 @@ def test_constant_rate_videos_are_unchanged(tmp_path, random_net, suffix, rate, 
     write_video(src, [float(t) for t in times], audio_seconds=2.0, rate=rate, time_base=time_base)
     before = video_timing(src)
     dst = tmp_path / f"out{suffix}"
-    assert video.enhance_video(random_net, src, dst, device="cpu") == 24
+    assert video.enhance_video(random_net, src, dst, run=CPU) == 24
     after = video_timing(dst)
     assert_same_times(before.times, after)
     assert after.average_rate == before.average_rate == rate
