@@ -7,7 +7,9 @@ import os
 import signal
 import sys
 
+from ..command_line import OneLineParser as _Parser  # one-line errors, negative numbers as values
 from ..errors import CLIPLITError
+from ..wording import COMMAND_LINE
 from ..files.images import (DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, OUTPUT_FORMATS, PNG_AUTO, PngCompression,
                       list_images)
 from ..engine.precision import Precision
@@ -147,13 +149,6 @@ def _run_enhance(args) -> int:
     return enhance_files(args)
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error for a bad option (no usage block; --help has it)."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 MODULE_PROG = "python -m cliplit_core"
 
 
@@ -212,7 +207,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         with _sigterm_unwinds():
             return int(args.func(args) or 0)
     except CLIPLITError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {e.worded(COMMAND_LINE)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

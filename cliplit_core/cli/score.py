@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import CLIPLITError, ImageReadError
+from ..wording import COMMAND_LINE
 from ..files.images import list_images, read_image, write_png
 from ..validation import BATCH_SIZE, PROMPT_LENGTH, argparse_type, check_number
 from ..files.outputs import OurFiles, check_output_option, plan_outputs, prepare_output_dir
@@ -174,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except CLIPLITError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {e.worded(COMMAND_LINE)}", file=sys.stderr)
         return 2
 
 

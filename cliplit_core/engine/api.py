@@ -14,7 +14,7 @@ import torch
 
 from . import inference
 from .core import Engine, describe
-from .masks import apply_light_map, prepare_mask
+from .masks import apply_light_map, check_mask_batch, prepare_mask
 from .options import EnhanceOptions, Mode
 from .precision import Precision
 from .run_context import RunContext
@@ -40,6 +40,8 @@ def enhance(model, images: torch.Tensor, options: EnhanceOptions = EnhanceOption
     if not isinstance(options, EnhanceOptions):
         raise TypeError(f"options must be an EnhanceOptions, got {type(options).__name__}")
     images = check_images(images)
+    if options.mask is not None:  # before any work
+        check_mask_batch(options.mask, images.shape[0])
     b, c, h, w = images.shape
     engine = Engine(model, options, run, batch=b, height=h, width=w)
     chunk = engine.plan.chunk

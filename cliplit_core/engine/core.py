@@ -180,9 +180,12 @@ class Engine:
 
                 return preview_light(self.weights, rgb, device=self.device, dtype=self.dtype, tile=tile,
                                      progress=step)
-            x = rgb if tile is not None else rgb.to(self.device, non_blocking=True)
+            whole = not run_plan.tiles(*self.pass_hw, tile)
+            x = rgb.to(self.device, non_blocking=True) if whole else rgb
             light = inference.predict_light(self.weights, x, tile=tile, device=self.device, dtype=self.dtype,
-                                            progress=step)
+                                            progress=None if whole else step)
+            if whole:  # one step per image of the call
+                step(rgb.shape[0], rgb.shape[0])
             return light.to(rgb.device)
         return self._call(rgb.shape[0], attempt)
 
@@ -227,6 +230,13 @@ class Engine:
             return enhance_pixels(self.weights, pixels, tile=tile, strength=strength, device=self.device,
                                   dtype=self.dtype, bits=bits, with_light=with_light, progress=step)
         return self._call(1, attempt)
+
+    def planned_reports(self, batch: int) -> int:
+        """How many progress reports a run of ``batch`` images makes (one per call when whole images,
+        one per step when tiled or previewed)."""
+        n_calls = -(-batch // self.plan.chunk)
+        whole = not self.preview and not run_plan.tiles(*self.pass_hw, self.tile)
+        return n_calls if whole else n_calls * self.steps(self.plan.chunk)
 
     def close(self) -> None:
         """Release the converted weights (and the accelerator's cache)."""

@@ -10,6 +10,7 @@ import torch
 from .inference import resolve_tile, whole_image_bytes
 from .run_context import RunContext
 from .tile_setting import TileMode, TileSetting
+from ..docs_links import docs_url
 from ..light.tiling import TOTAL_HALO, tile_grid
 
 MAX_FREE_REQUEST = 8 << 30  # never ask the host to unload more than this: tiling is exact anyway
@@ -62,8 +63,8 @@ def small_tile_warning(tile: int, height: int, width: int) -> str | None:
         return None
     n = len(tile_grid(height, width, int(tile)))
     return (f"tile size {tile} splits each {width}x{height} image into {n} tiles, each run twice with a "
-            f"{TOTAL_HALO}-pixel border; tiles under {SMALL_TILE} px are slow (measured: docs/performance.md, "
-            f"\"Tile size in Backlit Enhance\"). Use automatic tiling unless memory is short: tiling is "
+            f"{TOTAL_HALO}-pixel border; tiles under {SMALL_TILE} px are slow (measured: "
+            f"{docs_url('performance.md', 'Tile size in Backlit Enhance')}). Use automatic tiling unless memory is short: tiling is "
             f"exact at any size.")
 
 

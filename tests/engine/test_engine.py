@@ -136,7 +136,7 @@ def test_half_precision_without_fast_support_falls_back_with_one_warning():
     (torch.zeros(1, 3, 8, 8, dtype=torch.uint8), "for 8-bit images pass x.float\\(\\) / 255"),
     (np.zeros((8, 8, 3), np.float32), "got numpy.ndarray"),
     (torch.zeros(1, 24, 32, 3), "looks like \\[B, H, W, C\\]"),
-    (torch.zeros(2, 8, 8), "C = 1, 2, 3 or 4"),
+    (torch.zeros(1, 5, 8, 8), "C = 1, 2, 3 or 4"),
 ])
 def test_bad_image_batches_get_one_clear_error(official_net, bad, message):
     with pytest.raises((TypeError, ValueError), match=message):

@@ -90,14 +90,16 @@ def test_streamed_smoothing_gives_the_node_batch_light_maps(clip, tmp_path, offi
     from nodes import enhance as node
     from nodes.loader import load_cliplit_model
 
+    from cliplit_core.engine import frames
+
     lights = []
-    real_compose = video.compose
+    real_compose = frames.compose
 
     def recording_compose(color, alpha, light, strength):
         lights.append(light.clone())
         return real_compose(color, alpha, light, strength)
 
-    monkeypatch.setattr(video, "compose", recording_compose)
+    monkeypatch.setattr(frames, "compose", recording_compose)
     assert main(["enhance", str(clip), "-o", str(tmp_path), "--weights", str(official_weights_path), "--device",
                  "cpu", "--temporal-smoothing", "2", "--video-codec", "lossless"]) == 0
     src_frames = read_clip(clip)[0]

@@ -15,7 +15,7 @@ import textwrap
 
 import pytest
 from pathlib import Path
-from tests.support.nodes_support import OFFICIAL_WEIGHTS, REPO, require
+from tests.support.nodes_support import OFFICIAL_WEIGHTS, REPO, require, shown_texts
 
 import nodes
 from nodes import comfy_env
@@ -131,14 +131,8 @@ MEASURED = re.compile(r"\d(\.\d+)?\s*(x\b|×|dB\b|%)")
 
 def test_texts_shown_in_comfyui_hold_no_measured_figures():
     """Speed and accuracy figures live in docs/performance.md (measured there), not in tooltips."""
-    for node_id, cls in nodes.NODE_CLASS_MAPPINGS.items():
-        spec = cls.INPUT_TYPES()
-        texts = {f"{node_id}.{name}": opts.get("tooltip", "") for section in ("required", "optional")
-                 for name, (_, opts) in spec.get(section, {}).items()}
-        texts[f"{node_id} description"] = cls.DESCRIPTION
-        texts.update({f"{node_id} output {i}": t for i, t in enumerate(cls.OUTPUT_TOOLTIPS)})
-        for where, text in texts.items():
-            assert not MEASURED.search(text), f"{where}: {MEASURED.search(text).group(0)!r} in {text!r}"
+    for where, text in shown_texts().items():
+        assert not MEASURED.search(text), f"{where}: {MEASURED.search(text).group(0)!r} in {text!r}"
 
 
 # ----------------------------------------------------------------------------- ComfyUI code path
