@@ -204,7 +204,8 @@ def _sigterm_unwinds():
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        if signal.getsignal(signal.SIGTERM) is _raise_terminated:  # else the command set its own (sharding)
+            signal.signal(signal.SIGTERM, old)
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:

@@ -12,13 +12,15 @@ from pathlib import Path
 from typing import Callable, NamedTuple
 
 from ..errors import CLIPLITError
-from .atomic import Staging
 from ..engine.frames import FrameStream
 from ..engine.options import EnhanceOptions
 from ..engine.run_context import RunContext
+from .atomic import write_together
+from .video_timing import FrameTimes
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 KEPT_CONTAINERS = (".mp4", ".mov", ".mkv")  # written in the input's container; others become .mp4
+DECODE_ORDER_DURATIONS = ("mp4", "mov")  # muxers that store each frame's duration in decoding order
 
 
 class VideoCodec(NamedTuple):
@@ -70,62 +72,64 @@ def enhance_video(model, src: Path, dst: Path, *, options: EnhanceOptions = Enha
     """Enhance every frame of ``src`` into ``dst`` (written atomically) as ``options`` say (strength,
     mode, precision, tile, temporal smoothing; the frames run in the engine: engine/frames.py);
     returns the frame count. ``progress(frames_done, frames_total_or_None)`` after each frame;
-    ``record`` notes the finished file before it is renamed into place (atomic.write_together)."""
+    ``record`` (the output manifest's) lists the result as ours before it is renamed into place."""
     av = _av()
     spec = VIDEO_CODECS[codec]
     try:
         inp = av.open(str(src))
     except av.FFmpegError as e:
         raise VideoError(f"{src}: cannot read video ({e})") from None
-    staged = Staging()  # the temporary file, recorded so that only it is ever removed
     try:
         with inp:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            tmp = staged.add(dst)
             if not inp.streams.video:
                 raise VideoError(f"{src}: no video stream")
             vin = inp.streams.video[0]
             rotation, width, height = _first_frame(av, src)
             total = vin.frames or None
-            with av.open(str(tmp), "w") as out:
-                vout = out.add_stream(spec.encoder, rate=vin.average_rate or vin.guessed_rate or 25)
-                vout.width, vout.height = width, height
-                odd = width % 2 or height % 2
-                vout.pix_fmt = "yuv444p" if odd and spec.pix_fmt == "yuv420p" else spec.pix_fmt
-                vout.time_base = vin.time_base
-                if spec.default_crf is not None:
-                    vout.options = {"crf": str(spec.default_crf if crf is None else crf)}
-                if rotation:
-                    vout.set_display_rotation(rotation)
-                audio = {a.index: out.add_stream_from_template(a) for a in inp.streams.audio}
-                frames = FrameStream(model, options, run, height=height, width=width)
-                written = 0
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            end = vin.duration + (vin.start_time or 0) if vin.duration else None
+            times = FrameTimes(vin.time_base, vin.average_rate or vin.guessed_rate, end)
+            written = 0
 
-                def encode(done):
-                    nonlocal written
-                    for pixels, (pts, time_base) in done:
-                        f = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-                        f.pts, f.time_base = pts, time_base
-                        out.mux(vout.encode(f))
-                        written += 1
-                        if progress is not None:
-                            progress(written, total)
+            def write(tmp: Path) -> None:  # fills the temporary file; write_together renames it
+                nonlocal written
+                with av.open(str(tmp), "w") as out:
+                    # the encoder in the input's time base, not 1 / rate: each frame keeps its own pts
+                    vout = out.add_stream(spec.encoder, rate=times.rate, time_base=times.time_base)
+                    vout.width, vout.height = width, height
+                    odd = width % 2 or height % 2
+                    vout.pix_fmt = "yuv444p" if odd and spec.pix_fmt == "yuv420p" else spec.pix_fmt
+                    if spec.default_crf is not None:
+                        vout.options = {"crf": str(spec.default_crf if crf is None else crf)}
+                    if rotation:
+                        vout.set_display_rotation(rotation)
+                    audio = {a.index: out.add_stream_from_template(a) for a in inp.streams.audio}
+                    frames = FrameStream(model, options, run, height=height, width=width)
 
-                for packet in inp.demux(vin, *inp.streams.audio):
-                    if packet.stream.index in audio:
-                        if packet.dts is not None:
-                            packet.stream = audio[packet.stream.index]
-                            out.mux(packet)
-                        continue
-                    for frame in packet.decode():
-                        encode(frames.push(frame.to_ndarray(format="rgb24"), (frame.pts, frame.time_base)))
-                encode(frames.finish())
-                out.mux(vout.encode(None))
-        staged.commit(record)
+                    def encode(done):
+                        nonlocal written
+                        for pixels, (pts, time_base) in done:
+                            f = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+                            f.pts, f.time_base = pts, time_base
+                            out.mux(times.timed(vout.encode(f)))
+                            written += 1
+                            if progress is not None:
+                                progress(written, total)
+
+                    for packet in inp.demux(vin, *inp.streams.audio):
+                        if packet.stream.index in audio:
+                            if packet.dts is not None:
+                                packet.stream = audio[packet.stream.index]
+                                out.mux(packet)
+                            continue
+                        for frame in packet.decode():
+                            pts = times.pts(frame.pts, frame.time_base, frame.duration)
+                            encode(frames.push(frame.to_ndarray(format="rgb24"), (pts, times.time_base)))
+                    times.finish()
+                    encode(frames.finish())
+                    decode_order = out.format.name in DECODE_ORDER_DURATIONS
+                    out.mux(times.timed(vout.encode(None), last=True, decode_order=decode_order))
+            write_together([(dst, write)], record=record)
         return written
     except av.FFmpegError as e:
         raise VideoError(f"{src}: video failed ({e})") from None
-    except OSError as e:  # e.g. the temporary file cannot be created
-        raise VideoError(f"{src}: cannot write {dst} ({e.strerror or e})") from None
-    finally:
-        staged.discard()
