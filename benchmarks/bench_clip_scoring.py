@@ -13,8 +13,8 @@ in the same process, checks they agree, and prints the speed-up as a ratio:
 Weights are random (``pretrained='none'``): only the shapes matter for timing, and
 nothing is downloaded. ``--tiny`` swaps in tiny configs for a quick smoke run.
 
-    python benchmarks/bench_clip_scoring.py                     # cuda if available, else cpu
-    python benchmarks/bench_clip_scoring.py --device cpu --batch 4 --repeats 2
+    python -m benchmarks.bench_clip_scoring                     # cuda if available, else cpu
+    python -m benchmarks.bench_clip_scoring --device cpu --batch 4 --repeats 2
 
 Measured (random weights, float32), per-image loop ms / batched ms = ratio:
 
@@ -42,7 +42,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cliplit_core.clip.backbone import RandomWeightsWarning, build_backbone  # noqa: E402
 from cliplit_core.clip.preprocess import CLIP_MEAN, CLIP_STD  # noqa: E402

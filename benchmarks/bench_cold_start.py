@@ -13,9 +13,9 @@ each (imports, weights, reading, the network's first call, the PNG write, then
 ``--warm`` further calls of the network alone: the in-process figures), and the PNG
 write of the exact result at zlib level 6 (Pillow's default) against ours::
 
-    python benchmarks/bench_cold_start.py                  # 3 rounds on the 3.1 MP backlit photo
-    python benchmarks/bench_cold_start.py --rounds 5 --json cold.json
-    python benchmarks/bench_cold_start.py --threads 1     # CPU seconds that a busy machine barely moves
+    python -m benchmarks.bench_cold_start                  # 3 rounds on the 3.1 MP backlit photo
+    python -m benchmarks.bench_cold_start --rounds 5 --json cold.json
+    python -m benchmarks.bench_cold_start --threads 1     # CPU seconds that a busy machine barely moves
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+from tests.support.data import SHARED_DATA as DATA  # noqa: E402  (CLIPLIT_SHARED_DATA or ../shared/data)
 PHOTO = DATA / "backlit" / "pexels-daniel-torobekov-5320051.jpg"
 WEIGHTS = DATA / "official_weights" / "enhancement_model.pth"
 

@@ -2,8 +2,8 @@
 """Half precision vs float32, photo by photo: share of pixels within 1/255, worst level, light-map
 error and time, whole image and tiled (all on one device, default the CPU)::
 
-    python benchmarks/bench_dtype_fidelity.py                       # bfloat16, ../shared/data/backlit
-    python benchmarks/bench_dtype_fidelity.py --dtype float16 --device cuda
+    python -m benchmarks.bench_dtype_fidelity                       # bfloat16, ../shared/data/backlit
+    python -m benchmarks.bench_dtype_fidelity --dtype float16 --device cuda
 """
 from __future__ import annotations
 
@@ -15,14 +15,13 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from cliplit_core.weights.checkpoint import load_network  # noqa: E402
 from cliplit_core.files.images import IMAGE_EXTENSIONS, read_image  # noqa: E402
 from cliplit_core.engine.inference import enhance  # noqa: E402
 from cliplit_core.engine.precision import compute_dtype  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data"
+from tests.support.data import SHARED_DATA as DATA  # noqa: E402  (CLIPLIT_SHARED_DATA or ../shared/data)
 
 
 def within(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("CLIPLIT_SHARED_DATA") or ROOT.parent / "shared" / "data")
+from tests.support.data import REPO as ROOT
+from tests.support.data import SHARED_DATA as DATA  # CLIPLIT_SHARED_DATA or ../shared/data
 WEIGHTS = DATA / "official_weights" / "enhancement_model.pth"
 
 

@@ -10,8 +10,8 @@ reported, with the load average (``uptime``) before each run: other jobs on the 
 seconds longer, the ratio within one run is the figure. Every variant's files are checked to be
 the same bytes as the sequential run's (``--fast`` and exact separately).
 
-    python benchmarks/bench_folder_throughput.py                          # small: 6 photos as they are
-    python benchmarks/bench_folder_throughput.py --photos 12 --megapixels 3 --modes fast,exact --rounds 3
+    python -m benchmarks.bench_folder_throughput                          # small: 6 photos as they are
+    python -m benchmarks.bench_folder_throughput --photos 12 --megapixels 3 --modes fast,exact --rounds 3
 
 ``--torch-threads 1`` adds both variants with torch's intra-op threads set to 1 (``OMP_NUM_THREADS=1``),
 to see whether the reader and writer threads compete with the network's threads.
@@ -26,7 +26,7 @@ run from a temporary folder with the same Python): the "code of today" an issue 
 may differ in bytes (other PNG settings), so for it the benchmark reports the largest pixel
 difference to the sequential run's images instead of requiring the same bytes::
 
-    python benchmarks/bench_folder_throughput.py --photos 12 --megapixels 3 --rounds 3 --baseline cfdd949^
+    python -m benchmarks.bench_folder_throughput --photos 12 --megapixels 3 --rounds 3 --baseline cfdd949^
 
 ``--stages`` (issue 13) adds, after the whole-process table, the two stages of a folder run alone
 and the run end to end, per mode, each in a child process of its own with torch imported, the
@@ -45,7 +45,7 @@ end-to-end files are checked to be the same bytes as the whole-process runs'. Wi
 "io_one_encoder_s", "encoders", "encoders_gain"}}}`` instead of the list of rows (``io_one_encoder_s``:
 I/O alone with one encode thread, the baseline of the encode stage); ``benchmarks/gpu_verdict.py --folder`` judges it::
 
-    python benchmarks/bench_folder_throughput.py --photos 12 --megapixels 3 --modes fast,exact --stages
+    python -m benchmarks.bench_folder_throughput --photos 12 --megapixels 3 --modes fast,exact --stages
 """
 from __future__ import annotations
 
@@ -60,8 +60,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_env import DATA, ROOT, WEIGHTS, load
-from gpu_verdict import FOLDER_GOAL, folder_goal
+from benchmarks.bench_env import DATA, ROOT, WEIGHTS, load
+from benchmarks.gpu_verdict import FOLDER_GOAL, folder_goal
 
 
 def make_folder(folder: Path, photos: int, megapixels: float, source: Path) -> float:
@@ -142,7 +142,7 @@ def run_once(folder: Path, out: Path, weights: Path, extra: list[str], env_extra
 
 STAGE_NAMES = {"io": "I/O alone (identity network)", "network": "network alone", "end_to_end": "end to end"}
 # the child: this module imported from the benchmarks folder, one stage measured, its figures written to a file
-STAGE_CHILD = ["-c", "import sys, bench_folder_throughput as b; b.stage_child(sys.argv[1])"]
+STAGE_CHILD = ["-c", "import sys; from benchmarks import bench_folder_throughput as b; b.stage_child(sys.argv[1])"]
 
 
 def command_argv(spec: dict, out: str, folder: str | None = None) -> list[str]:

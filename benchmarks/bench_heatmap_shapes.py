@@ -9,8 +9,8 @@ CLIP is ViT-B-32 with random weights (``--clip-pretrained none``: only the shape
 matter for timing, nothing is downloaded), with a random prompt pair of 16
 tokens; ``--tiny`` uses a tiny config instead (a quick smoke run).
 
-    python benchmarks/bench_heatmap_shapes.py --repeats 3
-    python benchmarks/bench_heatmap_shapes.py --tiny --repeats 1
+    python -m benchmarks.bench_heatmap_shapes --repeats 3
+    python -m benchmarks.bench_heatmap_shapes --tiny --repeats 1
 
 ``--baseline-repo DIR`` also times the same commands with the code in DIR (another
 checkout, e.g. ``git archive 022b383 | tar -x -C /tmp/cliplit_before``), so that
@@ -33,7 +33,6 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from cliplit_core.clip.heatmap import heatmap_grid  # noqa: E402
 

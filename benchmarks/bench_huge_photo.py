@@ -9,10 +9,10 @@ torch, the model, the image) and seconds per megapixel. A whole-image run of the
 another checkout, in the same run, and the two results are compared pixel by pixel::
 
     git worktree add /tmp/cliplit_before 022b383          # e.g. the commit before a change
-    python benchmarks/bench_huge_photo.py --megapixels 24 --baseline-repo /tmp/cliplit_before
+    python -m benchmarks.bench_huge_photo --megapixels 24 --baseline-repo /tmp/cliplit_before
 
 The last lines judge the goals for huge photos: peak <= 3 GB, s/MP within 20 % of the whole-image
-run (``python benchmarks/bench_huge_photo.py --megapixels 100``, about 10 minutes on an idle CPU).
+run (``python -m benchmarks.bench_huge_photo --megapixels 100``, about 10 minutes on an idle CPU).
 """
 from __future__ import annotations
 
@@ -24,10 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from procmem import rss_kib
+from benchmarks.procmem import rss_kib
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+from tests.support.data import SHARED_DATA as DATA  # noqa: E402  (CLIPLIT_SHARED_DATA or ../shared/data)
 PHOTO = DATA / "backlit" / "110_51093502029_o.jpg"
 WEIGHTS = DATA / "official_weights" / "enhancement_model.pth"
 PEAK_GOAL_GB = 3.0  # whole-process peak of a 100 MP photo with automatic settings
@@ -46,9 +46,9 @@ def child(args) -> None:
 
 
 def run(repo: str, photo: Path, out: Path, args, extra: list[str]) -> dict:
-    cmd = [sys.executable, __file__, "--child", "--repo", repo, "--photo", str(photo), "--out", str(out),
+    cmd = [sys.executable, "-m", __spec__.name, "--child", "--repo", repo, "--photo", str(photo), "--out", str(out),
            "--weights", str(args.weights), "--extra", json.dumps(extra)]
-    p = subprocess.run(cmd, capture_output=True, text=True)
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     line = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
     if p.returncode or not line:
         raise SystemExit(f"child failed ({repo}):\n{p.stderr[-2000:]}")

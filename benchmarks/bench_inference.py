@@ -7,13 +7,13 @@ float32, NCHW, whole image, torch.no_grad) computed in the same run.
 CPU (each method runs in its own child process, so its peak resident memory is its own;
 rounds are interleaved across methods, times are medians)::
 
-    python benchmarks/bench_inference.py --device cpu            # the 3.1 MP photo
-    python benchmarks/bench_inference.py --device cpu --sizes 0.05 --rounds 1   # smoke test
+    python -m benchmarks.bench_inference --device cpu            # the 3.1 MP photo
+    python -m benchmarks.bench_inference --device cpu --sizes 0.05 --rounds 1   # smoke test
 
 GPU (one process; peak = torch.cuda.max_memory_allocated above what was allocated
 before the call; a few minutes on an H100)::
 
-    python benchmarks/bench_inference.py --device cuda
+    python -m benchmarks.bench_inference --device cuda
 
 Fidelity columns: ``dL`` = max |light map - reference light map|; ``dE`` = max |enhanced
 image - reference| (0..1 scale); ``<=1/255`` = percentage of pixels whose three channels
@@ -40,11 +40,9 @@ import torch
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from authors_formulation import authors_enhance, load_authors_net  # noqa: E402
-from procmem import rss_kib  # noqa: E402
+from benchmarks.authors_formulation import authors_enhance, load_authors_net  # noqa: E402
+from benchmarks.procmem import rss_kib  # noqa: E402
 
 from cliplit_core.light import fastnet  # noqa: E402
 from cliplit_core.weights.checkpoint import load_network  # noqa: E402
@@ -55,6 +53,9 @@ from cliplit_core.engine.precision import compute_dtype  # noqa: E402
 GIB = 1024 ** 3
 
 
+from tests.support.data import SHARED_DATA  # noqa: E402
+
+
 def _first_existing(paths):
     for p in paths:
         if Path(p).is_file():
@@ -63,9 +64,9 @@ def _first_existing(paths):
 
 
 DEFAULT_WEIGHTS = _first_existing([ROOT / ".devdata" / "enhancement_model.pth",
-                                   ROOT.parent / "shared" / "data" / "official_weights" / "enhancement_model.pth"])
+                                   SHARED_DATA / "official_weights" / "enhancement_model.pth"])
 DEFAULT_IMAGE = _first_existing([ROOT / ".devdata" / "110_51093502029_o.jpg",
-                                 ROOT.parent / "shared" / "data" / "backlit" / "110_51093502029_o.jpg"])
+                                 SHARED_DATA / "backlit" / "110_51093502029_o.jpg"])
 
 
 def load_photo(path: str, mp: float | None, device="cpu") -> torch.Tensor:
@@ -182,11 +183,11 @@ def cpu_main(args) -> None:
         for r in range(args.rounds):
             for m in methods:
                 out = os.path.join(tmp, f"m{methods.index(m)}") if r == 0 else ""
-                cmd = [sys.executable, __file__, "--child", m, "--size", size, "--weights", args.weights,
+                cmd = [sys.executable, "-m", __spec__.name, "--child", m, "--size", size, "--weights", args.weights,
                        "--image", args.image, "--inner", str(args.inner)] + (["--out", out] if out else [])
                 if args.threads:
                     cmd += ["--threads", str(args.threads)]
-                p = subprocess.run(cmd, capture_output=True, text=True)
+                p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
                 line = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
                 if p.returncode or not line:
                     res[m].append({"error": (p.stderr.strip().splitlines() or ["?"])[-1]})
@@ -549,11 +550,11 @@ def gpu_main(args) -> None:
     compile_rows = []
     if args.compile_timeout > 0:
         torch.cuda.empty_cache()
-        cmd = [sys.executable, __file__, "--compile-child", "--weights", args.weights, "--image", args.image,
+        cmd = [sys.executable, "-m", __spec__.name, "--compile-child", "--weights", args.weights, "--image", args.image,
                "--sizes", args.sizes.split(",")[0]] + (["--gpu-dry-run"] if args.gpu_dry_run else [])
         print(f"\n# torch.compile child (limit {args.compile_timeout} s)", flush=True)
         try:
-            p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.compile_timeout)
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.compile_timeout, cwd=ROOT)
             print(p.stdout[-4000:])
             if p.returncode:
                 print("compile child failed:", p.stderr[-2000:])
@@ -566,7 +567,7 @@ def gpu_main(args) -> None:
 
     print("\n\n# SUMMARY")
     print(f"device: {torch.cuda.get_device_name(dev)}; torch {torch.__version__}; command: "
-          f"python benchmarks/bench_inference.py {' '.join(sys.argv[1:])}")
+          f"python -m benchmarks.bench_inference {' '.join(sys.argv[1:])}")
     print_table([r for r in all_rows if r not in mem_rows], "throughput (image on GPU)")
     print_table(mem_rows, "bounded memory (image on CPU; * = fidelity vs our strict fp32 tiled result)")
     print(f"[total {time.time() - t_start:.0f} s]")

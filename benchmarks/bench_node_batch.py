@@ -6,9 +6,9 @@ Each run is a child process that builds the batch, then calls the node's ``enhan
 (plain, and with temporal smoothing) and reports its peak RSS above the RSS it had with the
 input in memory. The output batch itself (1 unit) and its light maps (1/3) cannot be avoided::
 
-    python benchmarks/bench_node_batch.py
+    python -m benchmarks.bench_node_batch
     git worktree add /tmp/cliplit_before 430c7b2          # e.g. the commit before a change
-    python benchmarks/bench_node_batch.py --baseline-repo /tmp/cliplit_before
+    python -m benchmarks.bench_node_batch --baseline-repo /tmp/cliplit_before
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from procmem import rss_kib
+from benchmarks.procmem import rss_kib
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,9 +48,9 @@ def child(args) -> None:
 
 
 def run(repo: str, args, temporal: float) -> dict:
-    cmd = [sys.executable, __file__, "--child", "--repo", repo, "--frames", str(args.frames), "--height",
+    cmd = [sys.executable, "-m", __spec__.name, "--child", "--repo", repo, "--frames", str(args.frames), "--height",
            str(args.height), "--width", str(args.width), "--tile", str(args.tile), "--temporal", str(temporal)]
-    p = subprocess.run(cmd, capture_output=True, text=True)
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     line = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
     if p.returncode or not line:
         raise SystemExit(f"child failed ({repo}):\n{p.stderr[-2000:]}")

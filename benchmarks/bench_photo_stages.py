@@ -7,8 +7,8 @@ exact, in the precisions asked for) and of writing the 8-bit PNG at the default 
 the mean of ``--rounds`` after one warm-up. The share of the files' work in the sum bounds what
 overlapping them with the network (``--jobs``) can gain::
 
-    python benchmarks/bench_photo_stages.py                 # preview in the automatic precision
-    python benchmarks/bench_photo_stages.py --precisions fp32,bf16 --exact
+    python -m benchmarks.bench_photo_stages                 # preview in the automatic precision
+    python -m benchmarks.bench_photo_stages --precisions fp32,bf16 --exact
 """
 from __future__ import annotations
 
@@ -18,9 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_env import DATA, ROOT, WEIGHTS, load
+from benchmarks.bench_env import DATA, ROOT, WEIGHTS, load
 
-sys.path.insert(0, str(ROOT))
 
 
 def timed(fn, rounds: int):

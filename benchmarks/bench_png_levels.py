@@ -7,7 +7,7 @@ thread: zlib), against level 4 (ComfyUI's SaveImage level) in the same run. The 
 are checked to be the same with every setting. ``--images`` runs ``auto`` against level 4 on
 several images (all the backlit photos' enhanced results and the well-lit images by default).
 
-    python benchmarks/bench_png_levels.py
+    python -m benchmarks.bench_png_levels
 """
 from __future__ import annotations
 
@@ -19,8 +19,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-DATA = Path(os.environ.get("CLIPLIT_SHARED_DATA") or ROOT.parent / "shared" / "data")
+from tests.support.data import SHARED_DATA as DATA  # noqa: E402  (CLIPLIT_SHARED_DATA or ../shared/data)
 IMAGE = DATA / "reference_full" / "110_51093502029_o.png"
 
 

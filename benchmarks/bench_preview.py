@@ -6,8 +6,8 @@ image) is the reference; the preview is computed at each ``--scales`` factor and
 PSNR (enhanced images in 0..1, all channels) printed. The speed-up is measured on
 the 3.1 MP photo with interleaved rounds (medians)::
 
-    python benchmarks/bench_preview.py                 # default scale + 2, 3, 4 for the trade-off
-    python benchmarks/bench_preview.py --scales 4 --rounds 5
+    python -m benchmarks.bench_preview                 # default scale + 2, 3, 4 for the trade-off
+    python -m benchmarks.bench_preview --scales 4 --rounds 5
 """
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from cliplit_core.engine import preview  # noqa: E402
 from cliplit_core.weights.checkpoint import load_network  # noqa: E402
@@ -29,7 +28,7 @@ from cliplit_core.files.images import read_image  # noqa: E402
 from cliplit_core.engine.inference import enhance  # noqa: E402
 from cliplit_core.engine.precision import Precision  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data"
+from tests.support.data import SHARED_DATA as DATA  # noqa: E402  (CLIPLIT_SHARED_DATA or ../shared/data)
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:

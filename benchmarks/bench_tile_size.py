@@ -3,8 +3,8 @@
 ``enhance_batch`` on one image per tile size, as a ratio to automatic tiling (0) in the
 same run (random network weights: only the shapes matter for timing)::
 
-    python benchmarks/bench_tile_size.py                      # 512 x 512, tiles 64 128 256
-    python benchmarks/bench_tile_size.py --size 1024 --tiles 128 256 512
+    python -m benchmarks.bench_tile_size                      # 512 x 512, tiles 64 128 256
+    python -m benchmarks.bench_tile_size --size 1024 --tiles 128 256 512
 """
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from cliplit_core.light import tiling  # noqa: E402
 from cliplit_core.light.network import CLIPLITNet  # noqa: E402

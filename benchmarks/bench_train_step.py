@@ -15,8 +15,8 @@ not depend on them) and compute the same loss, ``320 L_clip + 0.9 * 25 L_identit
   autocast) and channels_last for the ResNet where they help.
 
 Prints milliseconds per step, images per second and the ratio authors / ours.
-GPU: ``python benchmarks/bench_train_step.py`` (batch 8 at 512, the authors' setting).
-CPU smoke test: ``python benchmarks/bench_train_step.py --device cpu --image-size 128 --batch 2 --iters 1``.
+GPU: ``python -m benchmarks.bench_train_step`` (batch 8 at 512, the authors' setting).
+CPU smoke test: ``python -m benchmarks.bench_train_step --device cpu --image-size 128 --batch 2 --iters 1``.
 """
 from __future__ import annotations
 
@@ -31,7 +31,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cliplit_core.clip.preprocess import CLIP_MEAN, CLIP_STD  # noqa: E402
 from cliplit_core.clip.losses import CLIP_LOSS_SCALE, ENHANCEMENT_ALPHAS, ENHANCEMENT_IDENTITY_WEIGHT, \

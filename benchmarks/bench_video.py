@@ -9,8 +9,8 @@ imported and the weights loaded before the clock starts), and the whole child pr
 are printed beside it. The load average (``uptime``) before each run is printed too: other jobs
 on the machine make the seconds longer, the ratios within one run are the figures.
 
-    python benchmarks/bench_video.py                                # 640x360, 12 frames
-    python benchmarks/bench_video.py --size 1280x720 --frames 48 --modes io,fast,exact
+    python -m benchmarks.bench_video                                # 640x360, 12 frames
+    python -m benchmarks.bench_video --size 1280x720 --frames 48 --modes io,fast,exact
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_env import ROOT, WEIGHTS, load
+from benchmarks.bench_env import ROOT, WEIGHTS, load
 
 
 def write_clip(path: Path, width: int, height: int, frames: int, fps: int = 24) -> None:
@@ -75,7 +75,6 @@ def child(mode: str, src: Path, dst: Path, weights: Path, device: str = "cpu") -
         t1 = time.perf_counter()
         n = io_only(src, dst)
     else:
-        sys.path.insert(0, str(ROOT))
         from cliplit_core.weights.checkpoint import load_network
         from cliplit_core.files.video import enhance_video
 
@@ -117,9 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         for mode in modes:
             before = load()
             t = time.perf_counter()
-            p = subprocess.run([sys.executable, __file__, "--weights", str(args.weights), "--device", args.device,
+            p = subprocess.run([sys.executable, "-m", __spec__.name, "--weights", str(args.weights), "--device", args.device,
                                 "--child", mode, str(clip), str(Path(tmp) / f"out_{mode}.mp4")],
-                               capture_output=True, text=True)
+                               capture_output=True, text=True, cwd=ROOT)
             whole = time.perf_counter() - t
             line = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")]
             if p.returncode or not line:

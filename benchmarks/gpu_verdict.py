@@ -2,8 +2,8 @@
 """Read the JSON of ``bench_inference.py --device cuda`` and judge issue 5's GPU goals; with
 ``--folder``, also the JSON of ``bench_folder_throughput.py --stages`` and issue 13's folder goal.
 
-    python benchmarks/gpu_verdict.py gpu.json
-    python benchmarks/gpu_verdict.py --folder folder.json          # the folder goal alone
+    python -m benchmarks.gpu_verdict gpu.json
+    python -m benchmarks.gpu_verdict --folder folder.json          # the folder goal alone
 
 1. **Throughput**: at each size of the throughput section, the fastest variant of ours that
    enhances whole images (light map *and* division) with at least 99.9 % of pixels within 1/255

@@ -11,8 +11,8 @@ Twenty images from the shared test data, none of them in the set the preview was
 
 Then::
 
-    python benchmarks/preview_extra_set.py /tmp/preview_extra
-    python benchmarks/bench_preview.py --photos /tmp/preview_extra --rounds 0 --scales 4,2
+    python -m benchmarks.preview_extra_set /tmp/preview_extra
+    python -m benchmarks.bench_preview --photos /tmp/preview_extra --rounds 0 --scales 4,2
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from tests.support.data import SHARED_DATA as DATA  # noqa: E402  (CLIPLIT_SHARED_DATA or ../shared/data)
 
 
 def to_image(a: np.ndarray) -> Image.Image:

@@ -62,19 +62,19 @@ if ! python -c "import open_clip" 2>/dev/null && ls .whl/*.whl > /dev/null 2>&1;
 fi
 [ -d .devdata/shared/data ] && export CLIPLIT_SHARED_DATA="$PWD/.devdata/shared/data"
 
-TAIL=80 step 330 bench_inference python benchmarks/bench_inference.py "${BENCH[@]}" --json "$OUT/gpu.json"
-TAIL=30 step 20 verdict python benchmarks/gpu_verdict.py "$OUT/gpu.json"
+TAIL=80 step 330 bench_inference python -m benchmarks.bench_inference "${BENCH[@]}" --json "$OUT/gpu.json"
+TAIL=30 step 20 verdict python -m benchmarks.gpu_verdict "$OUT/gpu.json"
 if [ -z "${GPU_CHECK_DRY_RUN:-}" ] && [ -d .devdata/shared/data/backlit ]; then
-    TAIL=12 step 60 fp16_photos python benchmarks/bench_dtype_fidelity.py --dtype float16 --device cuda \
+    TAIL=12 step 60 fp16_photos python -m benchmarks.bench_dtype_fidelity --dtype float16 --device cuda \
         --photos .devdata/shared/data/backlit --weights .devdata/enhancement_model.pth --tile 1024
 fi
 if python -c "import pytest" 2>/dev/null; then
-    step 120 tests python -m pytest -q -x -p no:cacheprovider tests/test_parity.py tests/test_speed_paths.py \
-        tests/test_tiling.py tests/test_nodes_enhance.py
+    step 120 tests python -m pytest -q -x -p no:cacheprovider tests/engine/test_parity.py tests/light/test_speed_paths.py \
+        tests/light/test_tiling.py tests/nodes/test_nodes_enhance.py
 fi
-step 90 bench_train_step python benchmarks/bench_train_step.py "${TRAIN[@]}" --json "$OUT/train_step.json"
+step 90 bench_train_step python -m benchmarks.bench_train_step "${TRAIN[@]}" --json "$OUT/train_step.json"
 rm -f "$OUT/folder.json"  # the verdict judges this run's figures or none
-TAIL=20 step 180 bench_folder python benchmarks/bench_folder_throughput.py "${FOLDER[@]}" --json "$OUT/folder.json"
-TAIL=10 step 20 folder_verdict python benchmarks/gpu_verdict.py --folder "$OUT/folder.json"
-TAIL=10 step 60 bench_video python benchmarks/bench_video.py "${VIDEO[@]}" --json "$OUT/video.json"
+TAIL=20 step 180 bench_folder python -m benchmarks.bench_folder_throughput "${FOLDER[@]}" --json "$OUT/folder.json"
+TAIL=10 step 20 folder_verdict python -m benchmarks.gpu_verdict --folder "$OUT/folder.json"
+TAIL=10 step 60 bench_video python -m benchmarks.bench_video "${VIDEO[@]}" --json "$OUT/video.json"
 echo "=== all done at $((SECONDS - T0)) s"

@@ -8,7 +8,7 @@ or pick them in the template browser under the pack's name).
                                 with the backlit heatmap. Needs CLIP weights too.
 
 Widget order and defaults come from the nodes' own INPUT_TYPES, so the files stay
-in step with the code; tests/test_nodes_workflows.py checks that they are current
+in step with the code; tests/nodes/test_nodes_workflows.py checks that they are current
 and laid out readably (left to right, margins, no link across a node). The
 thumbnails beside them (NAME.jpg) are screenshots made by
 ``tools/browser_smoke.py --thumbnails``.

@@ -1,0 +1,1 @@
+"""Helpers shared by the tests (and some benchmarks): paths, fixtures, fakes, image files."""
