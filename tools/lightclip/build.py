@@ -32,7 +32,7 @@ from .dataset import make_split
 CONFIG_NAME = "light_clip.json"
 WEIGHTS_NAME = "light_clip.safetensors"
 RECORD_NAME = "light_clip_build.json"
-THREADS = 2
+THREADS = 1
 IMAGE_SIZE = 32
 MODEL_CONFIG = {
     "embed_dim": 64,
@@ -45,13 +45,14 @@ MODEL_CONFIG = {
 @dataclass(frozen=True)
 class BuildSize:
     scenes: int  # training scenes, each under every condition
+    crops: int  # crops of each photo besides the whole photo
     steps: int
     batch: int
 
 
 SIZES = {
-    "ci": BuildSize(scenes=300, steps=300, batch=64),
-    "full": BuildSize(scenes=1500, steps=1500, batch=64),
+    "ci": BuildSize(scenes=300, crops=1, steps=300, batch=64),
+    "full": BuildSize(scenes=1500, crops=1, steps=1500, batch=64),
 }
 # what the weights depend on besides the seed and the size: this package and the core code it runs
 RECIPE_FILES = [Path(__file__).with_name(f"{name}.py")
@@ -114,7 +115,7 @@ def build(folder: str | Path, seed: int, spec: BuildSize, log=None) -> LightClip
     torch.set_num_threads(THREADS)
     try:
         start = time.perf_counter()
-        data = make_split(seed, "train", spec.scenes, IMAGE_SIZE)
+        data = make_split(seed, "train", spec.scenes, IMAGE_SIZE, spec.crops)
         made = time.perf_counter() - start
         texts, owners = all_captions()
         model = new_model(seed)

@@ -2,9 +2,10 @@
 
 Each step takes a batch of labelled images (horizontally flipped at random) and every
 caption of :mod:`.captions`. Many images share a condition and every condition has
-several captions, so the loss is CLIP's symmetric cross-entropy with several positives:
-an image's target is spread evenly over its condition's captions, a caption's over the
-batch's images of its condition.
+several captions, so the loss is CLIP's symmetric cross-entropy with several weighted
+positives: an image's target is its condition weights, each spread evenly over that
+condition's captions; a caption's target is the batch's images, weighted by how much
+each is of the caption's condition.
 
 The logits use the fixed scale our scores use (``cliplit_core.clip.scores.LOGIT_SCALE``,
 100), not a learned one, and the targets are smoothed (:attr:`Schedule.label_smoothing`):
@@ -37,20 +38,23 @@ class Schedule:
 
 
 def multi_positive_loss(logits: torch.Tensor, positives: torch.Tensor, smoothing: float) -> torch.Tensor:
-    """Cross-entropy of each row of ``logits`` against its positives (``positives`` [R, C] of 0/1),
-    spread evenly, with ``smoothing`` of the mass on every column; rows without a positive are skipped."""
-    count = positives.sum(1, keepdim=True)
-    rows = count[:, 0] > 0
-    target = (1 - smoothing) * positives / count.clamp_min(1) + smoothing / logits.shape[1]
+    """Cross-entropy of each row of ``logits`` against its positives (``positives`` [R, C], weights
+    >= 0) normalised to sum 1, with ``smoothing`` of the mass on every column; rows without a
+    positive are skipped."""
+    total = positives.sum(1, keepdim=True)
+    rows = total[:, 0] > 0
+    target = (1 - smoothing) * positives / total.clamp_min(1e-12) + smoothing / logits.shape[1]
     loss = -(target * logits.log_softmax(dim=1)).sum(1)
     return loss[rows].mean()
 
 
 def symmetric_loss(image_features: torch.Tensor, text_features: torch.Tensor, labels: torch.Tensor,
                    owners: torch.Tensor, smoothing: float) -> torch.Tensor:
-    """The mean of the image-to-caption and caption-to-image losses (features L2-normalised)."""
+    """The mean of the image-to-caption and caption-to-image losses (features L2-normalised).
+    ``labels``: [B, conditions] weights; ``owners``: [K] the condition of each caption."""
     logits = LOGIT_SCALE * image_features @ text_features.T  # [B, K]
-    positives = (labels[:, None] == owners[None, :]).float()
+    captions_per_condition = torch.bincount(owners, minlength=labels.shape[1]).to(labels.dtype)
+    positives = labels[:, owners] / captions_per_condition[owners]  # [B, K]: each row sums to 1
     return 0.5 * (multi_positive_loss(logits, positives, smoothing)
                   + multi_positive_loss(logits.T, positives.T, smoothing))
 
@@ -67,7 +71,7 @@ def train(model: torch.nn.Module, token_ids: torch.Tensor, owners: torch.Tensor,
           schedule: Schedule, generator: torch.Generator, log=None) -> list[float]:
     """Train ``model`` (an open_clip CLIP, in place) and return the loss of every step.
 
-    ``token_ids``: [K, context] of every caption; ``owners``: [K] the condition of each.
+    ``token_ids``: [K, context] of every caption; ``owners``: [K] the condition of each (int64).
     ``log(step, loss, seconds)`` is called every 50 steps and at the end.
     """
     size = int(data.pixels.shape[-1])
