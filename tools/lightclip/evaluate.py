@@ -47,3 +47,11 @@ def separation(backbone, data: LabelledImages) -> Separation:
     scores = {c: zero_shot_light_scores(backbone, data.of(c)) for c in CONDITIONS if len(data.of(c))}
     auc = roc_auc(1 - scores["backlit"], 1 - scores["well-lit"])
     return Separation(auc, {c: float(s.mean()) for c, s in scores.items()})
+
+
+def mask_correlation(heatmap: torch.Tensor, mask: torch.Tensor) -> float:
+    """Pearson correlation of a heatmap's pixels with a mask's (both [H, W]); 0 when either is flat."""
+    a = heatmap.double().flatten() - heatmap.double().mean()
+    b = mask.double().flatten() - mask.double().mean()
+    norm = float(a.norm() * b.norm())
+    return float(a @ b) / norm if norm > 0 else 0.0
