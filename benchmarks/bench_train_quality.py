@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 
 from tests.support.data import INIT_WEIGHTS, OFFICIAL_WEIGHTS
+from tools.lightclip.cli_parser import OneLineParser
 
 GATE_DB = 1.0
 SEED = 0
@@ -198,7 +199,7 @@ def run_benchmark(out: Path, scale: Scale, runs: list[str], clip) -> list[Row]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_train_quality", description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog="python -m benchmarks.bench_train_quality", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, required=True, metavar="DIR",
                    help="work folder: training photos, runs, results.json (runs already there are refused)")
     p.add_argument("--scale", choices=sorted(SCALES), default="full", help="full (default) or ci")

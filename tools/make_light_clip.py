@@ -21,13 +21,15 @@ import sys
 import time
 from pathlib import Path
 
+from tools.lightclip.cli_parser import OneLineParser
+
 SIZES = ("ci", "full")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from tests.support.data import SHARED_DATA
 
-    p = argparse.ArgumentParser(prog="python -m tools.make_light_clip", description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog="python -m tools.make_light_clip", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder for the model files")
     p.add_argument("--seed", type=int, default=0, help="seed of the data and the initial weights (default 0)")
     p.add_argument("--size", choices=SIZES, default="full",
