@@ -46,9 +46,10 @@ from cliplit_core.cli.app import build_parser
 from cliplit_core.weights.checkpoint import load_network
 from cliplit_core.cli.enhance import enhance_files
 from cliplit_core.files.images import PNG_COMPRESS_LEVEL, read_image_info, write_image
-from cliplit_core.engine.inference import enhance_with_backoff
+from cliplit_core.engine.api import enhance
 from cliplit_core.engine.memory import default_budget
-from cliplit_core.engine.preview import enhance_preview
+from cliplit_core.engine.options import EnhanceOptions
+from cliplit_core.engine.run_context import RunContext
 mark("import cliplit_core")
 photo, weights, out, fast, warm = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1", int(sys.argv[5])
 net = load_network(weights)
@@ -57,13 +58,12 @@ arr, info = read_image_info(photo)
 x = torch.from_numpy(arr).permute(2, 0, 1)[None]
 mark("read photo")
 dev = torch.device("cpu")
+options = EnhanceOptions(mode="preview" if fast else "exact", precision="auto")
 def run():
-    if fast:
-        return enhance_preview(net, x, device=dev, dtype="auto")
-    return enhance_with_backoff(net, x, device=dev, dtype="auto", memory_budget=default_budget(dev))
+    return enhance(net, x, options, RunContext(device=dev, memory_budget=default_budget(dev)))
 res = run()
 mark("network, first call")
-img = res.image[0].permute(1, 2, 0).numpy()
+img = res[0][0].permute(1, 2, 0).numpy()
 write_image(out + "/result.png", img, info=info)
 mark("write PNG")
 steady, steady_cpu = [], []

@@ -196,7 +196,8 @@ def time_network(spec: dict) -> float:
     from cliplit_core.cli.enhance import options_from_args
     from cliplit_core.files.images import read_image_info
     from cliplit_core.engine.memory import default_budget, default_device
-    from cliplit_core.engine.photo import enhance_photo
+    from cliplit_core.engine.core import enhance_photo
+    from cliplit_core.engine.run_context import RunContext
     from cliplit_core.sharding import rank_device
     from cliplit_core.weights.sources import resolve_weights
 
@@ -208,7 +209,7 @@ def time_network(spec: dict) -> float:
     photos = [read_image_info(p, native=True, max_pixels=int(args.max_pixels * 1e6)) for p in paths]
 
     def enhance(pixels, info):
-        enhance_photo(net, pixels, options=options, device=device, memory_budget=default_budget(device),
+        enhance_photo(net, pixels, options=options, run=RunContext(device=device, memory_budget=default_budget(device)),
                       bits=16 if info.bits == 16 else 8)
 
     def synchronize():

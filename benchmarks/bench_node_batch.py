@@ -32,7 +32,7 @@ def child(args) -> None:
 
     from cliplit_core.light.network import CLIPLITNet
     from nodes import enhance as enh
-    from nodes.model import CLIPLITModel
+    from cliplit_core.model import CLIPLITModel
 
     torch.manual_seed(0)
     net = CLIPLITNet().eval().requires_grad_(False)

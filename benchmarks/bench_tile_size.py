@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 from cliplit_core.light import tiling  # noqa: E402
 from cliplit_core.light.network import CLIPLITNet  # noqa: E402
 from nodes import enhance as enh  # noqa: E402
-from nodes.model import CLIPLITModel  # noqa: E402
+from cliplit_core.model import CLIPLITModel  # noqa: E402
 
 
 def main() -> None:

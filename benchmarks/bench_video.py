@@ -76,11 +76,14 @@ def child(mode: str, src: Path, dst: Path, weights: Path, device: str = "cpu") -
         n = io_only(src, dst)
     else:
         from cliplit_core.weights.checkpoint import load_network
+        from cliplit_core.engine.options import EnhanceOptions
+        from cliplit_core.engine.run_context import RunContext
         from cliplit_core.files.video import enhance_video
 
         net = load_network(weights)
         t1 = time.perf_counter()
-        n = enhance_video(net, src, dst, device=device, fast=mode == "fast")
+        n = enhance_video(net, src, dst, options=EnhanceOptions(mode="preview" if mode == "fast" else "exact"),
+                          run=RunContext(device=device))
     t2 = time.perf_counter()
     print("RESULT " + json.dumps({"frames": n, "loop_s": t2 - t1, "setup_s": t1 - t0}))
 

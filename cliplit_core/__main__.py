@@ -1,5 +1,5 @@
 import sys
 
-from .cli.app import main
+from .cli.app import MODULE_PROG, main
 
-sys.exit(main())
+sys.exit(main(prog=MODULE_PROG))

@@ -7,7 +7,7 @@ This is the ONLY module of the pack that imports ``comfy``, ``comfy_api``,
 flag), ``comfy.utils.ProgressBar``, ``folder_paths`` (models/cliplit/, honouring
 extra_model_paths.yaml) and the server's per-node text. Outside ComfyUI (tests,
 scripts) the same names work without it: the node API is the small stand-in in
-``comfy_api_standin.py``, the device is CUDA/MPS/CPU as available, the progress
+tests/support/comfy_api_standin.py, the device is CUDA/MPS/CPU as available, the progress
 bar is a recorder, the interrupt check does nothing and the model folder is
 ``$CLIPLIT_MODELS_DIR`` (if set).
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ._core import inference, memory
+from cliplit_core.engine import inference, memory
 
 log = logging.getLogger("CLIP-LIT")
 
@@ -63,13 +63,23 @@ def _v3_api():
         why = f"it has no V3 node API ({e})"
     if why is None:
         return ComfyExtension, io, ui, None
-    from . import comfy_api_standin as standin
-
-    problem = None
     if IN_COMFYUI:
         problem = (f"CLIP-LIT nodes not loaded: they need ComfyUI {MIN_COMFYUI} or newer, this ComfyUI is "
                    f"{_comfyui_version()} and {why}; update ComfyUI")
-    return standin.ComfyExtension, standin.io, standin.ui, problem
+        return _NoV3.ComfyExtension, _NoV3, _NoV3, problem
+    try:  # outside ComfyUI (tests, benchmarks, tools run from the repository): the tests' stand-in
+        from tests.support import comfy_api_standin as standin
+    except ImportError:
+        return _NoV3.ComfyExtension, _NoV3, _NoV3, f"CLIP-LIT nodes need ComfyUI {MIN_COMFYUI} or newer ({why})"
+    return standin.ComfyExtension, standin.io, standin.ui, None
+
+
+class _NoV3:
+    """Where there is no V3 API: names for the module's globals (nothing is defined or registered;
+    the pack's entry point logs the problem instead)."""
+
+    class ComfyExtension:
+        pass
 
 
 ComfyExtension, io, ui, V3_API_PROBLEM = _v3_api()
@@ -245,9 +255,9 @@ def find_model_file(name: str) -> Path | None:
 
 def model_files():
     """The core's description of where CLIP-LIT files live (models/cliplit/, looked up the way ComfyUI does)."""
-    from ._core import core_module
+    from cliplit_core.weights.model_files import ModelFiles
 
-    return core_module("weights.model_files").ModelFiles(folders=tuple(model_folders()), lookup=find_model_file,
+    return ModelFiles(folders=tuple(model_folders()), lookup=find_model_file,
                                                  download_folder=download_folder())
 
 
@@ -256,7 +266,7 @@ def download_folder() -> Path:
     folders = model_folders()
     if folders:
         return folders[0]
-    from ._core import weights
+    from cliplit_core.weights import sources as weights
 
     return weights.cache_dir()
 
@@ -284,9 +294,9 @@ def run_context(progress=None):
     """The core's RunContext for a run inside ComfyUI (or its plain-torch stand-ins): ComfyUI's
     device, free memory and unloading, its cache, a ProgressBar (plus ``progress(done, total)``),
     the Cancel button, IMAGE outputs on the intermediate device, warnings in the CLIP-LIT log."""
-    from ._core import core_module
+    from cliplit_core.engine.run_context import RunContext
 
-    return core_module("engine.run_context").RunContext(
+    return RunContext(
         device=compute_device(), free_bytes=free_bytes, memory_fraction=LOWVRAM_FRACTION if low_vram() else None,
         free_memory=free_memory, empty_cache=soft_empty_cache, progress=_progress_reporter(progress),
         raise_if_cancelled=throw_if_interrupted, output_device=intermediate_device(),

@@ -11,14 +11,14 @@ from __future__ import annotations
 import torch
 
 from . import comfy_env
-from ._core import core_module, tiling, validation
+from cliplit_core import validation
+from cliplit_core.docs_links import docs_url
+from cliplit_core.engine import api, run_plan
+from cliplit_core.light import tiling
+from cliplit_core.model import CLIPLITModel
 from .comfy_env import io
 from .errors import node_errors, require_model
-from .model import CLIPLITModel
 from .sockets import CLIPLIT_MODEL
-
-api = core_module("engine.api")
-run_plan = core_module("engine.run_plan")
 
 CATEGORY = "image/enhance/CLIP-LIT"
 PRECISIONS = api.Precision.choices()  # the precision widget's choices: fp32, auto, fp16, bf16
@@ -64,7 +64,7 @@ class CLIPLITBacklitEnhance(io.ComfyNode):
             description=("Enhances backlit photos with CLIP-LIT: predicts an illumination map L and returns I / L. "
                          "Default settings reproduce the authors' results. Works on batches and video frames; big "
                          "images are tiled exactly (no seams) when memory is short. Speed and accuracy of the "
-                         "options: docs/performance.md."),
+                         f"options, measured: {docs_url('performance.md')}"),
             inputs=[
                 CLIPLIT_MODEL.Input("cliplit_model", tooltip="The model from Load CLIP-LIT."),
                 io.Image.Input("image", tooltip="Backlit image(s) or video frames to enhance."),
@@ -74,7 +74,7 @@ class CLIPLITBacklitEnhance(io.ComfyNode):
                 io.Mask.Input("mask", optional=True, tooltip=(
                     "Enhance only where the mask is white (soft masks blend smoothly). Load Image's MASK is "
                     "1 - alpha, so the areas painted in the mask editor (or transparent in the PNG) are the ones "
-                    "enhanced.")),
+                    "enhanced. One mask for all images, or exactly one per image.")),
                 io.Float.Input("mask_feather", default=8.0, **_limits(validation.MASK_FEATHER), step=1.0,
                                optional=True, tooltip=("Softens the mask edges (Gaussian blur sigma in pixels); "
                                                        "only used with a mask.")),
@@ -86,19 +86,21 @@ class CLIPLITBacklitEnhance(io.ComfyNode):
                 io.Boolean.Input("fast_preview", default=False, optional=True, tooltip=(
                     "Fast preview: predicts the light map at reduced resolution (1/4 per side on big images) and "
                     "calibrates it on a few exact windows. Much faster on big photos, close to the full result; "
-                    "small images gain less (figures: docs/performance.md).")),
+                    "small images gain less. Measured speed and quality: "
+                    f"{docs_url('performance.md', 'Fast preview (`--fast`, `enhance_preview`)')}")),
                 io.Combo.Input("precision", options=list(PRECISIONS), default="fp32", optional=True, tooltip=(
                     "Compute precision. fp32 reproduces the authors' results; 'auto' picks the fastest one that "
                     "stays close (fp16 on NVIDIA GPUs; on CPU fp32, or bf16 for the fast preview where the CPU "
                     "computes it natively); fp16/bf16 are faster on GPUs, bf16 also on "
-                    "CPUs with AVX-512 BF16 or AMX, at a small cost in accuracy (figures: docs/performance.md).")),
+                    "CPUs with AVX-512 BF16 or AMX, at a small cost in accuracy. Measured: "
+                    f"{docs_url('performance.md', 'Half precision on the CPU')}")),
                 io.Int.Input("tile_size", default=0, **_limits(validation.TILE_SIZE), step=64, optional=True,
                              tooltip=(
                                  "0 = automatic from free memory (whole image when it fits, halved on out-of-"
                                  "memory). Otherwise the tile edge in pixels; tiling is exact (no seams). Small "
                                  f"tiles are slow (every tile is two network calls with a {tiling.TOTAL_HALO}-pixel "
-                                 f"border); tiles under {run_plan.SMALL_TILE} px are warned about in the log (figures: "
-                                 "docs/performance.md).")),
+                                 f"border); tiles under {run_plan.SMALL_TILE} px are warned about in the log. "
+                                 f"Measured: {docs_url('performance.md', 'Tile size in Backlit Enhance')}")),
             ],
             outputs=[
                 io.Image.Output("enhanced_image", display_name="image", tooltip="The enhanced images."),

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import functools
 
-from ._core import errors as core_errors
-from .model import CLIPLITModel
+from cliplit_core import errors as core_errors
+from cliplit_core.model import CLIPLITModel
+from .wording import node_words
 
 
 class CLIPLITNodeError(Exception):
@@ -22,7 +23,8 @@ def require_model(value: object) -> None:
 
 
 def node_errors(title: str):
-    """Turn the core's and the pack's own input errors into a CLIPLITNodeError naming the node."""
+    """Turn the core's and the pack's own input errors into a CLIPLITNodeError naming the node, its
+    advice in the nodes' words (nodes/wording.py)."""
     def wrap(fn):
         @functools.wraps(fn)
         def inner(*args, **kwargs):
@@ -31,6 +33,6 @@ def node_errors(title: str):
             except CLIPLITNodeError:
                 raise
             except (core_errors.CLIPLITError, ValueError, TypeError) as e:
-                raise CLIPLITNodeError(f"{title}: {e}") from e
+                raise CLIPLITNodeError(f"{title}: {node_words(e)}") from e
         return inner
     return wrap

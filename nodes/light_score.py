@@ -11,15 +11,15 @@ import logging
 import torch
 
 from . import comfy_env
-from ._core import core_module, memory
+from cliplit_core.clip import light_scores
+from cliplit_core.engine import memory
+from cliplit_core.model import RANDOM_WEIGHTS, CLIPLITModel
 from .comfy_env import io, ui
 from .errors import node_errors, require_model
-from .model import RANDOM_WEIGHTS, CLIPLITModel
 from .sockets import CLIPLIT_MODEL
 
 log = logging.getLogger("CLIP-LIT")
 
-light_scores = core_module("clip.light_scores")
 
 CATEGORY = "image/enhance/CLIP-LIT"
 CLIP_ACTIVATION_BYTES = 512 << 20  # generous for ViT-B/32 batches of windows

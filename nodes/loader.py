@@ -5,20 +5,18 @@ import logging
 from pathlib import Path
 
 from . import comfy_env
-from ._core import core_module, weights
+from cliplit_core.model import AUTO, DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, CLIPLITModel, load_model
+from cliplit_core.weights import file_contents
+from cliplit_core.weights import sources as weights
+from cliplit_core.weights.model_files import ModelFileNotFoundError
 from .comfy_env import io
 from .errors import node_errors
-from .model import AUTO, DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, CLIPLITModel
 from .sockets import CLIPLIT_MODEL
+from .wording import NO_PROMPT_FILE, OFFICIAL
 
 log = logging.getLogger("CLIP-LIT")
 
 CATEGORY = "image/enhance/CLIP-LIT"
-OFFICIAL = "official (download if missing)"
-NO_PROMPT_FILE = "(none: from model file, else zero-shot)"
-
-
-ModelFileError = core_module("weights.model_files").ModelFileNotFoundError
 
 
 def _resolve(name: str, what: str) -> Path:
@@ -49,6 +47,27 @@ def _download_progress():
     return cb
 
 
+def listed_files(fits) -> list[str]:
+    """The files of the model folders (relative names) for which ``fits(full path)`` holds."""
+    found = []
+    for name in comfy_env.list_model_files():
+        path = comfy_env.find_model_file(name)
+        if path is not None and fits(path):
+            found.append(name)
+    return found
+
+
+def model_choices() -> list[str]:
+    """model_name's list: 'official', then the files that hold an enhancement network (or that cannot be
+    told cheaply: choosing one gives the loader's error saying what is wrong with it)."""
+    return [OFFICIAL] + listed_files(file_contents.may_hold_network)
+
+
+def prompt_pair_choices() -> list[str]:
+    """prompt_pair's list: 'none', then the files that hold a prompt pair."""
+    return [NO_PROMPT_FILE] + listed_files(file_contents.holds_prompt_pair)
+
+
 def file_stamp(path: Path | None) -> str:
     if path is None or not path.is_file():
         return "missing"
@@ -60,7 +79,7 @@ def load_cliplit_model(model_name: str, *, prompt_pair: str | None = None, clip_
                        clip_pretrained: str = AUTO, progress=None) -> CLIPLITModel:
     """Build the CLIPLIT_MODEL object. Raises a CLIPLITError (a clear node error) on any bad input."""
     path = official_path(progress) if model_name == OFFICIAL else _resolve(model_name, "model file")
-    model = core_module("model").load_model(
+    model = load_model(
         path, prompt_pair=None if prompt_pair in (None, "", NO_PROMPT_FILE) else prompt_pair,
         clip_model=clip_model, clip_pretrained=clip_pretrained, files=comfy_env.model_files(),
         offload_device=comfy_env.offload_device())
@@ -73,7 +92,6 @@ class CLIPLITLoader(io.ComfyNode):
 
     @classmethod
     def define_schema(cls):
-        files = comfy_env.list_model_files()
         folders = ", ".join(str(f) for f in comfy_env.model_folders()) or "models/cliplit/"
         return io.Schema(
             node_id="CLIPLITLoader",
@@ -83,10 +101,13 @@ class CLIPLITLoader(io.ComfyNode):
                          ".safetensors). 'official' downloads the authors' released model once into that folder "
                          "(S-Lab license, non-commercial). CLIP is only loaded when a CLIP Light Score is computed."),
             inputs=[
-                io.Combo.Input("model_name", options=[OFFICIAL] + files, default=OFFICIAL, tooltip=(
-                    f"Enhancement weights in models/cliplit/ ({folders}): the authors' .pth or our .safetensors. "
-                    f"'{OFFICIAL}' uses enhancement_model.pth there, downloading and sha256-checking the authors' "
-                    f"released model first if it is missing.")),
+                io.Combo.Input("model_name", options=model_choices(), default=OFFICIAL, tooltip=(
+                    f"Enhancement network from models/cliplit/ ({folders}): the authors' .pth or our "
+                    f".safetensors. '{OFFICIAL}' uses enhancement_model.pth there, downloading and sha256-checking "
+                    f"the authors' released model first if it is missing. Only files holding an enhancement "
+                    f"network are listed: prompt pairs are in prompt_pair's list; CLIP weights and CLIP model "
+                    f"configs are not listed, type their file names into clip_pretrained and clip_model. "
+                    f"Press R to refresh the lists after adding a file.")),
                 io.String.Input("clip_model", default=AUTO, tooltip=(
                     f"CLIP backbone for the light score: '{AUTO}' (the one the prompt pair was made for, else "
                     f"{DEFAULT_CLIP_MODEL} as the authors), an open_clip model name, or the file name of an "
@@ -96,11 +117,13 @@ class CLIPLITLoader(io.ComfyNode):
                     f"tag ('openai', downloaded on first use), the file name of a local weights file in "
                     f"models/cliplit/ (or an absolute path), or 'none' for random weights (tests only; scores "
                     f"are meaningless).")),
-                io.Combo.Input("prompt_pair", options=[NO_PROMPT_FILE] + files, default=NO_PROMPT_FILE,
+                io.Combo.Input("prompt_pair", options=prompt_pair_choices(), default=NO_PROMPT_FILE,
                                optional=True, tooltip=(
-                                   "Learned prompt pair for the light score: the authors' prompt .pth or our "
-                                   ".safetensors. By default the model file's own pair is used; without one, "
-                                   "zero-shot text prompts.")),
+                                   "Learned prompt pair for the light score, from models/cliplit/: the authors' "
+                                   "prompt .pth or our .safetensors. By default the model file's own pair is "
+                                   "used; without one, zero-shot text prompts. Only files holding a prompt pair "
+                                   "are listed: the enhancement network is chosen in model_name, CLIP weights "
+                                   "are typed into clip_pretrained by file name.")),
             ],
             outputs=[CLIPLIT_MODEL.Output("cliplit_model", display_name="cliplit_model", tooltip=(
                 "The CLIP-LIT model (enhancement network, prompt pair, CLIP settings) for Backlit Enhance and "
@@ -117,6 +140,21 @@ class CLIPLITLoader(io.ComfyNode):
             else:
                 stamps.append(file_stamp(comfy_env.find_model_file(name)))
         return "|".join(stamps + [str(clip_model), str(clip_pretrained)])
+
+    @classmethod
+    def validate_inputs(cls, model_name, prompt_pair=NO_PROMPT_FILE):
+        """Any file of the model folders is accepted, listed or not (ComfyUI would otherwise refuse a value
+        missing from the list): a saved workflow naming a file keeps loading and running, and the loader
+        then says what is wrong with the file, if anything. A name that is no file is refused here, naming
+        the input (ComfyUI shows the message under every input this method takes)."""
+        for value, builtin, what in ((model_name, OFFICIAL, "model_name"), (prompt_pair, NO_PROMPT_FILE, "prompt_pair")):
+            if value in (builtin, None, ""):
+                continue
+            try:
+                comfy_env.model_files().require(value, what)
+            except ModelFileNotFoundError as e:
+                return str(e)
+        return True
 
     @classmethod
     @node_errors("Load CLIP-LIT")

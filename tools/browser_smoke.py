@@ -3,21 +3,21 @@
 
 What a user does, checked step by step:
   1. ComfyUI lists every example_workflows/NAME.json as a template, with its
-     NAME.jpg thumbnail (GET /api/workflow_templates and the files it serves);
+     NAME.jpg thumbnail (GET /api/workflow_templates and the files it serves); in the
+     template browser each card is titled NAME and shows its thumbnail;
   2. each example, opened from the template browser, loads with no error toast and no
      missing-node or other dialog; its layout is readable as the frontend draws it
      (no node left of / above a 100-pixel margin, no overlap, no link across a node);
-  3. the offline example (cliplit_backlit_enhance) runs when queued from the page:
+  3. the offline example (examples.MAIN_NAME) runs when queued from the page:
      the saved PNG appears in ComfyUI's output folder, same size as the input and
      different from it;
-  4. the scores example (cliplit_light_scores) runs with a tiny random-weights CLIP
+  4. the scores example (examples.SCORES_NAME) runs with a tiny random-weights CLIP
      config written into models/cliplit/ (its scores are meaningless; no CLIP
      download is possible offline) and its "Score before/after" nodes show a score;
      with ``--scores load`` it is only loaded.
-``--also FILE.json`` opens any other UI workflow and checks it as in step 2.
-Screenshots of every step go to ``--out`` (default: a new temp folder). With
-``--thumbnails`` the screenshots of the loaded workflows are also written, cropped to
-the graph and 640 pixels wide, as example_workflows/NAME.jpg.
+Load CLIP-LIT's lists in the page are the ones the server offers (/object_info), and each
+is opened and photographed. ``--also FILE.json`` opens any other UI workflow and checks it
+as in step 2. Screenshots of every step go to ``--out`` (default: a new temp folder).
 
 Requirements (tools only, not needed by the pack): the ``playwright`` Python package
 (``pip install playwright``; do not run ``playwright install``: the script drives the
@@ -26,7 +26,7 @@ ComfyUI checkout. The pack is linked into COMFYUI/custom_nodes/ComfyUI-CLIP-LIT 
 authors' weights into COMFYUI/models/cliplit/ as tools/comfyui_smoke.py does.
 
     python tools/browser_smoke.py --comfyui /path/to/ComfyUI [--python /path/to/ComfyUI/.venv/bin/python]
-        [--port 8190] [--out DIR] [--thumbnails] [--scores tiny|load] [--also WORKFLOW.json]
+        [--port 8190] [--out DIR] [--scores tiny|load] [--also WORKFLOW.json]
         [--chromium /usr/bin/chromium]
 
 Exit status: 0 if every check passed, 1 if one failed, 2 for a bad option.
@@ -35,24 +35,20 @@ ComfyUI runs with ``--cpu --listen 127.0.0.1`` only while the script runs.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import comfyui_smoke as smoke  # noqa: E402  (helpers only: linking, server, HTTP)
 import make_example_workflows as examples  # noqa: E402  (names of the examples, layout check)
 
 REPO = examples.REPO
-PACK = smoke.PACK_LINK_NAME
 VIEWPORT = {"width": 1600, "height": 1000}
-THUMB_WIDTH = 640
-THUMB_MAX_BYTES = 100_000
-THUMB_SCREEN_BOX = (110, 150, 1560, 930)  # clear of the sidebar, the tabs, the Run bar and the canvas controls
 
 # The page's view of the loaded graph: nodes, their real sizes and the link end points.
 GRAPH_JS = """() => {
@@ -81,18 +77,6 @@ POPUPS_JS = """() => {
   for (const e of document.querySelectorAll('.p-toast-message')) if (visible(e))
     seen.push([e.className.includes('error') ? 'error toast' : 'toast', e.innerText.trim()]);
   return seen;
-}"""
-
-# Zoom and pan so that the canvas box [x0, y0, x1, y1] fills the screen box [left, top, right, bottom].
-FIT_JS = """([box, screen]) => {
-  const c = window.app.canvas, ds = c.ds;
-  const [x0, y0, x1, y1] = box, [l, t, r, b] = screen;
-  const s = Math.min((r - l) / (x1 - x0), (b - t) / (y1 - y0));
-  ds.scale = s;
-  ds.offset[0] = (l + r) / 2 / s - (x0 + x1) / 2;
-  ds.offset[1] = (t + b) / 2 / s - (y0 + y1) / 2;
-  c.setDirty(true, true);
-  return s;
 }"""
 
 # What the user sees at points of the page: null where the graph canvas is on top, else what covers it.
@@ -135,35 +119,6 @@ def title_points(view: dict) -> dict[int, list[tuple[float, float]]]:
         (x, y), w = n["pos"], n["size"][0]
         pts[n["id"]] = [((x + f * w + ox) * s, (y - th / 2 + oy) * s) for f in (0.05, 0.5, 0.95)]
     return pts
-
-
-def thumbnail_jpeg(png: bytes, box: tuple[int, int, int, int], width: int = THUMB_WIDTH,
-                   max_bytes: int = THUMB_MAX_BYTES) -> bytes:
-    """The region ``box`` (left, top, right, bottom) of a PNG screenshot as a JPEG ``width`` pixels
-    wide, at the highest quality (from 90 down) that stays under ``max_bytes``."""
-    from PIL import Image
-
-    with Image.open(io.BytesIO(png)) as im:
-        im = im.convert("RGB").crop(box)
-        h = max(1, round(im.height * width / im.width))
-        im = im.resize((width, h), Image.LANCZOS)
-        for quality in range(90, 30, -5):
-            buf = io.BytesIO()
-            im.save(buf, "JPEG", quality=quality, optimize=True)
-            if buf.tell() <= max_bytes:
-                return buf.getvalue()
-    raise ValueError(f"cannot fit a {width}x{h} thumbnail into {max_bytes} bytes")
-
-
-def write_atomic_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class Page:
@@ -229,25 +184,6 @@ class Page:
         self.page.evaluate("() => window.app.queuePrompt(0, 1)")
         return "app.queuePrompt"
 
-    def thumbnail_shot(self, name: str) -> bytes:
-        """Screenshot of the whole graph, zoomed to fill the canvas area clear of the menus
-        (minimap hidden), cropped to the graph: PNG bytes."""
-        view = self.view()
-        th = view["title"]
-        box = [min(n["pos"][0] for n in view["nodes"]), min(n["pos"][1] - th for n in view["nodes"]),
-               max(n["pos"][0] + n["size"][0] for n in view["nodes"]),
-               max(n["pos"][1] + n["size"][1] for n in view["nodes"])]
-        self.page.evaluate("() => window.app.extensionManager.setting.set('Comfy.Minimap.Visible', false)")
-        scale = self.page.evaluate(FIT_JS, [box, list(THUMB_SCREEN_BOX)])
-        self.page.wait_for_timeout(800)
-        _, png = self.shot(f"{name}_thumbnail_source")
-        self.page.evaluate("() => window.app.extensionManager.setting.set('Comfy.Minimap.Visible', true)")
-        l, t, r, b = THUMB_SCREEN_BOX
-        w, h = (box[2] - box[0]) * scale, (box[3] - box[1]) * scale
-        cx, cy = (l + r) / 2, (t + b) / 2
-        return thumbnail_jpeg(png, (int(cx - w / 2) - 12, int(cy - h / 2) - 12, int(cx + w / 2) + 12,
-                                    int(cy + h / 2) + 12))
-
 
 def wait_new_prompt(http, server, before: set, timeout: float) -> tuple[str | None, dict | None]:
     """The first prompt in /history that was not there before, once it has finished."""
@@ -283,15 +219,15 @@ def image_difference(a: Path, b: Path) -> tuple[tuple[int, int], tuple[int, int]
     return sizes[0], sizes[1], float(np.abs(x - y).mean()) if x.shape == y.shape else -1.0
 
 
-def check_templates(http, res) -> dict[str, dict]:
-    """The pack's templates as ComfyUI serves them: {name: workflow}."""
-    names = sorted(p.stem for p in (REPO / "example_workflows").glob("*.json"))
+def check_templates(http, res, pack: Path) -> dict[str, dict]:
+    """The pack's templates as ComfyUI serves them (under the pack folder's name): {name: workflow}."""
+    names = sorted(p.stem for p in (pack / "example_workflows").glob("*.json"))
     status, listing = http.get("/api/workflow_templates")
-    served = sorted((listing or {}).get(PACK, [])) if status == 200 and isinstance(listing, dict) else []
+    served = sorted((listing or {}).get(pack.name, [])) if status == 200 and isinstance(listing, dict) else []
     res.add("templates listed", served == names, f"ComfyUI lists {served}, example_workflows/ has {names}")
     workflows = {}
     for name in names:
-        status, wf = http.get(f"/api/workflow_templates/{PACK}/{name}.json")
+        status, wf = http.get(template_url(pack.name, f"{name}.json"))
         ok = status == 200 and isinstance(wf, dict) and "version" in wf and "nodes" in wf
         res.add(f"{name}.json served in UI format", ok, f"HTTP {status}")
         if ok:
@@ -299,12 +235,17 @@ def check_templates(http, res) -> dict[str, dict]:
     return workflows
 
 
-def check_thumbnails(base_url: str, res, names) -> None:
+def template_url(module: str, file: str) -> str:
+    """Where ComfyUI serves a file of a pack's example_workflows/ (names may hold spaces)."""
+    return f"/api/workflow_templates/{quote(module)}/{quote(file)}"
+
+
+def check_thumbnails(base_url: str, res, names, module: str) -> None:
     import urllib.request
 
     for name in names:
         try:
-            with urllib.request.urlopen(f"{base_url}/api/workflow_templates/{PACK}/{name}.jpg", timeout=30) as r:
+            with urllib.request.urlopen(base_url + template_url(module, f"{name}.jpg"), timeout=30) as r:
                 kind, size = r.headers.get("Content-Type", ""), len(r.read())
         except OSError as e:
             kind, size = str(e), 0
@@ -312,26 +253,95 @@ def check_thumbnails(base_url: str, res, names) -> None:
                 f"{kind}, {size} bytes")
 
 
-def open_from_template_browser(page: Page, name: str) -> bool:
-    """Open Browse Templates, pick the pack's category and click the template ``name``; True if clicked."""
+# The pack's template cards as the browser shows them: title, description, thumbnail loaded.
+CARDS_JS = """(names) => names.map(name => {
+  const card = document.querySelector(`[data-testid="template-workflow-${CSS.escape(name)}"]`);
+  if (!card) return {name, found: false};
+  const img = card.querySelector('img');
+  return {name, found: true, title: (card.querySelector('h3') || {}).innerText || '',
+          description: (card.querySelector('p') || {}).innerText || '',
+          image: img ? img.currentSrc || img.src : '', loaded: !!(img && img.complete && img.naturalWidth > 0)};
+})"""
+
+
+def show_pack_templates(page: Page, module: str) -> bool:
+    """Open Browse Templates and pick the pack's category (named after its folder); True if shown."""
     try:
         page.page.evaluate("() => window.app.extensionManager.command.execute('Comfy.BrowseTemplates')")
     except Exception as e:  # noqa: BLE001 - an older or newer frontend without this command
         log(f"  no Browse Templates command: {str(e).splitlines()[0]}")
         return False
     page.page.wait_for_timeout(1500)
-    category = page.page.get_by_text(PACK, exact=False)
+    category = page.page.get_by_text(module, exact=True)
     if category.count() == 0:
         return False
     category.first.click()
-    page.page.wait_for_timeout(1000)
-    page.shot(f"templates_{name}")
-    card = page.page.get_by_text(name, exact=False)
+    page.page.wait_for_timeout(2000)  # the thumbnails load
+    return True
+
+
+def check_template_cards(page: Page, res, module: str, names) -> None:
+    """Each example's card in the template browser: titled with its name, its thumbnail shown."""
+    if not show_pack_templates(page, module):
+        res.add("template browser shows the pack's templates", False, f"no category {module!r}")
+        return
+    page.shot("templates")
+    for card in page.page.evaluate(CARDS_JS, list(names)):
+        ok = card["found"] and card["title"].strip() == card["name"] and card["loaded"]
+        res.add(f"template card '{card['name']}'", ok,
+                f"title {card.get('title')!r}, description {card.get('description')!r}, "
+                f"thumbnail {'shown' if card.get('loaded') else 'missing'}" if card["found"] else "not found")
+    page.page.keyboard.press("Escape")
+    page.page.wait_for_timeout(500)
+
+
+def open_from_template_browser(page: Page, name: str, module: str) -> bool:
+    """Open Browse Templates, pick the pack's category and click the template ``name``; True if clicked."""
+    if not show_pack_templates(page, module):
+        return False
+    card = page.page.locator(f'[data-testid="template-workflow-{name}"]')
     if card.count() == 0:
         return False
-    card.last.click()
+    card.first.click()
     page.page.wait_for_timeout(2000)
     return True
+
+
+# Where each combo widget of a node type is drawn on the screen, and its options.
+COMBOS_JS = """(type) => {
+  const c = window.app.canvas, ds = c.ds;
+  const node = (window.app.graph._nodes || window.app.graph.nodes).find(n => n.type === type);
+  if (!node) return null;
+  return (node.widgets || []).filter(w => w.type === 'combo').map(w => {
+    const y = node.pos[1] + (w.last_y ?? w.y ?? 0) + (w.computedHeight || 20) / 2;
+    const x = node.pos[0] + node.size[0] * 0.6;
+    const values = w.options && w.options.values;
+    return {name: w.name, value: w.value, options: Array.isArray(values) ? values : null,
+            x: (x + ds.offset[0]) * ds.scale, y: (y + ds.offset[1]) * ds.scale};
+  });
+}"""
+MENU_JS = """() => { const m = document.querySelector('.litecontextmenu');
+  return m ? Array.from(m.querySelectorAll('.litemenu-entry')).map(e => e.innerText.trim()) : null; }"""
+
+
+def check_loader_lists(page: Page, res, object_info: dict, tag: str) -> None:
+    """Load CLIP-LIT's lists in the page are the server's (/object_info); each is opened and photographed."""
+    combos = page.page.evaluate(COMBOS_JS, smoke.LOADER_NODE) or []
+    spec = object_info.get(smoke.LOADER_NODE, {}).get("input", {})
+    for combo in combos:
+        section = "required" if combo["name"] in spec.get("required", {}) else "optional"
+        served = smoke.combo_options(spec.get(section, {}).get(combo["name"])) or []
+        page.page.mouse.click(combo["x"], combo["y"])
+        page.page.wait_for_timeout(600)
+        shown = page.page.evaluate(MENU_JS)
+        page.shot(f"{tag}_list_{combo['name']}")
+        page.page.keyboard.press("Escape")
+        page.page.mouse.click(5, VIEWPORT["height"] // 2)  # close the menu if Escape did not
+        page.page.wait_for_timeout(300)
+        log(f"  {combo['name']}: value {combo['value']!r}, list {shown if shown is not None else combo['options']}")
+        res.add(f"Load CLIP-LIT {combo['name']} lists what the server offers",
+                list(combo["options"] or []) == list(served) and (shown is None or shown == list(served)),
+                f"page {combo['options']}, menu {shown}, server {served}")
 
 
 def check_loaded(page: Page, res, name: str, workflow: dict, via_browser: bool) -> dict:
@@ -400,7 +410,7 @@ def run(args, res) -> None:
 
     comfyui = args.comfyui
     out = args.out
-    smoke.link_pack(comfyui, REPO)
+    pack = smoke.link_pack(comfyui, REPO)
     weights = args.shared / "data" / "official_weights" / smoke.WEIGHTS_NAME
     if weights.is_file():
         smoke.link_weights(comfyui, weights)
@@ -419,11 +429,11 @@ def run(args, res) -> None:
         t0 = time.monotonic()
         server.wait_ready(http, args.start_timeout)
         log(f"[server] ready after {time.monotonic() - t0:.1f} s")
-        bad = smoke.check_import_log(args.log)
+        bad = smoke.check_import_log(args.log, pack.name)
         res.add("pack imported", not bad, "\n    ".join(bad)[-2000:])
-        workflows = check_templates(http, res)
-        if not args.thumbnails:
-            check_thumbnails(http.base, res, workflows)
+        workflows = check_templates(http, res, pack)
+        check_thumbnails(http.base, res, workflows, pack.name)
+        _, object_info = http.get("/object_info")
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=args.chromium, headless=True)
             try:
@@ -437,27 +447,24 @@ def run(args, res) -> None:
                 if startup:
                     log(f"  closing what the page showed at start: {startup}")
                 page.close_popups()
-                # the minimap is on by default: check the layout with it (a previous --thumbnails run hid it)
+                # the minimap is on by default: check the layout with it
                 page.page.evaluate("() => window.app.extensionManager.setting.set('Comfy.Minimap.Visible', true)")
+                check_template_cards(page, res, pack.name, sorted(workflows))
                 for i, (name, wf) in enumerate(sorted(workflows.items()), start=1):
                     log(f"[{name}]")
-                    via_browser = open_from_template_browser(page, name)
+                    via_browser = open_from_template_browser(page, name, pack.name)
                     if not via_browser:
                         log("  template browser not found; loading with app.loadGraphData")
                         page.close_popups()
                         page.load_workflow(name, wf)
                     page.shot(f"{i:02d}_{name}_loaded")
                     check_loaded(page, res, name, wf, via_browser)
-                    thumbnail = None
+                    check_loader_lists(page, res, object_info or {}, f"{i:02d}_{name}")
                     if name == examples.MAIN_NAME:
                         entry = run_and_check(page, http, server, res, name, comfyui, args.prompt_timeout)
                         page.shot(f"{i:02d}_{name}_after_run")
                         if entry is not None:
                             check_saved_image(res, comfyui, entry, input_image)
-                        if args.thumbnails:  # with the enhanced image and the light map shown
-                            thumbnail = page.thumbnail_shot(f"{i:02d}_{name}")
-                    elif args.thumbnails:  # before running: random-weights scores would mislead
-                        thumbnail = page.thumbnail_shot(f"{i:02d}_{name}")
                     if name == examples.SCORES_NAME and args.scores == "tiny":
                         n = page.set_widgets(smoke.LOADER_NODE, {"clip_model": smoke.TINY_CLIP_NAME,
                                                                   "clip_pretrained": "none"})
@@ -465,15 +472,12 @@ def run(args, res) -> None:
                         if run_and_check(page, http, server, res, name, comfyui, args.prompt_timeout):
                             check_scores(page, res, name)
                         page.shot(f"{i:02d}_{name}_after_run")
-                    if thumbnail is not None:
-                        dest = REPO / "example_workflows" / f"{name}.jpg"
-                        write_atomic_bytes(dest, thumbnail)
-                        log(f"  wrote {dest.relative_to(REPO)} ({len(thumbnail)} bytes)")
                 for path in args.also:
                     log(f"[{path}]")
                     page.load_workflow(path.stem, json.loads(path.read_text(encoding="utf-8")))
                     page.shot(f"also_{path.stem}")
                     check_loaded(page, res, path.stem, json.loads(path.read_text(encoding="utf-8")), False)
+                    check_loader_lists(page, res, object_info or {}, f"also_{path.stem}")
                 res.add("no script errors in the page", not page.errors, "; ".join(page.errors)[:2000])
             finally:
                 browser.close()
@@ -487,8 +491,6 @@ def main(argv=None) -> int:
     ap.add_argument("--python", help="python for ComfyUI (default: COMFYUI/.venv/bin/python if present, else this one)")
     ap.add_argument("--port", type=int, default=8190)
     ap.add_argument("--out", type=Path, help="folder for the screenshots (default: a new temp folder)")
-    ap.add_argument("--thumbnails", action="store_true",
-                    help="also write example_workflows/NAME.jpg from the screenshots")
     ap.add_argument("--scores", choices=("tiny", "load"), default="tiny",
                     help="scores example: run it with a tiny random-weights CLIP (default) or only load it")
     ap.add_argument("--also", type=Path, action="append", default=[], metavar="WORKFLOW.json",

@@ -6,10 +6,14 @@ Usage:
         [--workflow tests/fixtures/workflows/legacy_api.json] [--shared ../shared] [--quick]
 
 What it does:
-  1. links this repository into PATH/custom_nodes/ComfyUI-CLIP-LIT (symlink,
-     idempotent), links <shared>/data/official_weights/enhancement_model.pth
-     into PATH/models/cliplit/ and copies <shared>/data/backlit_small/*.png
-     into PATH/input/;
+  1. uses the pack as the user installed it: a copy in PATH/custom_nodes/ under any
+     name (a git clone, an unpacked download, or a symlink; recognised by its
+     pyproject.toml) is tested as it is; only without one is this repository linked
+     in as custom_nodes/ComfyUI-CLIP-LIT. Likewise PATH/models/cliplit/enhancement_model.pth
+     is kept when it is the authors' file (a copy with the same sha256 as
+     <shared>/data/official_weights/enhancement_model.pth, or a link to it) and
+     linked there when absent. Copies <shared>/data/backlit_small/*.png into
+     PATH/input/;
   2. starts ComfyUI (``--cpu --listen 127.0.0.1 --port PORT``) with its log
      captured to a file, waits for it, and checks /object_info for the pack's
      nodes (and the log for an import failure of the pack): each node keeps the
@@ -42,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import os
 import re
@@ -57,7 +62,8 @@ import urllib.request
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-PACK_LINK_NAME = "ComfyUI-CLIP-LIT"
+PACK_LINK_NAME = "ComfyUI-CLIP-LIT"  # the link made when custom_nodes has no copy of the pack yet
+PACK_PROJECT_NAME = "comfyui-clip-lit"  # pyproject.toml's [project] name: how an installed copy is recognised
 MODEL_FOLDER = "cliplit"
 WEIGHTS_NAME = "enhancement_model.pth"
 REQUIRED_NODES = ("CLIPLITLoader", "CLIPLITBacklitEnhance", "CLIPLITLightScore")
@@ -148,37 +154,79 @@ class Http:
 # --------------------------------------------------------------------------
 # setup of the ComfyUI tree
 
+def is_pack(folder: Path) -> bool:
+    """True when ``folder`` is a copy of this node pack (a clone, a download or a link; any name)."""
+    try:
+        text = (folder / "pyproject.toml").read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return (folder / "__init__.py").is_file() and re.search(
+        rf'^name\s*=\s*"{re.escape(PACK_PROJECT_NAME)}"\s*$', text, re.M) is not None
+
+
+def installed_packs(custom_nodes: Path) -> list[Path]:
+    """The copies of the pack that ComfyUI loads from ``custom_nodes`` (it skips NAME.disabled)."""
+    return sorted(p for p in custom_nodes.iterdir()
+                  if not p.name.endswith(".disabled") and p.is_dir() and is_pack(p))
+
+
 def link_pack(comfyui: Path, pack: Path) -> Path:
+    """The pack folder ComfyUI loads: the user's installed copy (a folder or a link, any name) as it is;
+    without one, ``pack`` linked in as custom_nodes/ComfyUI-CLIP-LIT."""
     custom_nodes = comfyui / "custom_nodes"
     if not custom_nodes.is_dir():
         raise SmokeError(f"{custom_nodes} does not exist: is {comfyui} a ComfyUI checkout?")
+    found = installed_packs(custom_nodes)
+    if len(found) > 1:
+        raise SmokeError(f"{custom_nodes} holds {len(found)} copies of the pack ({', '.join(p.name for p in found)}): "
+                         f"ComfyUI would load each; keep one (or rename the others to NAME.disabled)")
+    if found:
+        installed = found[0]
+        kind = f"a link to {installed.resolve()}" if installed.is_symlink() else "a folder"
+        log(f"[setup] pack installed: {installed} ({kind})")
+        if installed.resolve() != pack.resolve():
+            log(f"[setup] note: ComfyUI loads {installed}, not {pack}: that copy is what is tested")
+        return installed
     link = custom_nodes / PACK_LINK_NAME
-    if link.is_symlink():
-        if Path(os.readlink(link)) == pack or link.resolve() == pack:
-            log(f"[setup] pack link ok: {link} -> {pack}")
-            return link
+    if link.is_symlink():  # a link to a folder that is gone
         link.unlink()
     elif link.exists():
-        raise SmokeError(f"{link} exists and is not a symlink; move it away first")
+        raise SmokeError(f"{link} exists and is not this node pack; move it away first")
     link.symlink_to(pack, target_is_directory=True)
     log(f"[setup] linked {link} -> {pack}")
     return link
 
 
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def link_weights(comfyui: Path, weights: Path) -> Path:
-    if not weights.is_file():
-        raise SmokeError(f"weights file not found: {weights}")
+    """models/cliplit/<weights' name>: kept when it is the same file as ``weights`` (a link to it, or a copy
+    with the same sha256), linked to ``weights`` when absent; a different file there is an error."""
     folder = comfyui / "models" / MODEL_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     dest = folder / weights.name
-    if dest.is_symlink() or dest.exists():
-        if dest.resolve() == weights.resolve():
-            log(f"[setup] weights link ok: {dest}")
+    if dest.is_file():  # a copy, or a link that resolves
+        kind = f"a link to {dest.resolve()}" if dest.is_symlink() else "a copy"
+        if not weights.is_file():
+            log(f"[setup] weights: {dest} ({kind}; {weights} is missing, not compared)")
             return dest
-        if dest.is_symlink():
-            dest.unlink()
-        else:
-            raise SmokeError(f"{dest} exists and is a different file; move it away first")
+        if dest.resolve() != weights.resolve() and sha256_of(dest) != sha256_of(weights):
+            raise SmokeError(f"{dest} ({kind}) is not the same file as {weights} (sha256 {sha256_of(dest)} vs "
+                             f"{sha256_of(weights)}); move it away first")
+        log(f"[setup] weights ok: {dest} ({kind}, same content as {weights})")
+        return dest
+    if not weights.is_file():
+        raise SmokeError(f"weights file not found: {weights} (and no {weights.name} in {folder})")
+    if dest.is_symlink():  # a link to a file that is gone
+        dest.unlink()
+    elif dest.exists():
+        raise SmokeError(f"{dest} exists and is not a file; move it away first")
     dest.symlink_to(weights.resolve())
     log(f"[setup] linked {dest} -> {weights}")
     return dest
@@ -528,13 +576,13 @@ class Results:
         return bool(self.items) and all(ok for _, ok, _ in self.items)
 
 
-def check_import_log(log_path: Path) -> list[str]:
-    """Lines of ComfyUI's log that report an import failure of our pack, with
-    the traceback logged just before ComfyUI's "Cannot import" line."""
+def check_import_log(log_path: Path, pack_name: str = PACK_LINK_NAME) -> list[str]:
+    """Lines of ComfyUI's log that report an import failure of our pack (installed as custom_nodes/
+    ``pack_name``), with the traceback logged just before ComfyUI's "Cannot import" line."""
     lines = tail(log_path, 100000).splitlines()
     bad = []
     for i, line in enumerate(lines):
-        if PACK_LINK_NAME not in line:
+        if pack_name not in line:
             continue
         if "Cannot import" in line:
             start = i
@@ -884,7 +932,8 @@ def main(argv=None) -> int:
     ap.add_argument("--shared", default=str(REPO_ROOT.parent / "shared"),
                     help="shared/ folder holding data/ (default: ../shared beside the repo)")
     ap.add_argument("--pack", default=str(REPO_ROOT),
-                    help="node pack folder to link into custom_nodes (default: this repo)")
+                    help="node pack folder to link into custom_nodes when none is installed there yet "
+                         "(default: this repo; an installed copy, folder or link of any name, is used as it is)")
     ap.add_argument("--log", help="server log file (default: a file in the temp dir)")
     ap.add_argument("--start-timeout", type=float, default=180.0)
     ap.add_argument("--prompt-timeout", type=float, default=600.0, help="seconds per prompt")
@@ -939,7 +988,7 @@ def main(argv=None) -> int:
                 workflow = remove_nodes(workflow, SCORE_NODE)
             elif args.clip == "tiny":
                 use_tiny_clip(workflow)
-        link_pack(comfyui, pack)
+        installed = link_pack(comfyui, pack)
         if args.clip == "tiny":
             write_tiny_clip(comfyui)
         link_weights(comfyui, data / "official_weights" / WEIGHTS_NAME)
@@ -950,7 +999,7 @@ def main(argv=None) -> int:
         server.wait_ready(http, args.start_timeout)
         log(f"[server] ready after {time.monotonic() - t0:.1f} s")
 
-        bad_import = check_import_log(log_path)
+        bad_import = check_import_log(log_path, installed.name)
         res.add("pack imported", not bad_import, "\n    ".join(bad_import)[-4000:])
 
         status, object_info = http.get("/object_info")

@@ -1,23 +1,31 @@
 #!/usr/bin/env python3
 """Write the example workflows in example_workflows/ (UI format: drag into ComfyUI,
-or pick them in the template browser under the pack's name).
+or pick them in the template browser under the pack's name), with their thumbnails.
 
-  cliplit_backlit_enhance.json  Load Image -> Backlit Enhance -> Save Image, plus a
-                                light-map preview. Needs only the CLIP-LIT model file.
-  cliplit_light_scores.json     CLIP Light Score before and after the enhancement,
-                                with the backlit heatmap. Needs CLIP weights too.
+  Enhance a backlit photo.json       Load Image -> Backlit Enhance -> Save Image, plus a
+                                     light-map preview. Needs only the CLIP-LIT model file.
+  Light score before and after.json  CLIP Light Score before and after the enhancement,
+                                     with the backlit heatmap. Needs CLIP weights too.
+
+ComfyUI 0.8.0's template browser (frontend 1.35.9) shows a custom node pack's template
+by its file name alone: GET /api/workflow_templates lists the names in each pack's
+example_workflows/, and each card gets the name as its title, the name again (dashes and
+underscores turned into spaces) as its description, and NAME.jpg as its square thumbnail.
+So the file names are the titles, and read as a description too.
 
 Widget order and defaults come from the nodes' own INPUT_TYPES, so the files stay
 in step with the code; tests/nodes/test_nodes_workflows.py checks that they are current
-and laid out readably (left to right, margins, no link across a node). The
-thumbnails beside them (NAME.jpg) are screenshots made by
-``tools/browser_smoke.py --thumbnails``.
+and laid out readably (left to right, margins, no link across a node). The thumbnails
+(NAME.jpg) show a backlit portrait before and after, split down the middle: made from
+docs/images/before_after.jpg (tools/make_readme_picture.py; photo: Daniel Torobekov,
+Pexels, Pexels license), the only photo the repository holds.
 
     python tools/make_example_workflows.py [--check]
 """
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import sys
@@ -25,9 +33,19 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+try:  # run as a script (tools/ on sys.path) or imported as tools.make_example_workflows
+    from make_readme_picture import GAP as PAIR_GAP
+except ImportError:
+    from tools.make_readme_picture import GAP as PAIR_GAP
 OUT_DIR = REPO / "example_workflows"
-MAIN_NAME = "cliplit_backlit_enhance"
-SCORES_NAME = "cliplit_light_scores"
+# The file names are the template cards' titles (see above): plain words, no dashes or underscores
+# (the card's description repeats the name with them turned into spaces), nothing a file system refuses.
+MAIN_NAME = "Enhance a backlit photo"
+SCORES_NAME = "Light score before and after"
+PHOTO_PAIR = REPO / "docs" / "images" / "before_after.jpg"  # before | after, PAIR_GAP white pixels between
+THUMB_SIZE = 512           # the card shows a square
+THUMB_QUALITY = 85
+THUMB_MAX_LEVELS = 2.0     # --check: mean difference (8-bit levels) tolerated between the file and a fresh render
 # Every ComfyUI ships input/example.png; the notes tell users to pick their own backlit photo.
 EXAMPLE_IMAGE = "example.png"
 
@@ -60,7 +78,7 @@ MAIN_NOTE = (
     "a bright sky or window). example.png, ComfyUI's sample picture, only shows that the graph runs.\n"
     "3. Run. The result is saved as output/CLIP-LIT/enhanced_*.png. The light map shows what the photo "
     "was divided by: dark = lifted most.\n\n"
-    "CLIP light scores before/after: the cliplit_light_scores template (needs CLIP weights)."
+    f"CLIP light scores before/after: the '{SCORES_NAME}' template (needs CLIP weights)."
 )
 SCORES_NOTE = (
     "CLIP light score before and after the enhancement (needs CLIP weights)\n\n"
@@ -113,6 +131,11 @@ EXAMPLES = {
                 "CLIP-LIT backlit enhancement: enhanced image and light map. Needs only the CLIP-LIT model file."),
     SCORES_NAME: (SCORES_NODES, SCORES_LAYOUT,
                   "CLIP-LIT: CLIP light score before and after the enhancement, backlit heatmap. Needs CLIP weights."),
+}
+# what each thumbnail says over the photo: (caption at the top or None, left label, right label)
+THUMB_TEXT = {
+    MAIN_NAME: (None, "before", "after"),
+    SCORES_NAME: ("CLIP light score", "before", "after"),
 }
 
 
@@ -286,16 +309,87 @@ def file_geometry(ui: dict) -> tuple[dict, list]:
 
 
 # --------------------------------------------------------------------------
+# thumbnails
+
+def photo_halves(path: Path = PHOTO_PAIR):
+    """(before, after) of README's picture: two halves side by side, PAIR_GAP white pixels apart."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        pair = im.convert("RGB")
+    half = (pair.width - PAIR_GAP) // 2
+    return pair.crop((0, 0, half, pair.height)), pair.crop((half + PAIR_GAP, 0, 2 * half + PAIR_GAP, pair.height))
+
+
+def _label(draw, xy, text: str, size: int, anchor: str) -> None:
+    """White text on a dark, rounded box at ``xy`` (PIL anchor)."""
+    from PIL import ImageFont
+
+    font = ImageFont.load_default(size=size)
+    box = draw.textbbox(xy, text, font=font, anchor=anchor)
+    pad = size // 3
+    draw.rounded_rectangle((box[0] - pad, box[1] - pad, box[2] + pad, box[3] + pad), radius=pad,
+                           fill=(0, 0, 0, 150))
+    draw.text(xy, text, font=font, anchor=anchor, fill=(255, 255, 255, 255))
+
+
+def render_thumbnail(name: str, path: Path = PHOTO_PAIR):
+    """The square card picture of example ``name``: the photo split down the middle, the backlit
+    original on the left, CLIP-LIT's result on the right, labelled (an RGB PIL image)."""
+    from PIL import Image, ImageDraw
+
+    before, after = photo_halves(path)
+    side = min(before.size)
+    top = (before.height - side) // 2  # the face sits in the middle of the portrait
+    box = (0, top, side, top + side)
+    square = before.crop(box)
+    square.paste(after.crop(box).crop((side // 2, 0, side, side)), (side // 2, 0))
+    square = square.resize((THUMB_SIZE, THUMB_SIZE), Image.LANCZOS).convert("RGBA")
+    overlay = Image.new("RGBA", square.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(overlay)
+    mid, edge, size = THUMB_SIZE // 2, THUMB_SIZE // 24, THUMB_SIZE // 16
+    draw.rectangle((mid - 1, 0, mid + 1, THUMB_SIZE), fill=(255, 255, 255, 230))
+    caption, left, right = THUMB_TEXT[name]
+    _label(draw, (mid // 2, THUMB_SIZE - edge), left, size, "ms")
+    _label(draw, (mid + mid // 2, THUMB_SIZE - edge), right, size, "ms")
+    if caption:
+        _label(draw, (mid, edge), caption, size, "mt")
+    return Image.alpha_composite(square, overlay).convert("RGB")
+
+
+def thumbnail_jpeg(image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=THUMB_QUALITY, optimize=True)
+    return buf.getvalue()
+
+
+def thumbnail_difference(jpeg: Path, image) -> float:
+    """Mean absolute difference (8-bit levels) between a thumbnail file and a fresh render; inf if the
+    file is missing or of another size (JPEG encoders differ a little between Pillow builds)."""
+    import numpy as np
+    from PIL import Image
+
+    try:
+        with Image.open(jpeg) as im:
+            old = np.asarray(im.convert("RGB"), dtype=np.int16)
+    except OSError:
+        return float("inf")
+    new = np.asarray(image, dtype=np.int16)
+    return float(np.abs(old - new).mean()) if old.shape == new.shape else float("inf")
+
+
+# --------------------------------------------------------------------------
 
 def dumps(obj) -> str:
     return json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)  # as git checks files out (mkstemp makes them private)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -307,15 +401,26 @@ def main(argv=None) -> int:
     ap.add_argument("--check", action="store_true", help="only check that the files are up to date")
     args = ap.parse_args(argv)
     files = {OUT_DIR / f"{name}.json": ui for name, ui in build_all(_node_classes()).items()}
+    thumbs = {OUT_DIR / f"{name}.jpg": render_thumbnail(name) for name in EXAMPLES}
     stale = [p for p, ui in files.items() if not p.is_file() or p.read_text(encoding="utf-8") != dumps(ui)]
+    stale += [p for p, im in thumbs.items() if thumbnail_difference(p, im) > THUMB_MAX_LEVELS]
+    extra = sorted(p for p in OUT_DIR.glob("*") if p not in files and p not in thumbs and not p.name.startswith("."))
     if args.check:
         for p in stale:
             print(f"out of date: {p.relative_to(REPO)} (run python tools/make_example_workflows.py)")
-        return 1 if stale else 0
+        for p in extra:
+            print(f"not made here: {p.relative_to(REPO)} (ComfyUI would list it as a template; remove it)")
+        return 1 if stale or extra else 0
     OUT_DIR.mkdir(exist_ok=True)
     for p, ui in files.items():
-        write_atomic(p, dumps(ui))
+        write_atomic(p, dumps(ui).encode("utf-8"))
         print(f"wrote {p.relative_to(REPO)}")
+    for p, im in thumbs.items():
+        write_atomic(p, thumbnail_jpeg(im))
+        print(f"wrote {p.relative_to(REPO)}")
+    for p in extra:
+        p.unlink()
+        print(f"removed {p.relative_to(REPO)} (an example no longer made)")
     return 0
 
 

@@ -10,7 +10,9 @@ import dataclasses
 import json
 import sys
 
+from cliplit_core.command_line import OneLineParser, stdout_closed
 from cliplit_core.errors import CLIPLITError
+from cliplit_core.wording import COMMAND_LINE
 
 from . import recipe
 from .config import RUNTIME_FIELDS, TrainConfig, TrainerError, config_fields, training_differences
@@ -39,11 +41,11 @@ _GROUPS = {
     "starting points": ("init_enhancer", "init_scheme", "init_prompt", "prompt_length", "padding"),
     "sizes and batches": ("image_size", "prompt_image_size", "batch_size", "prompt_batch_size"),
     "optimisation": ("lr", "prompt_lr", "weight_decay"),
-    "schedule": ("recipe", "plan", "epochs", "rounds", "prompt_init_iters", "reconstruction_iters",
-                 "enhance_iters", "prompt_iters", "thre_train", "thre_prompt", "train_extension", "prompt_extension",
-                 "max_extensions", "ranking",
-                 "margins", "margin_no_results", "handoff", "reinit_psnr", "reinit_after", "reinit_extension", "max_reinits",
-                 "psnr_channel", "best_window", "best_every"),
+    "schedule": ("recipe", "plan", "allow_untrained", "epochs", "rounds", "prompt_init_iters",
+                 "reconstruction_iters", "enhance_iters", "prompt_iters", "thre_train", "thre_prompt",
+                 "train_extension", "prompt_extension", "max_extensions", "ranking", "margins", "margin_no_results",
+                 "handoff", "reinit_psnr", "reinit_after", "reinit_extension", "max_reinits", "psnr_channel",
+                 "best_window", "best_every"),
     "runtime": ("device", "amp", "channels_last", "workers", "seed", "resume", "log_every", "save_every",
                 "progress"),
 }
@@ -61,8 +63,8 @@ def _field_type(f, default):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m trainer", description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog="python -m trainer", description=DESCRIPTION, epilog=EPILOG,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     fields = {f.name: f for f in config_fields()}
     for title, names in _GROUPS.items():
         group = parser.add_argument_group(title)
@@ -121,6 +123,7 @@ def resolve_config(given: dict, warn=None) -> tuple[TrainConfig, dict | None]:
 
 def print_plan(given: dict) -> int:
     """``--plan``: the schedule these options give, as JSON lines (no model, no image is read)."""
+    from .budget import enhancement_iters, untrained_note
     from .data import list_folder
     from .schedule import plan_phases
 
@@ -135,9 +138,14 @@ def print_plan(given: dict) -> int:
     for p in phases:
         print(json.dumps(p))
     summary.update(recipe=cfg.recipe, epochs=cfg.epochs, backlit_images=nb, welllit_images=nw,
-                   overrides=recipe.overrides(cfg),
+                   enhance_iters=enhancement_iters(phases), overrides=recipe.overrides(cfg),
                    assumes="no phase extensions and no re-initialisations (both can only add iterations)")
+    untrained = untrained_note(cfg, phases, summary, nb, nw)
+    if untrained is not None:
+        summary.update(untrained=untrained[0], budget_to_train=untrained[1])
+        print(f"warning: {untrained[0]}", file=sys.stderr)
     print(json.dumps(summary))
+    sys.stdout.flush()  # a closed pipe fails here, inside main's handler, not at interpreter exit
     return 0
 
 
@@ -149,7 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     info = None
     try:
         if given.get("plan"):
-            return print_plan(given)
+            try:
+                return print_plan(given)
+            except BrokenPipeError:  # `--plan | head`: the reader has what it wanted
+                stdout_closed()
+                return 0
         cfg, ck = resolve_config(given)
         cfg = recipe.resolve(cfg, set(given))
         cfg.validate()
@@ -162,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         Trainer(cfg, info, checkpoint=ck).run()
         return 0
     except CLIPLITError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {e.worded(COMMAND_LINE)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted (resume with --resume)", file=sys.stderr)

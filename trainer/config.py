@@ -22,7 +22,7 @@ from cliplit_core.errors import CLIPLITError
 # shortens the schedule; the output and data folders may have moved -- the trainer
 # warns if the image listing changed).
 RUNTIME_FIELDS = frozenset({"device", "amp", "workers", "log_every", "save_every", "rounds", "epochs", "resume",
-                            "channels_last", "progress", "out", "backlit", "welllit", "plan"})
+                            "channels_last", "progress", "out", "backlit", "welllit", "plan", "allow_untrained"})
 
 
 class TrainerError(CLIPLITError):
@@ -89,10 +89,15 @@ class TrainConfig:
                        "(default authors)", choices=("authors", "paper"))
     plan: bool = _opt(False, "print the schedule these options give, one JSON line per phase, and exit "
                       "(loads no model and no image)", flag_type="store_true")
+    allow_untrained: bool = _opt(False, "run and write cliplit.safetensors even when the budget trains no "
+                                 "enhancement network (without it such a run is refused; --plan names the "
+                                 "budget that would train one)", flag_type="store_true")
     epochs: int | None = _opt(None, "authors: budget in their epochs (one pass of the current phase's loader); "
-                              "default 2000 with both --init-enhancer and --init-prompt, else 3000", metavar="N")
-    rounds: int | None = _opt(None, "budget in complete rounds of (enhancement -> results -> refinement) instead "
-                              "of epochs (paper: default 3)", metavar="R")
+                              "the run always ends there; default 2000 with both --init-enhancer and "
+                              "--init-prompt, else 3000", metavar="N")
+    rounds: int | None = _opt(None, "budget in complete rounds of (enhancement -> results -> refinement); "
+                              "authors: the run ends at --epochs or after R rounds, whichever comes first "
+                              "(paper: default 3)", metavar="R")
     prompt_init_iters: int | None = _opt(None, "prompt initialisation iterations (cross-entropy; default 8000, "
                                          "0 with --init-prompt)", metavar="N")
     reconstruction_iters: int | None = _opt(None, "reconstruction iterations (identity loss only; default "

@@ -8,10 +8,15 @@
   ``PIL.resize((S, S))``) to the sizes training needs and kept in memory as
   float16 ``[3, S, S]`` (about 1.5 MB per image at 512, 0.4 MB at 256). Gray
   images are repeated to RGB; an alpha channel is dropped.
-* Batches are a pure function of ``(seed, phase, round, iteration)``: the order is
-  an endless stream of seeded permutations and the augmentation parameters come
-  from a generator seeded per iteration. Nothing depends on global RNG state or
-  on DataLoader workers, so a resumed run sees exactly the same batches.
+* Batches are a pure function of the seed and the step's place in the schedule:
+  ``--recipe authors`` reads the authors' epoch loaders (``DataLoader(shuffle=True)``,
+  ``drop_last=False``): a new seeded shuffle every epoch, the last batch of an epoch
+  holding what is left, and refinement pairs (backlit, well-lit) fixed each time their
+  loader is built (:class:`EpochOrder`, ``slot``); ``--recipe paper`` reads an endless
+  stream of seeded permutations in full batches (:class:`IndexStream`). Augmentation
+  parameters come from a generator seeded per epoch (authors) or per batch (paper).
+  Nothing depends on global RNG state or on DataLoader workers, so a resumed run sees
+  exactly the same batches.
 * Augmentation (the authors' probabilities): horizontal flip
   (p 0.5), vertical flip (0.5), transpose = 90-degree rotation (0.5), zoom with
   independent x/y factors (p 0.3; 0.7-1.3 for enhancement, 0.5-1.5 for prompts)
@@ -43,6 +48,8 @@ MAX_ANGLE = 90.0
 
 # Stable codes for seeding (never change them: they define the data order).
 PHASE_CODES = {"prompt_init": 1, "reconstruction": 2, "enhance": 3, "prompt": 4, "reinit": 5, "welllit": 6}
+LOADER_CODES = {"train": 7, "init": 8, "refine": 9, "pairing": 10}
+LOADER_KINDS = {"train": "enhance", "init": "prompt_init", "refine": "prompt"}  # loader -> PhaseBatches kind
 
 
 def seed_for(*parts: int) -> int:
@@ -176,6 +183,24 @@ class IndexStream:
         return torch.stack(out)
 
 
+class EpochOrder:
+    """One epoch of a ``DataLoader(shuffle=True, drop_last=False)`` over ``n`` items: a seeded
+    permutation cut into batches of ``size``; the last batch holds the ``n mod size`` left (all
+    ``n`` when there are fewer than ``size``)."""
+
+    def __init__(self, n: int, size: int, *seed_parts: int):
+        self.n, self.size = int(n), int(size)
+        self.perm = torch.randperm(self.n, generator=generator_for(*seed_parts, 0xE90C))
+
+    def __len__(self) -> int:
+        return -(-self.n // self.size)
+
+    def batch(self, index: int) -> torch.Tensor:
+        if not 0 <= index < len(self):
+            raise IndexError(f"batch {index} of an epoch of {len(self)}")
+        return self.perm[int(index) * self.size:(int(index) + 1) * self.size]
+
+
 # --------------------------------------------------------------------------- augmentation
 @dataclass
 class AugParams:
@@ -189,6 +214,8 @@ class AugParams:
     angle: torch.Tensor  # [B] float, degrees
 
     def slice(self, sl: slice) -> "AugParams":
+        if sl.start == 0 and sl.stop == len(self.hflip):  # one process: all of it
+            return self
         return AugParams(**{k: v[sl] for k, v in self.__dict__.items()})
 
 
@@ -242,11 +269,12 @@ def augment(x: torch.Tensor, p: AugParams) -> torch.Tensor:
 class Batch:
     """One training step's data for this process (its share of the global batch)."""
 
-    iteration: int
+    iteration: int  # the batch's index: in its phase (paper) or in its epoch (authors)
     tensors: dict[str, torch.Tensor]  # name -> [b, 3, S, S] float32 (not yet augmented)
     labels: torch.Tensor | None
     aug: AugParams
-    global_size: int  # images (or samples) in the global batch
+    global_size: int  # images (or samples) in the global batch (fewer in an epoch's last batch)
+    epoch: int | None = None  # authors: the epoch it belongs to
 
     @property
     def local_size(self) -> int:
@@ -261,70 +289,94 @@ def shard(n: int, rank: int, world: int) -> slice:
 
 
 class PhaseBatches(torch.utils.data.Dataset):
-    """Dataset whose item ``i`` is the whole batch of iteration ``i`` of a phase.
+    """Dataset whose item ``i`` is a whole batch.
 
     kinds: ``"enhance"`` (backlit at image size), ``"prompt_init"`` (backlit and
     well-lit mixed, labels 0/1, shorter list repeated), ``"prompt"`` (backlit,
     well-lit and the per-round results of the same backlit images; one shared
-    augmentation per sample, like the authors' margin loader).
+    augmentation per sample, like the authors' margin loader; the shorter list repeated).
+
+    With ``slot`` (``--recipe authors``), item ``i`` is batch ``slot.index + i`` of epoch
+    ``slot.epoch`` of that loader, up to the epoch's end; refinement pairs item ``j`` (backlit
+    ``j mod nb``) with well-lit ``pairing[j] mod nw``, one seeded pairing per ``slot.build``, as
+    their margin loader pairs two lists shuffled once when it is built. Without it (``paper``),
+    item ``i`` is iteration ``start + i`` of a phase's endless stream, in full batches.
     """
 
     def __init__(self, kind: str, *, seed: int, phase_code: int, round_: int, batch_size: int,
                  backlit: torch.Tensor, welllit: torch.Tensor | None = None,
                  results: dict[str, torch.Tensor] | None = None, zoom_range=ENHANCE_ZOOM,
-                 rank: int = 0, world: int = 1, start: int = 0, stop: int = 0):
+                 rank: int = 0, world: int = 1, start: int = 0, stop: int = 0, slot=None):
         self.kind = kind
-        self.seed_parts = (int(seed), int(phase_code), int(round_))
         self.batch_size = int(batch_size)
         self.backlit = backlit
         self.welllit = welllit
         self.results = results or {}
         self.zoom_range = zoom_range
         self.rank, self.world = rank, world
-        self.start, self.stop = int(start), int(stop)
         nb = len(backlit)
         if kind == "enhance":
-            self.stream = IndexStream(nb, *self.seed_parts)
-        elif kind == "prompt_init":
-            nw = len(welllit)
-            self.length = max(nb, nw)
-            self.stream = IndexStream(2 * self.length, *self.seed_parts)
-        elif kind == "prompt":
-            nw = len(welllit)
-            self.length = max(nb, nw)
-            self.stream = IndexStream(self.length, *self.seed_parts)
-            self.partner = IndexStream(self.length, *self.seed_parts, PHASE_CODES["welllit"])
+            items = nb
+        elif kind in ("prompt_init", "prompt"):
+            self.length = max(nb, len(welllit))
+            items = 2 * self.length if kind == "prompt_init" else self.length
         else:
             raise ValueError(kind)
+        self.epoch = None
+        if slot is not None:
+            if LOADER_KINDS[slot.loader] != kind:
+                raise ValueError(f"a {kind} batch from the {slot.loader} loader")
+            self.epoch = int(slot.epoch)
+            self.seed_parts = (int(seed), LOADER_CODES[slot.loader], self.epoch)
+            self.order = EpochOrder(items, self.batch_size, *self.seed_parts)
+            # one draw per item of the epoch, as their loader draws one per item it reads
+            self.epoch_aug = sample_aug(items, generator_for(*self.seed_parts, 0xA06), zoom_range)
+            self.start, self.stop = int(slot.index), len(self.order)
+            if kind == "prompt":
+                pairing = generator_for(int(seed), LOADER_CODES["pairing"], int(slot.build))
+                self.pairing = torch.randperm(self.length, generator=pairing)
+        else:
+            self.seed_parts = (int(seed), int(phase_code), int(round_))
+            self.stream = IndexStream(items, *self.seed_parts)
+            self.start, self.stop = int(start), int(stop)
+            if kind == "prompt":
+                self.partner = IndexStream(self.length, *self.seed_parts, PHASE_CODES["welllit"])
 
     def __len__(self) -> int:
         return max(0, self.stop - self.start)
 
-    def make(self, iteration: int) -> Batch:
-        B = self.batch_size
+    def _indices(self, i: int) -> torch.Tensor:
+        return self.order.batch(i) if self.epoch is not None else self.stream.batch(i, self.batch_size)
+
+    def make(self, i: int) -> Batch:
+        """Batch ``i`` (of the epoch with a slot, of the phase without)."""
+        order = self._indices(i)
+        B = len(order)
         sl = shard(B, self.rank, self.world)
-        gen = generator_for(*self.seed_parts, 0xA06, iteration)
-        zoom = self.zoom_range
-        aug = sample_aug(B, gen, zoom).slice(sl)
-        order = self.stream.batch(iteration, B)[sl]
+        if self.epoch is not None:
+            first = i * self.batch_size
+            aug = self.epoch_aug.slice(slice(first + sl.start, first + sl.stop))
+        else:
+            aug = sample_aug(B, generator_for(*self.seed_parts, 0xA06, i), self.zoom_range).slice(sl)
+        mine = order[sl]
         labels = None
         if self.kind == "enhance":
-            tensors = {"backlit": self.backlit[order].float()}
+            tensors = {"backlit": self.backlit[mine].float()}
         elif self.kind == "prompt_init":
             nb, nw = len(self.backlit), len(self.welllit)
-            is_well = order >= self.length
-            k = torch.where(is_well, order - self.length, order)
+            is_well = mine >= self.length
+            k = torch.where(is_well, mine - self.length, mine)
             imgs = [self.welllit[int(j) % nw] if w else self.backlit[int(j) % nb] for j, w in zip(k, is_well)]
-            tensors = {"images": torch.stack(imgs).float()}
+            tensors = {"images": torch.stack(imgs).float() if imgs else self.backlit[:0].float()}
             labels = is_well.long()
         else:
             nb, nw = len(self.backlit), len(self.welllit)
-            partner = self.partner.batch(iteration, B)[sl]
-            bi = order % nb
+            partner = self.pairing[mine] if self.epoch is not None else self.partner.batch(i, B)[sl]
+            bi = mine % nb
             tensors = {"backlit": self.backlit[bi].float(), "welllit": self.welllit[partner % nw].float()}
             for name, res in self.results.items():
                 tensors[name] = res[bi].float() / 255.0 if res.dtype == torch.uint8 else res[bi].float()
-        return Batch(iteration, tensors, labels, aug, B)
+        return Batch(i, tensors, labels, aug, B, self.epoch)
 
     def __getitem__(self, i: int) -> Batch:
         return self.make(self.start + int(i))

@@ -46,7 +46,8 @@ def defaults_for(cfg: TrainConfig) -> dict:
 
 def resolve(cfg: TrainConfig, given: set[str] | None = None) -> TrainConfig:
     """A copy of ``cfg`` with the recipe's defaults filled in. ``given``: the options the user
-    set explicitly (a budget in rounds given alone replaces the default epoch budget)."""
+    set explicitly. Under ``authors`` a budget in rounds never replaces the epoch budget: their
+    loop always stops at ``num_epochs``, so the run ends at whichever comes first."""
     given = set(given or ())
     out = dataclasses.replace(cfg)
     defaults = defaults_for(cfg)
@@ -54,8 +55,6 @@ def resolve(cfg: TrainConfig, given: set[str] | None = None) -> TrainConfig:
         bad = [n for n in AUTHORS_ONLY if n in given and getattr(cfg, n) is not None]
         if bad:
             raise TrainerError(f"--{bad[0].replace('_', '-')} applies to --recipe authors only")
-    if cfg.recipe == "authors" and cfg.rounds is not None and cfg.epochs is None:
-        defaults["epochs"] = None  # a budget in rounds instead of epochs
     for name, value in defaults.items():
         if getattr(out, name) is None:
             setattr(out, name, list(value) if isinstance(value, list) else value)
@@ -65,13 +64,11 @@ def resolve(cfg: TrainConfig, given: set[str] | None = None) -> TrainConfig:
 def overrides(cfg: TrainConfig) -> dict:
     """Resolved options that differ from what the recipe alone would give."""
     base = defaults_for(cfg)
-    if cfg.recipe == "authors" and cfg.rounds is not None and cfg.epochs is None:
-        base["epochs"] = None
     plain = TrainConfig()
     out = {}
     for f in dataclasses.fields(TrainConfig):
-        if f.name in ("backlit", "welllit", "out", "resume", "plan", "progress", "log_every", "save_every",
-                      "workers", "device", "recipe"):
+        if f.name in ("backlit", "welllit", "out", "resume", "plan", "allow_untrained", "progress", "log_every",
+                      "save_every", "workers", "device", "recipe"):
             continue
         ref = base[f.name] if f.name in base else getattr(plain, f.name)
         val = getattr(cfg, f.name)

@@ -34,6 +34,30 @@ from dataclasses import dataclass, field
 
 KINDS = ("prompt_init", "reconstruction", "enhance", "prompt")
 BACKLIT, WELLLIT = "backlit", "welllit"
+PHASE_TITLES = {"prompt_init": "prompt init", "reconstruction": "reconstruction", "enhance": "enhance",
+                "prompt": "prompt refine"}
+
+
+def phase_title(kind: str, round_: int) -> str:
+    """How logs, headers and messages name a phase: ``prompt init``, ``enhance r3`` ..."""
+    t = PHASE_TITLES[kind]
+    return f"{t} r{round_}" if round_ else t
+
+
+LOADERS = ("train", "init", "refine")  # the authors' three loaders: backlit (reconstruction and enhancement),
+# both folders mixed (prompt initialisation), backlit paired with well-lit (refinement)
+
+
+@dataclass(frozen=True)
+class BatchSlot:
+    """Where a step's batch lies in the authors' epoch loaders (``DataLoader(shuffle=True)``, last
+    batch partial): a new shuffle every epoch, and for refinement a new pairing of backlit and
+    well-lit images every time their loader is built."""
+
+    loader: str  # one of LOADERS
+    epoch: int  # their epoch counter (the outer loop's): the shuffle
+    index: int  # the batch within the epoch, 0-based
+    build: int = 0  # refinement: how many times their loader was rebuilt before (the pairing)
 
 
 @dataclass(frozen=True)
@@ -41,7 +65,8 @@ class Step:
     kind: str  # one of KINDS
     round: int  # 0 for prompt initialisation and reconstruction
     iteration: int  # 1-based within the phase
-    length: int  # the phase's planned length now (it grows with extensions)
+    length: int  # iterations the phase runs as planned now (no further extension or re-initialisation)
+    slot: BatchSlot | None = None  # authors: the batch's place in their loaders; paper: None (a stream)
 
 
 @dataclass(frozen=True)
@@ -102,8 +127,8 @@ class LoaderSizes:
 class AuthorsParams:
     """The constants of the authors' schedule (each one an option of the trainer)."""
 
-    epochs: int | None  # budget in epochs; None: budget by rounds
-    rounds: int | None  # budget in complete rounds; None: budget by epochs
+    epochs: int  # budget in epochs: their loop always ends there
+    rounds: int | None  # also a budget in complete rounds (whichever ends first); None: epochs only
     prompt_init_iters: int
     reconstruction_iters: int
     enhance_iters: int
@@ -112,7 +137,7 @@ class AuthorsParams:
     thre_prompt: float = 60.0
     enhance_extension: int = 60
     prompt_extension: int = 100
-    max_extensions: int | None = None  # per phase; None: no limit
+    max_extensions: int | None = None  # per phase (prompt init shares its count with its round-0 spill); None: no limit
     reinit_psnr: float = 8.0
     reinit_after: int = 100
     reinit_extension: int = 100
@@ -123,6 +148,10 @@ class AuthorsParams:
     margins: tuple[float, float, float] = (0.9, 0.2, 0.1)  # large; small with one result set; small with two
     ranking: str = "authors"
 
+    def __post_init__(self):
+        if self.epochs is None:  # phases grow without a cap while the loss stays high: only epochs end them
+            raise ValueError("the authors' schedule needs an epoch budget (their loop always ends at num_epochs)")
+
 
 class AuthorsSchedule:
     """The authors' ``train.py`` control flow. Variable names follow theirs: ``cur`` is the
@@ -130,6 +159,7 @@ class AuthorsSchedule:
     ``train_thre`` / ``total_thre`` where the network phase and the prompt phase end."""
 
     recipe = "authors"
+    measure_lengths = True  # Step.length; off in the copies that measure it, and in plan_phases
 
     def __init__(self, p: AuthorsParams, sizes: LoaderSizes, state: dict | None = None):
         self.p = p
@@ -206,6 +236,8 @@ class AuthorsSchedule:
             sets = [slots[0]]
         else:
             sets = [slots[1 - pr], slots[pr]]
+        if sets:  # their loader is rebuilt: backlit and well-lit images are paired anew
+            s["build"] = s.get("build", 0) + 1
         rk = build_ranking(p.ranking, sets, p.margins, p.margin_no_results)
         s["ranking"] = [list(t) for t in rk.terms]
         s["ranking_sets"] = [list(t) for t in rk.sets]
@@ -214,35 +246,43 @@ class AuthorsSchedule:
     def next_step(self) -> Step | None:
         s = self.s
         while s["loop"] is None:
-            if self.p.epochs is not None and s["epoch"] >= self.p.epochs:
+            if s["epoch"] >= self.p.epochs:
                 return None
             head = self._start_epoch()
             if head == "done":  # changes nothing: a larger --rounds can resume from here
                 return None
             if head == "stalled":  # their loop would spend the rest of its epochs on empty resets
-                if self.p.epochs is not None:
-                    s["epoch"] = self.p.epochs
+                s["epoch"] = self.p.epochs
                 return None
         kind = self._kind()
         rnd = s["round"] if kind in ("enhance", "prompt") else 0
         if s["phase"] != [kind, rnd]:
-            s.update(phase=[kind, rnd], phase_iter=0, extensions=0, snapshot=False)
-        return Step(kind, rnd, s["phase_iter"] + 1, s["phase_iter"] + self._remaining())
+            # --max-extensions counts per phase; the round-0 refinement steps are the rest of a prompt
+            # initialisation's extension (their loop moves on to its refinement loader): the same count
+            spill = s["phase"] == ["prompt_init", 0] and [kind, rnd] == ["prompt", 0]
+            s.update(phase=[kind, rnd], phase_iter=0, snapshot=False, length=None)
+            if not spill:
+                s["extensions"] = 0
+        if s.get("length") is None:  # at the phase's start, and after an extension or a re-initialisation
+            s["length"] = s["phase_iter"] + self._iterations_left() if self.measure_lengths else 0
+        slot = BatchSlot(s["loop"], s["epoch"], s["pos"], s.get("build", 0))
+        return Step(kind, rnd, s["phase_iter"] + 1, s["length"], slot)
 
     def kept_sets(self) -> list[int]:
         return [r for r in self.s["slots"] if r is not None]
 
-    def _remaining(self) -> int:
-        """Iterations left in the phase as planned now (no further extension)."""
-        s = self.s
-        kind = self._kind()
-        if s["loop"] == "train":
-            end = s["train_thre"]
-            if kind == "reconstruction":
-                end = min(end, s["recon"] + self.p.prompt_init_iters - s["total"] + s["cur"])
-        else:
-            end = s["total_thre"]
-        return max(1, end - s["cur"])
+    def _iterations_left(self) -> int:
+        """Iterations the current phase runs from here when no step extends it or re-initialises the
+        network: a copy of the machine runs them. (Their corners make any formula wrong: a reset
+        epoch that comes one iteration early, a prompt initialisation restarted by one, a
+        reconstruction split by a reset.)"""
+        probe = AuthorsSchedule(self.p, self.sizes, self.s)
+        probe.measure_lengths = False
+        n = 0
+        while (step := probe.next_step()) is not None and [step.kind, step.round] == self.s["phase"]:
+            probe.record(-math.inf, math.inf)
+            n += 1
+        return n
 
     def record(self, loss: float, psnr: float | None = None) -> Events:
         s, p = self.s, self.p
@@ -293,6 +333,8 @@ class AuthorsSchedule:
                 broke = True
         if ev.extended:
             s["extensions"] += 1
+        if ev.extended or ev.reinit:
+            s["length"] = None  # measured again at the next step
         s["cur"] += 1
         s["total"] += 1
         s["pos"] += 1
@@ -314,7 +356,7 @@ class AuthorsSchedule:
     def _phase_ends_after(self, kind: str) -> tuple[bool, bool]:
         """(the phase ends after this step, a reset epoch closes it before the next step)."""
         probe = object.__new__(AuthorsSchedule)  # next_step only rebinds keys: a shallow copy is enough
-        probe.p, probe.sizes, probe.s = self.p, self.sizes, dict(self.s)
+        probe.p, probe.sizes, probe.s, probe.measure_lengths = self.p, self.sizes, dict(self.s), False
         nxt = probe.next_step()
         closed = probe.s.get("resets", 0) > self.s.get("resets", 0)
         if nxt is None:
@@ -458,6 +500,7 @@ def plan_phases(schedule, limit: int | None = None) -> tuple[list[dict], dict]:
     phases: list[dict] = []
     total = 0
     completed_rounds = set()
+    schedule.measure_lengths = False  # it counts them
     while (step := schedule.next_step()) is not None:
         if limit is not None and total >= limit:
             return phases, {"total_iters": total, "truncated": True}

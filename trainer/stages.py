@@ -35,22 +35,29 @@ from . import recipe as recipemod
 from .config import TrainConfig, TrainerError
 from .data import ENHANCE_ZOOM, PHASE_CODES, PROMPT_ZOOM, ImageSet, PhaseBatches, augment, batch_loader, \
     scan_folder, seed_for
-from .schedule import Step, plan_phases
+from .budget import untrained_note
+from .schedule import Step, phase_title, plan_phases
 from .logging_utils import LOG_NAME, JsonlLog, Progress, plot_losses, read_log, sample_grid, truncate_log
 
-TRAINER_VERSION = "2"
+TRAINER_VERSION = "3"  # 3: --recipe authors reads epoch loaders (partial batches, pairs fixed per build)
 OUTPUT_NAME = "cliplit.safetensors"
 DIVISION_EPS = 1e-9  # the authors' I / (L + 1e-9) in training
 PSNR_WINDOW = 30  # the authors' re-initialisation window
 SAMPLE_COUNT = 4
 PLAN_LOG_LIMIT = 300_000  # iterations: longer schedules are not listed in the start record
-PHASE_TITLES = {"prompt_init": "prompt init", "reconstruction": "reconstruction", "enhance": "enhance",
-                "prompt": "prompt refine"}
+# the statistics a step sums over processes (refinement: S_<name>_sum per image set of the batch)
+STAT_NAMES = {"reconstruction": ("psnr_sum", "psnr_y_sum", "light_mean_sum"),
+              "enhance": ("psnr_sum", "psnr_y_sum", "light_mean_sum", "clip", "identity"),
+              "prompt_init": ("correct",)}
 
 
-def phase_title(kind: str, round_: int) -> str:
-    t = PHASE_TITLES[kind]
-    return f"{t} r{round_}" if round_ else t
+def _step_place(step: Step) -> tuple:
+    """Which batch ``step`` reads: (epoch, index) of the authors' loaders, or (None, iteration index)."""
+    return (step.slot.epoch, step.slot.index) if step.slot is not None else (None, step.iteration - 1)
+
+
+def _batch_place(batch) -> tuple:
+    return batch.epoch, batch.iteration
 
 
 def init_enhancer_weights(net: CLIPLITNet, seed: int, scheme: str = "authors") -> None:
@@ -320,12 +327,13 @@ class Trainer:
         return t.to(self.dev, non_blocking=True)
 
     def loader(self, step: Step):
-        """Batches of the current phase from ``step.iteration`` up to its planned length."""
+        """Batches from ``step``'s on: to the end of its epoch (authors: ``step.slot``), or of its
+        phase as planned now (paper)."""
         cfg = self.cfg
         restarts = self.sched.reinits if cfg.recipe == "paper" else 0  # a restarted phase draws new batches
         common = dict(seed=cfg.seed, phase_code=PHASE_CODES[step.kind] * 16 + min(restarts, 15),
                       round_=step.round, rank=self.info.rank, world=self.info.world, start=step.iteration - 1,
-                      stop=step.length)
+                      stop=step.length, slot=step.slot)
         if step.kind in ("reconstruction", "enhance"):
             ds = PhaseBatches("enhance", batch_size=cfg.batch_size, backlit=self.backlit.images[cfg.image_size],
                               zoom_range=ENHANCE_ZOOM, **common)
@@ -341,7 +349,6 @@ class Trainer:
                               zoom_range=PROMPT_ZOOM, **common)
         return batch_loader(ds, cfg.workers)
 
-
     def step(self, step: Step, batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Forward + backward of this process's share; returns (loss contribution, extra stats)
         -- all to be summed over processes."""
@@ -350,7 +357,12 @@ class Trainer:
         kind = step.kind
         L = self.losses
         extra: dict[str, torch.Tensor] = {}
-        if kind in ("reconstruction", "enhance"):
+        if batch.local_size == 0:  # an epoch's last batch with fewer images than processes: none for this one
+            params, opt = self._trained_by(kind)
+            loss = sum(p.sum() for p in params) * 0.0  # zero gradients, to be summed with the others'
+            names = ([f"S_{n}_sum" for n in batch.tensors] if kind == "prompt" else STAT_NAMES[kind])
+            extra = {n: torch.zeros((), device=self.dev) for n in names}
+        elif kind in ("reconstruction", "enhance"):
             x = augment(self._to_dev(batch.tensors["backlit"]), aug)
             with self.autocast():
                 light = enhancer_forward(self.net, x)
@@ -366,7 +378,7 @@ class Trainer:
             extra["psnr_sum"] = psnr(y.detach(), x).sum()
             extra["psnr_y_sum"] = psnr_y(y.detach(), x).sum()
             extra["light_mean_sum"] = light.detach().float().flatten(1).mean(1).sum()
-            params, opt = list(self.net.parameters()), self.opt_net
+            params, opt = self._trained_by(kind)
         elif kind == "prompt_init":
             x = augment(self._to_dev(batch.tensors["images"]), aug)
             with torch.no_grad(), self.autocast():
@@ -377,7 +389,7 @@ class Trainer:
             with torch.no_grad():
                 pred = L.clip_logits(feats.float(), tf.float()).argmax(-1).cpu()
             extra["correct"] = (pred == batch.labels).sum().float().to(self.dev)
-            params, opt = [self.prompt.embeddings], self.opt_prompt
+            params, opt = self._trained_by(kind)
         else:
             names = list(batch.tensors)
             xs = [augment(self._to_dev(batch.tensors[n]), aug) for n in names]
@@ -391,7 +403,7 @@ class Trainer:
             loss = raw * (L.PROMPT_LOSS_SCALE * share)
             for n, v in s.items():
                 extra[f"S_{n}_sum"] = v.detach().sum()
-            params, opt = [self.prompt.embeddings], self.opt_prompt
+            params, opt = self._trained_by(kind)
         opt.zero_grad(set_to_none=True)
         if self.scaler.is_enabled():
             self.scaler.scale(loss).backward()
@@ -404,6 +416,12 @@ class Trainer:
         else:
             opt.step()
         return loss.detach().float(), extra
+
+    def _trained_by(self, kind: str):
+        """(the parameters a step of ``kind`` trains, their optimiser)."""
+        if kind in ("reconstruction", "enhance"):
+            return list(self.net.parameters()), self.opt_net
+        return [self.prompt.embeddings], self.opt_prompt
 
     # ------------------------------------------------------------------ phases
     def _set_trainable(self, kind: str) -> None:
@@ -423,14 +441,12 @@ class Trainer:
                 key = (step.kind, step.round)
                 batches = None
                 self.begin_phase(step)
-            if batches is None:
-                batches = iter(self.loader(step))
                 self.progress.start(phase_title(step.kind, step.round), step.length, step.iteration - 1)
                 t_last, n_since = time.perf_counter(), 0
-            batch = next(batches, None)
-            if batch is None:  # the phase outgrew the loader's range (an extension)
-                batches = None
-                continue
+            batch = next(batches, None) if batches is not None else None
+            if batch is None or _batch_place(batch) != _step_place(step):  # a new epoch, or a restarted phase
+                batches = iter(self.loader(step))
+                batch = next(batches)
             loss_c, extra = self.step(step, batch)
             keys = sorted(extra)
             vec = torch.stack([loss_c] + [extra[k].float().reshape(()) for k in keys])
@@ -458,15 +474,14 @@ class Trainer:
             self.progress.update(loss, ips, f"best at {self.best_iter}" if self.best_iter else "")
             if ev.extended:
                 self._extended(step, loss, ev.extended)
-                self.progress.grow(ev.extended)
             if ev.reinit:
                 self._reinit(step, ev, rule_psnr)
-                if not ev.restart:
-                    self.progress.grow(cfg.reinit_extension)
                 if ev.restart:
                     self._fresh_phase_state()
-                    batches = None
+                    self.progress.start(title, step.length, 0)
                     continue
+            if (ev.extended or ev.reinit) and not ev.phase_end:
+                self.progress.grow(self._length_now(step) - step.length)
             if ev.phase_end:
                 self.progress.close()
                 self.end_phase(step, ev)
@@ -486,7 +501,7 @@ class Trainer:
 
     def _record(self, step: Step, loss: float, stats: dict, gsize: int) -> dict:
         rec = {"step": int(self.pos["global_step"]), "phase": step.kind, "round": step.round,
-               "iter": step.iteration, "loss": loss}
+               "iter": step.iteration, "images": gsize, "loss": loss}
         if step.kind in ("reconstruction", "enhance"):
             rec["psnr"] = stats["psnr_sum"] / gsize
             rec["psnr_y"] = stats["psnr_y_sum"] / gsize
@@ -501,12 +516,19 @@ class Trainer:
         rec["lr"] = self.cfg.prompt_lr if step.kind in ("prompt_init", "prompt") else self.cfg.lr
         return rec
 
+    def _length_now(self, step: Step) -> int:
+        """The phase's length as planned after an extension or a re-initialisation of ``step``."""
+        nxt = self.sched.next_step()
+        same = nxt is not None and (nxt.kind, nxt.round) == (step.kind, step.round)
+        return nxt.length if same else step.iteration
+
     def _extended(self, step: Step, loss: float, by: int) -> None:
         cfg = self.cfg
         thre = cfg.thre_train if step.kind in ("reconstruction", "enhance") else cfg.thre_prompt
         n = self.sched.state.get("extensions", 0)
         self.log.write({"step": int(self.pos["global_step"]), "event": "extend", "phase": step.kind,
-                        "round": step.round, "by": by, "length": step.length + by, "last_loss": loss, "extension": n})
+                        "round": step.round, "by": by, "length": self._length_now(step), "last_loss": loss,
+                        "extension": n})
         self.say(f"   {phase_title(step.kind, step.round)}: loss {loss:.4g} > {thre:g} at iteration "
                  f"{step.iteration}; {by} more iterations (extension {n})")
 
@@ -615,16 +637,33 @@ class Trainer:
         return path
 
     # ------------------------------------------------------------------ main loop
+    def check_plan(self) -> tuple[list[dict], dict]:
+        """The plan from the start (one record per phase, a summary); refused when it trains no
+        enhancement network, unless --allow-untrained (then said as a warning)."""
+        nb, nw = len(self.backlit), len(self.welllit)
+        plan, summary = plan_phases(recipemod.make_schedule(self.cfg, nb, nw), limit=PLAN_LOG_LIMIT)
+        untrained = untrained_note(self.cfg, plan, summary, nb, nw)
+        if untrained is not None:
+            if not self.cfg.allow_untrained:
+                raise TrainerError(f"{untrained[0]}; --allow-untrained runs it and writes that network anyway")
+            self.warn(f"{untrained[0]}; running it as --allow-untrained asks")
+        return plan, summary
+
     def run(self) -> Path:
+        self.load_data()  # errors about the data and the budget come before any model loads
+        plan, summary = self.check_plan()
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
-        self.load_data()  # errors about the data come before any model loads
         self.load_models()
         self.results: dict[int, torch.Tensor] = {}
         self._fresh_phase_state()
         if self.ck is not None and "schedule" not in self.ck:
             raise TrainerError(f"{self.ck.get('_path')}: written by an older trainer (version "
                                f"{self.ck.get('trainer_version')}); start a new run in another --out")
+        if self.ck is not None and self.cfg.recipe == "authors" and self.ck.get("trainer_version") == "2":
+            self.warn("the checkpoint was written by trainer version 2, whose --recipe authors read full batches "
+                      "from a stream: from here on the batches come from epoch loaders, so the resumed run will "
+                      "not reproduce an uninterrupted one")
         state = self.ck.get("schedule") if self.ck is not None else None
         self.sched = recipemod.make_schedule(self.cfg, len(self.backlit), len(self.welllit), state)
         self.ranking = None
@@ -645,8 +684,6 @@ class Trainer:
             self.log.write({"step": int(self.pos["global_step"]), "event": "resume", "device": str(self.dev),
                             "world_size": self.info.world})
         else:
-            plan, summary = plan_phases(recipemod.make_schedule(cfg, len(self.backlit), len(self.welllit)),
-                                        limit=PLAN_LOG_LIMIT)
             self.log.write({"step": 0, "event": "start", "config": cfg.to_dict(),
                             "backlit_images": len(self.backlit), "welllit_images": len(self.welllit),
                             "backlit_skipped": len(self.backlit.skipped),

@@ -7,7 +7,9 @@ import os
 import signal
 import sys
 
+from ..command_line import OneLineParser as _Parser  # one-line errors, negative numbers as values
 from ..errors import CLIPLITError
+from ..wording import COMMAND_LINE
 from ..files.images import (DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, OUTPUT_FORMATS, PNG_AUTO, PngCompression,
                       list_images)
 from ..engine.precision import Precision
@@ -147,15 +149,17 @@ def _run_enhance(args) -> int:
     return enhance_files(args)
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error for a bad option (no usage block; --help has it)."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+MODULE_PROG = "python -m cliplit_core"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m cliplit_core",
+def program_name(argv0: str | None = None) -> str:
+    """How the user started us, for usage lines: ``cliplit`` (the script) or ``python -m cliplit_core``."""
+    name = os.path.basename(argv0 if argv0 is not None else (sys.argv[0] if sys.argv else ""))
+    return "cliplit" if name in ("cliplit", "cliplit.exe", "cliplit-script.py") else MODULE_PROG
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = _Parser(prog=prog or program_name(),
                      description="CLIP-LIT backlit image enhancement (core command line).")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{enhance,convert,score}")
     _add_enhance(sub)
@@ -190,18 +194,19 @@ def _sigterm_unwinds():
         signal.signal(signal.SIGTERM, old)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     """Exit status: 0 done, 1 some inputs failed or the run stopped (e.g. disk full), 2 a bad option
-    or nothing could be done, 130 / 143 interrupted / terminated (no partial file is left)."""
+    or nothing could be done, 130 / 143 interrupted / terminated (no partial file is left).
+    ``prog``: the name in usage lines (default: from ``sys.argv[0]``, see :func:`program_name`)."""
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(prog).parse_args(argv)
     except SystemExit as e:  # a bad option (2) or --help (0): returned, so that callers in Python get the status
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
     try:
         with _sigterm_unwinds():
             return int(args.func(args) or 0)
     except CLIPLITError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {e.worded(COMMAND_LINE)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

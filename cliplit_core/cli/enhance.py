@@ -9,7 +9,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..files.atomic import write_together
-from ..weights.checkpoint import load_network
+from ..model import load_model
 from .videos import enhance_video_files, plan_video_outputs
 from ..errors import ImageReadError
 from ..files.images import (DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, OUTPUT_FORMATS, PNG_AUTO, ImageInfo, PngCompression,
@@ -17,7 +17,8 @@ from ..files.images import (DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, OUTPUT_FORMATS
 from ..engine.options import EnhanceOptions, Mode
 from ..engine.memory import default_budget, default_device, resolve_device
 from ..files.outputs import OurFiles, PlannedOutput, check_output_option, plan_outputs, prepare_output_dir
-from ..engine.photo import enhance_photo
+from ..engine.core import enhance_photo
+from ..engine.run_context import RunContext
 from ..files.pipeline import default_jobs, run_in_order
 from ..sharding import Ranks, start
 from ..validation import JOBS, MAX_MEGAPIXELS, QUALITY, check_number
@@ -172,15 +173,23 @@ def _enhance_files(args, ranks: Ranks, *, options: EnhanceOptions, quality: int,
     for msg in clashes + video_clashes if ranks.is_main else ():
         print(f"warning: {msg}", file=sys.stderr)
     weights = resolve_weights(args.weights, progress=None)
-    net = load_network(weights)
+    net = load_model(weights)
     failures = len(problems) if ranks.is_main else 0
     planned = len(plan) + len(video_plan)
     ranks.wait_for_all()  # every rank has named all outputs before any is written
     plan, video_plan = ranks.share(plan), ranks.share(video_plan)
     bar = _progress_bar(len(plan)) if plan and ranks.is_main else None
-    bits_option = getattr(args, "bits", "8")
+    bits_option = getattr(args, "bits", "auto")
     results = _ResultWriter(fmt, quality, png, getattr(args, "strip_metadata", False))
     counts = {"enhanced": 0, "failures": failures}
+
+    warned = set()
+
+    def warn_once(message: str) -> None:
+        """The engine's warnings (a small tile, emulated half precision ...), each said once per run."""
+        if message not in warned:
+            warned.add(message)
+            _say(bar, f"warning: {message}")
 
     def read(item: PlannedOutput):
         try:
@@ -193,8 +202,9 @@ def _enhance_files(args, ranks: Ranks, *, options: EnhanceOptions, quality: int,
             return got
         arr, info = got
         bits = (16 if info.bits == 16 and spec.sixteen_bit else 8) if bits_option == "auto" else int(bits_option)
-        image, light = enhance_photo(net, arr, options=options, device=device, memory_budget=default_budget(device),
-                                     bits=bits, with_light=args.save_light, progress=_tile_progress(bar, item.src))
+        run = RunContext(device=device, memory_budget=default_budget(device), progress=_tile_progress(bar, item.src),
+                         warn=warn_once)
+        image, light = enhance_photo(net, arr, options=options, run=run, bits=bits, with_light=args.save_light)
         return _Enhanced(image, light, info, bits, drops_alpha=arr.shape[2] in (2, 4) and not spec.alpha)
 
     def finish(item: PlannedOutput, done) -> bool:
@@ -235,7 +245,10 @@ def _enhance_files(args, ranks: Ranks, *, options: EnhanceOptions, quality: int,
             bar.close()
     enhanced, failures = counts["enhanced"], counts["failures"]
     if video_plan and not stopped:
-        done, failed = enhance_video_files(net, video_plan, args, device, default_budget(device))
+        done, failed = enhance_video_files(net, video_plan, options,
+                                           RunContext(device=device, memory_budget=default_budget(device),
+                                                      warn=warn_once),
+                                           codec=getattr(args, "video_codec", "h264"), crf=getattr(args, "crf", None))
         enhanced, failures = enhanced + done, failures + failed
     enhanced, failures = ranks.total(enhanced, failures)
     if ranks.is_main:

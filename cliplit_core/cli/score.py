@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import CLIPLITError, ImageReadError
+from ..wording import COMMAND_LINE
 from ..files.images import list_images, read_image, write_png
 from ..validation import BATCH_SIZE, PROMPT_LENGTH, argparse_type, check_number
 from ..files.outputs import OurFiles, check_output_option, plan_outputs, prepare_output_dir
@@ -53,7 +54,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "(one extra CLIP pass per window: 9 on a square photo, 15 on a 4:3 one, at most 32 "
                         "whatever the shape)")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
-    p.add_argument("--batch-size", type=argparse_type(BATCH_SIZE), default=16, metavar="N", help="images per CLIP batch (default 16)")
+    p.add_argument("--batch-size", type=argparse_type(BATCH_SIZE), default=16, metavar="N", help="heatmap windows per CLIP call (default 16; each image is scored on its own)")
     p.set_defaults(func=run)
     return p
 
@@ -100,10 +101,7 @@ def load_scorer(model_file=None, clip_model=None, clip_pretrained=None, prompt_l
 
 def run(args) -> int:
     """Score the inputs; returns the exit status (raises CLIPLITError for fatal problems)."""
-    import torch
-
-    from ..clip.heatmap import light_score_heatmap
-    from ..clip.scores import backlit_probability_from_features
+    from ..clip import light_scores
 
     check_number(BATCH_SIZE, args.batch_size)
     if args.prompt_length is not None:
@@ -142,47 +140,29 @@ def run(args) -> int:
         raise CLIPLITError(f"cannot set up the CLIP scorer: {type(e).__name__}: {first}") from None
     failed = len(problems)
 
-    def flush(batch: list[tuple[Path, torch.Tensor, str | None]]) -> None:
-        with torch.no_grad():
-            feats = backbone.encode_image(torch.cat([pix for _, pix, _ in batch]))
-            light = (1.0 - backlit_probability_from_features(feats, text)).cpu().tolist()
-        for (path, _, heat_file), s in zip(batch, light):
-            rec = {"file": str(path), "light_score": round(float(s), 6)}
-            if heat_file is not None:
-                rec["heatmap"] = heat_file
-            print(json.dumps(rec), flush=True)
-
-    # one full-size image in memory at a time: each is reduced to the model's input size
-    # (and its heatmap written) as soon as it is read; the model then runs batch by batch
-    batch: list[tuple[Path, torch.Tensor, str | None]] = []
+    # one image in memory at a time, scored (and its heatmap made) by the same code as the node's
     for path in paths:
         try:
-            im = _read_rgb(path).to(backbone.device)
+            im = _read_rgb(path)[None]
         except ImageReadError as e:
             print(f"error: {e}", file=sys.stderr)
             failed += 1
             continue
-        heat_file = None
-        with torch.no_grad():
-            pix = backbone.preprocess(im[None])
-            if heat_dir is not None:
-                heat = light_score_heatmap(im, text, backbone, batch_size=args.batch_size)
-                out = heat_files[path]
-                try:
-                    write_png(out, heat[0].float().cpu().numpy()[..., None])
-                    ours.record([out])
-                except OSError as e:
-                    print(f"error: cannot write {out}: {e.strerror or e}; stopped", file=sys.stderr)
-                    failed += 1
-                    break
-                heat_file = str(out)
+        result = light_scores.score_batch(im, text, backbone, light_scores.plan(im, heatmap=heat_dir is not None),
+                                          batch_size=args.batch_size)
         del im
-        batch.append((path, pix, heat_file))
-        if len(batch) >= args.batch_size:
-            flush(batch)
-            batch = []
-    if batch:
-        flush(batch)
+        rec = {"file": str(path), "light_score": round(float(result.scores[0]), 6)}
+        if heat_dir is not None:
+            out = heat_files[path]
+            try:  # the file shows where the image looks well lit (docs/heatmap.md): 1 - backlit-ness
+                write_png(out, (1.0 - result.backlit_heatmap[0]).clamp(0, 1).numpy()[..., None])
+                ours.record([out])
+            except OSError as e:
+                print(f"error: cannot write {out}: {e.strerror or e}; stopped", file=sys.stderr)
+                failed += 1
+                break
+            rec["heatmap"] = str(out)
+        print(json.dumps(rec), flush=True)
     return 1 if failed else 0
 
 
@@ -195,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except CLIPLITError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {e.worded(COMMAND_LINE)}", file=sys.stderr)
         return 2
 
 

@@ -5,6 +5,8 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from ..engine.options import EnhanceOptions
+from ..engine.run_context import RunContext
 from ..files.video import VideoError, enhance_video, output_suffix
 
 
@@ -28,10 +30,11 @@ def _frame_bar(name: str):
     return tqdm(unit="frame", desc=name[-30:], file=sys.stderr, dynamic_ncols=True, leave=False)
 
 
-def enhance_video_files(net, plan: list[tuple[Path, Path]], args, device, memory_budget,
+def enhance_video_files(net, plan: list[tuple[Path, Path]], options: EnhanceOptions, run: RunContext, *,
+                        codec: str, crf: int | None,
                         say: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> tuple[int, int]:
-    """Enhance each (video, output) pair; returns (enhanced, failed). A failed video is reported
-    and skipped."""
+    """Enhance each (video, output) pair as ``options`` say; returns (enhanced, failed). A failed
+    video is reported and skipped."""
     done = failed = 0
     for src, dst in plan:
         bar = _frame_bar(src.name)
@@ -42,11 +45,7 @@ def enhance_video_files(net, plan: list[tuple[Path, Path]], args, device, memory
                     bar.total = total
                 bar.update(k - bar.n)
         try:
-            n = enhance_video(net, src, dst, strength=args.strength, tile=args.tile, device=device,
-                              dtype=args.dtype, memory_budget=memory_budget,
-                              temporal_smoothing=args.temporal_smoothing, codec=args.video_codec, crf=args.crf,
-                              fast=getattr(args, "fast", False),
-                              progress=progress)
+            n = enhance_video(net, src, dst, options=options, run=run, codec=codec, crf=crf, progress=progress)
         except VideoError as e:
             failed += 1
             say(f"error: {e} -- skipped")

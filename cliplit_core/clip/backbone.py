@@ -41,6 +41,7 @@ from torch import nn
 from . import weights as clip_weights
 from .preprocess import clip_preprocess
 from ..errors import CLIPBackboneError
+from ..wording import Advice
 
 log = logging.getLogger(__name__)
 
@@ -273,10 +274,8 @@ def _load_file(model: nn.Module, path: Path, label: str) -> None:
         first = msg.splitlines()[0] if msg else type(e).__name__
         if "size mismatch" in msg or "Missing key" in msg or "Unexpected key" in msg:
             detail = "; ".join(line.strip() for line in msg.splitlines()[1:4])
-            raise CLIPBackboneError(
-                f"{path}: weights do not fit CLIP model {label} ({detail[:400]}); "
-                f"check --clip-model / the model name"
-            ) from None
+            raise CLIPBackboneError(f"{path}: weights do not fit CLIP model {label} ({detail[:400]})",
+                                    advice=Advice("check_clip_model")) from None
         raise CLIPBackboneError(f"{path}: cannot read CLIP weights ({first[:300]})") from None
     except Exception as e:  # pickle errors, zip errors, safetensors errors, ...
         first = (str(e).splitlines() or [type(e).__name__])[0]

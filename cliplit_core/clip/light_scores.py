@@ -63,11 +63,12 @@ def plan(images: torch.Tensor, *, heatmap: bool = True, window: float = 0.5) -> 
 
 
 def score_batch(images: torch.Tensor, text: torch.Tensor, backbone, run: ScorePlan | None = None, *,
-                progress: Progress | None = None) -> LightScores:
+                progress: Progress | None = None, batch_size: int = heatmap_mod.BATCH_WINDOWS) -> LightScores:
     """``images`` [B, C, H, W] in 0..1 (1-4 channels; alpha is ignored) -> :class:`LightScores`.
     ``text``: the prompt pair's ``[2, D]`` text features; ``backbone``: a CLIP backbone on the
     device to run on (each image moves there on its own); ``run``: :func:`plan` of these images
-    (default: with a heatmap of windows of half the shorter side)."""
+    (default: with a heatmap of windows of half the shorter side); ``batch_size``: heatmap windows
+    per CLIP call. The node and the ``score`` command both score through here."""
     color, _ = inference.split_channels(inference.sanitize(images))
     rgb = inference.network_input(color)
     b, _, h, w = rgb.shape
@@ -86,7 +87,7 @@ def score_batch(images: torch.Tensor, text: torch.Tensor, backbone, run: ScorePl
             progress(start, total)
         if run.grid is not None:
             on_batch = None if progress is None else (lambda done, _n, _s=start: progress(_s + done, total))
-            lit = heatmap_mod.heatmap_on_grid(img, text, backbone, run.grid, on_batch=on_batch)
+            lit = heatmap_mod.heatmap_on_grid(img, text, backbone, run.grid, on_batch=on_batch, batch_size=batch_size)
             heat[i] = (1.0 - lit[0]).clamp(0, 1).float().cpu()
     return LightScores(found, heat)
 

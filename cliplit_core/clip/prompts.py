@@ -35,6 +35,7 @@ from torch import nn
 from ..weights import checkpoint
 from .backbone import DEFAULT_PRETRAINED, DEFAULT_SCORE_MODEL, CLIPBackbone
 from ..errors import CheckpointError, CLIPLITError
+from ..wording import Advice
 
 DEFAULT_PROMPT_LENGTH = 16
 AUTHORS_PROMPT_KEY = "embedding_prompt"
@@ -105,8 +106,7 @@ class PromptPair(nn.Module):
             raise CLIPLITError(
                 f"{src}prompt pair of shape [2, {self.context_length}, {self.width}] does not fit CLIP model "
                 f"{backbone.name} (text context {backbone.context_length}, width {backbone.text_width}); "
-                f"it was made for {self.clip_model!r} -- choose that CLIP model"
-            )
+                f"it was made for {self.clip_model!r}", advice=Advice("use_clip_model", {"model": self.clip_model}))
 
     # ------------------------------------------------------------------ init
     @classmethod

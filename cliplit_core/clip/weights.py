@@ -10,8 +10,9 @@ the exact file to fetch (full URL and file name), instead of the hub client's
 minute of retries.
 
 The CLI, the trainer (through :mod:`.clip_backbone`) and the ComfyUI nodes all
-resolve tags here; they differ only in the sentence that says what to do with a
-file downloaded by hand (``how_to_use``). :func:`resolve_clip` turns a user's pair of
+resolve tags here; they differ only in the words of the step that says what to do with a
+file downloaded by hand (an :class:`~cliplit_core.wording.Advice`, worded by each host,
+wording.py). :func:`resolve_clip` turns a user's pair of
 settings (model name or config file, tag / weights file / ``none``) into local files,
 looking relative names up in a model's folders (:class:`.model_files.ModelFiles`).
 """
@@ -25,13 +26,12 @@ from urllib.parse import urlsplit
 
 from ..errors import CLIPBackboneError
 from ..weights.model_files import ModelFiles
+from ..wording import Advice
 
 RANDOM_WEIGHTS = "none"  # pretrained setting for random weights (tests and timing only)
 WEIGHTS_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")  # a pretrained setting naming a file, not a tag
 HF_WEIGHTS_NAME = "open_clip_pytorch_model.bin"  # open_clip's default file in a hub repository
 PROBE_TIMEOUT_S = 3.0
-DEFAULT_HOW_TO_USE = ("pass its path instead of the tag (--clip-pretrained FILE; for the trainer's identity loss "
-                      "--identity-pretrained FILE)")
 
 
 class CLIPWeightsUnavailableError(CLIPBackboneError):
@@ -149,7 +149,7 @@ def can_reach_download_server(timeout: float = PROBE_TIMEOUT_S) -> bool:
         return False
 
 
-def _unavailable(model: str, pretrained: str, tag: dict, why: str, how_to_use: str) -> CLIPWeightsUnavailableError:
+def _unavailable(model: str, pretrained: str, tag: dict, why: str, folder: Path | None) -> CLIPWeightsUnavailableError:
     url, name = download_url(tag)
     original = tag.get("url") or ""
     alt = ""
@@ -157,12 +157,14 @@ def _unavailable(model: str, pretrained: str, tag: dict, why: str, how_to_use: s
         alt = f" (or the original {os.path.basename(urlsplit(original).path)} from {original})"
     return CLIPWeightsUnavailableError(
         f"the CLIP weights {model} / {pretrained!r} are not on this computer and {why}. "
-        f"Download the file {name} from {url}{alt} elsewhere, then {how_to_use}"
-    )
+        f"Download the file {name} from {url}{alt} elsewhere",
+        advice=(Advice("clip_weights_into_folder", {"folder": folder}) if folder is not None
+                else Advice("clip_weights_path")))
 
 
-def tag_weights(model: str, pretrained: str, *, how_to_use: str = DEFAULT_HOW_TO_USE) -> TagWeights:
+def tag_weights(model: str, pretrained: str, *, folder: Path | None = None) -> TagWeights:
     """The local weights file of an open_clip pretrained tag, downloaded if needed and possible.
+    ``folder``: where a file downloaded by hand may go (the advice of the error names it).
 
     Raises :class:`CLIPBackboneError` for an unknown tag and
     :class:`CLIPWeightsUnavailableError` within seconds when the file is not cached and
@@ -183,7 +185,7 @@ def tag_weights(model: str, pretrained: str, *, how_to_use: str = DEFAULT_HOW_TO
     if not can_reach_download_server():
         why = ("downloads are switched off (HF_HUB_OFFLINE)" if hub_offline()
                else f"the download server ({download_server()[0]}) cannot be reached")
-        raise _unavailable(model, pretrained, tag, why, how_to_use)
+        raise _unavailable(model, pretrained, tag, why, folder)
     from open_clip.pretrained import download_pretrained
 
     try:
@@ -191,7 +193,7 @@ def tag_weights(model: str, pretrained: str, *, how_to_use: str = DEFAULT_HOW_TO
     except Exception as e:
         first = (str(e).splitlines() or [type(e).__name__])[0]
         raise _unavailable(model, pretrained, tag, f"the download failed ({type(e).__name__}: {first[:200]})",
-                           how_to_use) from None
+                           folder) from None
 
 
 class ClipChoice(NamedTuple):
@@ -202,8 +204,7 @@ class ClipChoice(NamedTuple):
     quick_gelu: bool | None  # the tag's activation; None: decided by the backbone builder
 
 
-def resolve_clip(model: str, pretrained: str, files: ModelFiles | None = None, *,
-                 how_to_use: str | None = None) -> ClipChoice:
+def resolve_clip(model: str, pretrained: str, files: ModelFiles | None = None) -> ClipChoice:
     """Resolve a CLIP setting: relative config / weights names are looked up in ``files``' folders,
     a pretrained tag becomes its local weights file (from the caches, else downloaded only when
     the download server answers within seconds, see :func:`tag_weights`).
@@ -233,9 +234,5 @@ def resolve_clip(model: str, pretrained: str, files: ModelFiles | None = None, *
                                 f"or '{RANDOM_WEIGHTS}' for random weights")
     if tag_config(model, pretrained) is None:
         return ClipChoice(model, pretrained, None)
-    if how_to_use is None:
-        folder = files.downloads()
-        how_to_use = (f"put it into {folder} and set clip_pretrained to its file name" if folder is not None
-                      else "set clip_pretrained to the file's path")
-    found = tag_weights(model, pretrained, how_to_use=how_to_use)
+    found = tag_weights(model, pretrained, folder=files.downloads())
     return ClipChoice(model, found.file, found.quick_gelu)

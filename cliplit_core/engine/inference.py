@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Callable, TypeVar
 
 import torch
 
@@ -21,7 +20,6 @@ from .tile_setting import TileMode, TileSetting
 from ..light.tiling import Progress, predict_light_tiled
 from ..validation import STRENGTH, check_number
 
-T = TypeVar("T")
 LIGHT_FLOOR = 1e-5  # the authors divide by L, which can be exactly 0 (ReLU)
 MIN_TILE = 64
 # Peak memory of a whole-image enhance() call, bytes per pixel per byte of element size:
@@ -181,34 +179,3 @@ def is_oom(exc: BaseException) -> bool:
     if isinstance(exc, torch.OutOfMemoryError):
         return True
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
-
-
-def with_tile_backoff(run: Callable[[int | None], T], tile: int | None, h: int, w: int,
-                      on_oom: Callable[[int | None], None] | None = None) -> T:
-    """``run(tile)``, halving the tile size after each out-of-memory error (whole image (None) ->
-    half the longer side -> ... -> MIN_TILE, then re-raise). ``on_oom(next_tile)`` is called
-    before each retry (free caches there)."""
-    while True:
-        try:
-            return run(tile)
-        except Exception as exc:  # noqa: BLE001 - only OOM is handled, others re-raised
-            if not is_oom(exc):
-                raise
-            if tile is not None and tile <= MIN_TILE:
-                raise
-            tile = max(MIN_TILE, (tile or max(h, w)) // 2)
-            if on_oom is not None:
-                on_oom(tile)
-
-
-def enhance_with_backoff(net: CLIPLITNet, images: torch.Tensor, *, tile: TileSetting | int | str | None = "auto",
-                         memory_budget: int | None = None, on_oom: Callable[[int | None], None] | None = None,
-                         **kwargs) -> EnhanceResult:
-    """:func:`enhance`, halving the tile size after each out-of-memory error
-    (whole image -> tiles sized for half the budget -> ... -> MIN_TILE, then re-raise).
-    ``on_oom(next_tile)`` is called before each retry (free caches there)."""
-    dtype = compute_dtype(kwargs.get("dtype"), kwargs.get("device") or images.device)
-    tile = resolve_tile(TileSetting.parse(tile), images.shape[-2], images.shape[-1], images.shape[0], dtype,
-                        memory_budget)
-    return with_tile_backoff(lambda t: enhance(net, images, tile=t, memory_budget=memory_budget, **kwargs),
-                             tile, images.shape[-2], images.shape[-1], on_oom)

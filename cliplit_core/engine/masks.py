@@ -16,6 +16,23 @@ def check_mask_shape(mask: torch.Tensor) -> None:
         raise ValueError(f"mask must have shape [H, W] or [B, H, W], got {tuple(mask.shape)}")
 
 
+def mask_count(mask: torch.Tensor) -> int:
+    """How many masks ``mask`` holds: 1 for [H, W], else its batch size."""
+    return 1 if mask.dim() == 2 else int(mask.shape[0])
+
+
+def check_mask_batch(mask: torch.Tensor, batch: int) -> None:
+    """ValueError unless ``mask`` holds one mask for all ``batch`` images or one mask per image.
+
+    Any other count is refused: repeating a shorter batch would give image 3 the mask of
+    image 1, cutting a longer one would drop masks, both without a word."""
+    check_mask_shape(mask)
+    n = mask_count(mask)
+    if n not in (1, batch):
+        raise ValueError(f"mask batch has {n} masks for {batch} images: give one mask for all images "
+                         f"or exactly one mask per image")
+
+
 def gaussian_blur(m: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian blur of [B, 1, H, W] (reflect borders)."""
     radius = max(1, int(math.ceil(3 * sigma)))
@@ -33,9 +50,10 @@ def gaussian_blur(m: torch.Tensor, sigma: float) -> torch.Tensor:
 
 def prepare_mask(mask: torch.Tensor, batch: int, height: int, width: int, feather: float) -> torch.Tensor:
     """A mask ([H, W], [B, H, W] or [B, 1, H, W]) -> [batch, 1, H, W] in 0..1: NaN -> 0, resized to
-    the image (bilinear), repeated over the batch (as ComfyUI's own nodes do), edges feathered
-    (Gaussian, ``feather`` = sigma in pixels)."""
-    check_mask_shape(mask)
+    the image (bilinear), one mask repeated over the whole batch, edges feathered (Gaussian,
+    ``feather`` = sigma in pixels). The mask batch must hold 1 or ``batch`` masks
+    (:func:`check_mask_batch`)."""
+    check_mask_batch(mask, batch)
     m = mask.float()
     if m.dim() == 2:
         m = m[None]
@@ -44,12 +62,10 @@ def prepare_mask(mask: torch.Tensor, batch: int, height: int, width: int, feathe
     m = torch.nan_to_num(m, nan=0.0).clamp(0, 1)[:, None]
     if m.shape[-2:] != (height, width):
         m = F.interpolate(m, size=(height, width), mode="bilinear", align_corners=False)
-    if m.shape[0] != batch:
-        reps = -(-batch // m.shape[0])
-        m = m.repeat(reps, 1, 1, 1)[:batch]
     if feather > 0:
         m = gaussian_blur(m, float(feather))
-    return m.clamp(0, 1)
+    m = m.clamp(0, 1)
+    return m if m.shape[0] == batch else m.expand(batch, -1, -1, -1)  # one mask for all images: a view
 
 
 def apply_light_map(color: torch.Tensor, light: torch.Tensor, strength: float,

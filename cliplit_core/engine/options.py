@@ -38,7 +38,8 @@ class EnhanceOptions:
     * ``strength``: the correction in exposure space, result ``I / L**strength`` (validation.STRENGTH:
       0 = unchanged, 1 = the authors' result, up to 2).
     * ``mask``: enhance only where it is 1 ([H, W], [B, H, W] or [B, 1, H, W] in 0..1; resized to the
-      image, repeated over the batch); None = everywhere.
+      image; one mask for all images or one per image, any other count is refused: masks.check_mask_batch);
+      None = everywhere.
     * ``mask_feather``: Gaussian sigma in pixels softening the mask's edges (validation.MASK_FEATHER).
     * ``temporal_smoothing``: for a batch of consecutive video frames, Gaussian sigma in frames over
       which the light correction is smoothed, never across a scene cut; 0 = off

@@ -2,7 +2,7 @@
 
 A user's string (``"bf16"``, ``"auto"`` ...) is parsed once into a :class:`Precision`;
 :meth:`Precision.resolve` turns it into the torch dtype for a device and a kind of run.
-``auto`` is defined here and nowhere else (docs/design.md, "The enhance entry point"): the fastest dtype
+``auto`` is defined here and nowhere else (docs/design.md, "The enhance entry point and the engine"): the fastest dtype
 that meets the run's fidelity bar on the device,
 
 * exact runs (within one 8-bit level of float32): float16 on CUDA, float32 on every other device;

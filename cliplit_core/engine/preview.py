@@ -38,7 +38,7 @@ from .inference import (LIGHT_FLOOR, EnhanceResult, _backend_flags, compose, enh
 from ..light.network import TOTAL_HALO, CLIPLITNet
 from .precision import compute_dtype
 from .tile_setting import TileSetting
-from ..light.tiling import Progress, pooling_context
+from ..light.tiling import Progress, pooling_context, tile_grid
 from ..validation import STRENGTH, check_number
 
 DEFAULT_SCALE = 4.0   # downsampling factor per side (measured trade-off: docs/performance.md)
@@ -140,7 +140,7 @@ def calibration_blocks(h: int, w: int, H: int, W: int, core: int = CAL_CORE,
 
 
 def _exact_blocks(fw: fastnet.FastWeights, rgb: torch.Tensor, blocks, fy: float, fx: float,
-                  branches: list[torch.Tensor]) -> torch.Tensor:
+                  branches: list[torch.Tensor], step=None) -> torch.Tensor:
     """Exact light map of each block's full-resolution core (pooling context ``branches``), area-
     resampled to the block: [n, 1, b, b] float32 on rgb's device. ``rgb`` is one image [1, 3, H, W]."""
     H, W = rgb.shape[-2:]
@@ -156,6 +156,8 @@ def _exact_blocks(fw: fastnet.FastWeights, rgb: torch.Tensor, blocks, fy: float,
         out, _ = fastnet.light_map(fw, xb, branches, (H, W), part, inner)
         out = out[:, :, TOTAL_HALO:TOTAL_HALO + ch, TOTAL_HALO:TOTAL_HALO + cw].to(rgb.device, torch.float32)
         res.append(F.interpolate(out, size=(b, b), mode="area"))
+        if step is not None:
+            step()
     return torch.cat(res, 0)
 
 
@@ -185,18 +187,62 @@ def fit_calibration(low: torch.Tensor, log_lo: torch.Tensor, blocks, target: tor
     return coef if bool(torch.isfinite(coef).all()) else identity
 
 
-def _low_light(fw: fastnet.FastWeights, net, low: torch.Tensor, tile, device, dtype, progress):
+def _low_light(fw: fastnet.FastWeights, low: torch.Tensor, tile, device, dtype, progress):
     """Light map of the low-resolution image (float32, on low's device) and its pooling branches."""
     h, w = low.shape[-2:]
     if tile is not None and not (tile >= h and tile >= w):
-        light = predict_light(net, low, tile=tile, device=device, dtype=dtype, progress=progress)
-        return light, pooling_context(net, low, tile, device, dtype)
+        light = predict_light(fw, low, tile=tile, device=device, dtype=dtype, progress=progress)
+        return light, pooling_context(fw, low, tile, device, dtype)
     with _backend_flags(fw.device, dtype):
         light, branches = fastnet.light_map(fw, low)
         light = light.to(low.device, torch.float32)
     if progress is not None:
         progress(1, 1)
     return light, branches
+
+
+def low_resolution(H: int, W: int, scale: float = DEFAULT_SCALE) -> tuple[int, int]:
+    """Size of the image the preview's network pass runs on (H, W itself when it is not downsampled)."""
+    f = effective_scale(H, W, scale)
+    return (H, W) if f <= 1.0 else (max(2, round(H / f)), max(2, round(W / f)))
+
+
+def _pass_steps(h: int, w: int, tile: int | None) -> int:
+    return 2 * len(tile_grid(h, w, tile)) if tile is not None and h >= 2 and w >= 2 and not (
+        tile >= h and tile >= w) else 1
+
+
+def preview_steps(H: int, W: int, tile: int | None, scale: float = DEFAULT_SCALE, cal_core: int = CAL_CORE,
+                  cal_frac: float = CAL_FRAC) -> int:
+    """Progress steps of one image's preview: the low-resolution pass (one, or two per tile) and
+    one per chunk of calibration windows."""
+    h, w = low_resolution(H, W, scale)
+    if (h, w) == (H, W):
+        return _pass_steps(H, W, tile)
+    blocks = calibration_blocks(h, w, H, W, cal_core, calibration_fraction(H, W, cal_frac))
+    return _pass_steps(h, w, tile) + math.ceil(len(blocks) / CAL_CHUNK)
+
+
+class _Steps:
+    """Counts a preview's steps over its images and reports them as (done, total)."""
+
+    def __init__(self, total: int, report: Progress | None):
+        self.done, self.total, self.report = 0, total, report
+
+    def add(self, n: int = 1) -> None:
+        self.done += n
+        if self.report is not None:
+            self.report(self.done, self.total)
+
+    def within(self):
+        """A progress callback for a sub-pass (its own done/total), counted into this one."""
+        base = self.done
+
+        def update(done: int, total: int) -> None:
+            self.done = base + done
+            if self.report is not None:
+                self.report(self.done, self.total)
+        return update
 
 
 @torch.inference_mode()
@@ -220,14 +266,15 @@ def preview_light(net: CLIPLITNet, rgb: torch.Tensor, *, scale: float = DEFAULT_
         return guided_upsample(low, log_lo, rgb, radius, eps).exp_()
     fw = fastnet.weights_for(net, device, dtype)
     blocks = calibration_blocks(size[0], size[1], H, W, cal_core, calibration_fraction(H, W, cal_frac))
+    steps = _Steps(rgb.shape[0] * (_pass_steps(*size, tile) + math.ceil(len(blocks) / CAL_CHUNK)), progress)
     out = []
     for i in range(rgb.shape[0]):  # one calibration per image
         lo_i = low[i:i + 1]
-        light_lo, branches = _low_light(fw, net, lo_i, tile, device, dtype, progress)
+        light_lo, branches = _low_light(fw, lo_i, tile, device, dtype, steps.within())
         log_lo = light_lo.clamp_min(LIGHT_FLOOR).log()
         if blocks:
             with _backend_flags(fw.device, dtype):
-                target = _exact_blocks(fw, rgb[i:i + 1], blocks, H / size[0], W / size[1], branches)
+                target = _exact_blocks(fw, rgb[i:i + 1], blocks, H / size[0], W / size[1], branches, steps.add)
             # the fit is tiny: on the CPU in float64 (MPS has no float64), applied in float32
             coef = fit_calibration(lo_i.cpu(), log_lo.cpu(), blocks, target.cpu()).to(log_lo.device, torch.float32)
             log_y = lo_i.mean(1).clamp_min(1e-3).log()[0]

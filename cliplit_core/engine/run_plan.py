@@ -10,12 +10,19 @@ import torch
 from .inference import resolve_tile, whole_image_bytes
 from .run_context import RunContext
 from .tile_setting import TileMode, TileSetting
+from ..docs_links import docs_url
 from ..light.tiling import TOTAL_HALO, tile_grid
 
 MAX_FREE_REQUEST = 8 << 30  # never ask the host to unload more than this: tiling is exact anyway
 MAX_CHUNK = 8               # images per network call when several fit
-CPU_MAX_TILE = 1024         # on CPU a tile of ~1 MP takes seconds: Cancel and the progress stay
-                            # responsive (costs ~15 % over one whole-image pass, measured on 2048x1536)
+CPU_WHOLE_MAX_PIXELS = 4_000_000  # on a CPU, automatic tiling runs an image whole only up to this size
+                            # (when it fits the budget): one layer of a whole 4 MP pass takes about
+                            # a second on 2 cores, so Cancel (checked between layers) stays prompt
+CPU_MAX_TILE = 768          # largest automatic tile on a CPU: progress stays regular and host memory
+                            # bounded (a 1058-pixel window, tiles of 1024, needs 976 MiB above the
+                            # process's resident size, an 802-pixel one 567 MiB, for 2 % more halo
+                            # work on big photos; tiles sized to half the free RAM made a 100 MP photo
+                            # peak at 9.9 GB: benchmarks/bench_huge_photo.py)
 SMALL_TILE = 256            # a chosen tile below this gets a warning: every tile is two network calls,
                             # each with a border of network.TOTAL_HALO pixels (benchmarks/bench_tile_size.py)
 
@@ -32,8 +39,9 @@ class Plan:
 def plan_run(batch: int, height: int, width: int, dtype: torch.dtype, tile: TileSetting, *,
              net_bytes: int, run: RunContext) -> Plan:
     """Ask the host to make room (like ComfyUI's own model nodes), then pick images per call
-    and the tile size. On a CPU, automatic and fixed tiles are capped at CPU_MAX_TILE;
-    TileSetting.WHOLE is never tiled."""
+    and the tile size. On a CPU, automatic tiling runs an image whole when it fits the budget and has
+    at most CPU_WHOLE_MAX_PIXELS pixels, else in tiles of at most CPU_MAX_TILE (the one CPU policy,
+    for every host); a fixed tile is the user's choice and TileSetting.WHOLE is never tiled."""
     device = run.compute_device()
     per_image = whole_image_bytes(height, width, 1, dtype)
     if run.free_memory is not None:
@@ -41,7 +49,8 @@ def plan_run(batch: int, height: int, width: int, dtype: torch.dtype, tile: Tile
     budget = run.budget(device)
     chunk = 1 if budget is None else int(max(1, min(MAX_CHUNK, batch, budget // max(per_image, 1))))
     size = resolve_tile(tile, height, width, chunk, dtype, budget)
-    if tile.mode is not TileMode.WHOLE and device.type == "cpu" and max(height, width) > CPU_MAX_TILE:
+    if tile.mode is TileMode.AUTO and device.type == "cpu" and (size is not None or
+                                                                height * width > CPU_WHOLE_MAX_PIXELS):
         size = min(size or CPU_MAX_TILE, CPU_MAX_TILE)
     if size is not None and size >= max(height, width):
         size = None
@@ -54,14 +63,19 @@ def small_tile_warning(tile: int, height: int, width: int) -> str | None:
         return None
     n = len(tile_grid(height, width, int(tile)))
     return (f"tile size {tile} splits each {width}x{height} image into {n} tiles, each run twice with a "
-            f"{TOTAL_HALO}-pixel border; tiles under {SMALL_TILE} px are slow (measured: docs/performance.md, "
-            f"\"Tile size in Backlit Enhance\"). Use automatic tiling unless memory is short: tiling is "
+            f"{TOTAL_HALO}-pixel border; tiles under {SMALL_TILE} px are slow (measured: "
+            f"{docs_url('performance.md', 'Tile size in Backlit Enhance')}). Use automatic tiling unless memory is short: tiling is "
             f"exact at any size.")
 
 
-def steps_per_call(height: int, width: int, tile: int | None) -> int:
-    """Progress steps of one network call: 1 for a whole image, two passes per tile when tiled."""
-    return 1 if tile is None else 2 * len(tile_grid(height, width, tile))
+def tiles(height: int, width: int, tile: int | None) -> bool:
+    """Whether an image of this size runs in tiles of ``tile`` pixels (else whole)."""
+    return tile is not None and height >= 2 and width >= 2 and not (tile >= height and tile >= width)
+
+
+def steps_per_call(height: int, width: int, tile: int | None, images: int = 1) -> int:
+    """Progress steps of one network call: one per image when whole, two passes per tile when tiled."""
+    return 2 * len(tile_grid(height, width, tile)) if tiles(height, width, tile) else images
 
 
 class BatchProgress:

@@ -9,21 +9,13 @@ imported only when a video is enhanced.
 from __future__ import annotations
 
 import os
-from collections import deque
 from pathlib import Path
 from typing import Callable, NamedTuple
 
-import numpy as np
-import torch
-
 from ..errors import CLIPLITError
-from .images import to_float32, to_uint8
-from ..light import fastnet
-from ..engine.inference import compose, predict_light, resolve_tile, split_channels
-from ..engine.precision import compute_dtype
-from ..engine.preview import DEFAULT_SCALE, effective_scale, preview_light
-from ..engine.temporal import LightSmoother
-from ..engine.tile_setting import TileSetting
+from ..engine.frames import FrameStream
+from ..engine.options import EnhanceOptions
+from ..engine.run_context import RunContext
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 KEPT_CONTAINERS = (".mp4", ".mov", ".mkv")  # written in the input's container; others become .mp4
@@ -72,51 +64,14 @@ def _first_frame(av, path: Path):
     raise VideoError(f"{path}: video stream holds no frames")
 
 
-class _FrameEnhancer:
-    """Light map of each frame, smoothed over time when asked, then applied."""
-
-    def __init__(self, net, *, strength, device, dtype, memory_budget, sigma, tile, fast=False):
-        self.net = fastnet.weights_for(net, device, dtype)  # converted once per video, not per frame
-        self.fast = fast  # each frame's light map from the preview, with the same weights
-        self.strength, self.device, self.dtype = strength, device, dtype
-        self.memory_budget, self.tile = memory_budget, TileSetting.parse(tile)
-        self.smoother = LightSmoother(sigma)
-        self.pending: deque = deque()  # (pixels, pts, time_base) waiting for their smoothed light map
-
-    def push(self, pixels: np.ndarray, pts, time_base) -> list[tuple[np.ndarray, object, object]]:
-        x = torch.from_numpy(to_float32(pixels)).permute(2, 0, 1)[None]
-        if self.fast and effective_scale(x.shape[2], x.shape[3], DEFAULT_SCALE) > 1:
-            light = preview_light(self.net, x, device=self.device, dtype=self.dtype)
-        else:
-            tile = resolve_tile(self.tile, x.shape[2], x.shape[3], 1, self.dtype, self.memory_budget)
-            light = predict_light(self.net, x, tile=tile, device=self.device, dtype=self.dtype)
-        self.pending.append((pixels, pts, time_base))
-        return self._apply(self.smoother.push(light, x))
-
-    def finish(self):
-        return self._apply(self.smoother.finish())
-
-    def _apply(self, lights):
-        done = []
-        for light in lights:
-            pixels, pts, time_base = self.pending.popleft()
-            color, _ = split_channels(torch.from_numpy(to_float32(pixels)).permute(2, 0, 1)[None])
-            out = compose(color, None, light, self.strength).image[0].permute(1, 2, 0).numpy()
-            done.append((to_uint8(out), pts, time_base))
-        return done
-
-
-def enhance_video(net, src: Path, dst: Path, *, strength: float = 1.0, tile: TileSetting | int | str | None = "auto",
-                  device=None, dtype=None, memory_budget: int | None = None, temporal_smoothing: float = 0.0,
-                  codec: str = "h264", crf: int | None = None, fast: bool = False,
+def enhance_video(model, src: Path, dst: Path, *, options: EnhanceOptions = EnhanceOptions(),
+                  run: RunContext = RunContext(), codec: str = "h264", crf: int | None = None,
                   progress: Callable[[int, int | None], None] | None = None) -> int:
-    """Enhance every frame of ``src`` into ``dst`` (written atomically); returns the frame count.
-    ``fast``: each frame's light map from the preview (``preview.preview_light``).
-    ``progress(frames_done, frames_total_or_None)`` after each frame."""
+    """Enhance every frame of ``src`` into ``dst`` (written atomically) as ``options`` say (strength,
+    mode, precision, tile, temporal smoothing; the frames run in the engine: engine/frames.py);
+    returns the frame count. ``progress(frames_done, frames_total_or_None)`` after each frame."""
     av = _av()
     spec = VIDEO_CODECS[codec]
-    device = torch.device(device) if device is not None else torch.device("cpu")
-    dtype = compute_dtype(dtype, device, preview=fast)  # a --fast video: frames too small to preview too
     try:
         inp = av.open(str(src))
     except av.FFmpegError as e:
@@ -141,14 +96,12 @@ def enhance_video(net, src: Path, dst: Path, *, strength: float = 1.0, tile: Til
                 if rotation:
                     vout.set_display_rotation(rotation)
                 audio = {a.index: out.add_stream_from_template(a) for a in inp.streams.audio}
-                frames = _FrameEnhancer(net, strength=strength, device=device, dtype=dtype,
-                                        memory_budget=memory_budget, sigma=temporal_smoothing, tile=tile,
-                                        fast=fast)
+                frames = FrameStream(model, options, run, height=height, width=width)
                 written = 0
 
                 def encode(done):
                     nonlocal written
-                    for pixels, pts, time_base in done:
+                    for pixels, (pts, time_base) in done:
                         f = av.VideoFrame.from_ndarray(pixels, format="rgb24")
                         f.pts, f.time_base = pts, time_base
                         out.mux(vout.encode(f))
@@ -163,7 +116,7 @@ def enhance_video(net, src: Path, dst: Path, *, strength: float = 1.0, tile: Til
                             out.mux(packet)
                         continue
                     for frame in packet.decode():
-                        encode(frames.push(frame.to_ndarray(format="rgb24"), frame.pts, frame.time_base))
+                        encode(frames.push(frame.to_ndarray(format="rgb24"), (frame.pts, frame.time_base)))
                 encode(frames.finish())
                 out.mux(vout.encode(None))
         os.replace(tmp, dst)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from . import cancel
 from .network import HEAD_LAYERS, LRELU_SLOPE, PPM_BINS, STEM_LAYERS, CLIPLITNet, ResidualBlock, \
     bilinear_align_corners_weights
 
@@ -133,6 +134,7 @@ def conv3x3(x: torch.Tensor, c: _Conv, sides: Sides = ALL_SIDES) -> torch.Tensor
 
 def _residual(x: torch.Tensor, convs: tuple[_Conv, _Conv], sides: Sides) -> torch.Tensor:
     y = F.leaky_relu_(conv3x3(x, convs[0], sides), LRELU_SLOPE)
+    cancel.check()
     z = conv3x3(y, convs[1], sides)
     del y
     return F.leaky_relu_(z.add_(x), LRELU_SLOPE)
@@ -141,6 +143,7 @@ def _residual(x: torch.Tensor, convs: tuple[_Conv, _Conv], sides: Sides) -> torc
 def _run_layers(layers, y: torch.Tensor, sides: Sides) -> torch.Tensor:
     """The layers of a table (network.STEM_LAYERS / HEAD_LAYERS) as prepared by FastWeights."""
     for convs, act in layers:
+        cancel.check()  # the host may stop the run between two layers
         if isinstance(convs, tuple):
             y = _residual(y, convs, sides)
         else:
@@ -167,6 +170,7 @@ def head(fw: FastWeights, feats, ctx, sides: Sides = ALL_SIDES) -> torch.Tensor:
     ``feats`` / ``ctx`` may be passed inside one-element lists, which are emptied: then their
     memory is released as soon as they are used up instead of when the caller returns."""
     feats, ctx = _unbox(feats), _unbox(ctx)
+    cancel.check()
     y = F.conv2d(feats, fw.fuse_x.weight, None, padding=1)
     del feats
     y = F.leaky_relu_(y.add_(ctx), fw.fuse_slope)

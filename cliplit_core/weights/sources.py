@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import WeightsDownloadError
+from ..wording import Advice
 
 from dataclasses import dataclass
 
@@ -80,9 +81,8 @@ def named_weights(name: str, dest_dir: str | os.PathLike | None = None, *,
         if sha256_of(target) == src.sha256:
             return target
         raise WeightsDownloadError(
-            f"{target}: exists but its sha256 is not the expected one ({src.sha256}); "
-            f"delete it to download again, or pass the file explicitly as your own weights"
-        )
+            f"{target}: exists but its sha256 is not the expected one ({src.sha256})",
+            advice=Advice("named_file_mismatch", {"source": name, "target": target, "folder": folder}))
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".{src.filename}.part-{os.getpid()}"
     try:
@@ -90,9 +90,8 @@ def named_weights(name: str, dest_dir: str | os.PathLike | None = None, *,
             downloader(src.url, tmp, progress)
         except (OSError, ValueError) as e:  # URLError, timeouts and HTTP errors are OSErrors
             raise WeightsDownloadError(
-                f"could not download {src.what} ({e}). Download\n  {src.url}\n"
-                f"by hand and put it at\n  {target}\n(or pass the file itself instead of '{name}')"
-            ) from None
+                f"could not download {src.what} ({e}). Download {src.url} by hand and put it at {target}",
+                advice=Advice("named_file_by_hand", {"source": name, "target": target, "folder": folder})) from None
         digest = sha256_of(tmp)
         if digest != src.sha256:
             raise WeightsDownloadError(

@@ -260,9 +260,13 @@ def test_cpu_tiles_are_capped_for_a_responsive_progress_bar():
     roomy = RunContext(device="cpu", free_bytes=lambda d: 1 << 40)
     plan = lambda tile, h=3000, w=4000, run=roomy: run_plan.plan_run(1, h, w, torch.float32, tile, net_bytes=0,
                                                                       run=run).tile  # noqa: E731
-    assert plan(TileSetting.AUTO) == plan(TileSetting.fixed(2048)) == run_plan.CPU_MAX_TILE
+    assert plan(TileSetting.AUTO) == run_plan.CPU_MAX_TILE  # one cap, for automatic tiles of big images
+    assert plan(TileSetting.AUTO, 1536, 2048) is None  # up to CPU_WHOLE_MAX_PIXELS: whole when it fits
+    tight = dataclasses.replace(roomy, memory_budget=inference.whole_image_bytes(600, 600))
+    assert plan(TileSetting.AUTO, 1536, 2048, run=tight) <= run_plan.CPU_MAX_TILE  # else tiles, capped
+    assert plan(TileSetting.fixed(2048)) == 2048  # a tile the user chose is kept
     assert plan(TileSetting.WHOLE) is None  # asked for: never tiled
-    assert plan(TileSetting.AUTO, 768, 1024) is None
+    assert plan(TileSetting.AUTO, 600, 768) is None  # fits within the cap: whole
     assert plan(TileSetting.AUTO, run=dataclasses.replace(roomy, device=torch.device("cuda"))) is None  # no cap on GPUs
 
 
@@ -288,7 +292,8 @@ class Stop(Exception):
     pass
 
 
-def test_cancel_stops_within_one_tile(model, crop, monkeypatch):
+def test_cancel_stops_inside_the_current_tile(model, crop, monkeypatch):
+    """Cancel is checked between the network's layers too: a tiled run stops inside its first tile."""
     tiles = []
     real = tiling.predict_light_tiled
 
@@ -308,7 +313,7 @@ def test_cancel_stops_within_one_tile(model, crop, monkeypatch):
 
     with pytest.raises(Stop):
         enhance(model, crop, EnhanceOptions(tile=48), dataclasses.replace(CPU, raise_if_cancelled=cancelled))
-    assert tiles == [1, 2]
+    assert tiles == [] and len(checks) == 2
 
 
 def test_out_of_memory_halves_the_tile_and_empties_the_cache(model, crop, whole, monkeypatch):
@@ -333,25 +338,19 @@ def test_bad_inputs_fail_before_any_work(model, monkeypatch):
         enhance(model, torch.rand(1, 3, 8, 8), {"strength": 1.0}, CPU)
 
 
-def test_cli_float_path_is_the_core_entry_point(random_net, monkeypatch):
-    """Whole-image and preview photos of the command line go through api.enhance with the parsed options
-    (the whole-image path with tiling off: photo.py tiles exact runs itself)."""
+def test_cli_photo_step_and_the_api_compute_the_same(random_net):
+    """The command line's photo step (engine.core.enhance_photo) and api.enhance run the same engine:
+    equal results for whole images and previews."""
     import numpy as np
 
-    from cliplit_core.engine import photo
+    from cliplit_core.engine.core import enhance_photo
     from cliplit_core.files.images import to_float32
 
-    calls = []
-    real = photo.enhance
-    monkeypatch.setattr(photo, "enhance", lambda *a: calls.append(a[2]) or real(*a))
     pixels = (np.random.default_rng(0).random((40, 48, 3)) * 255).astype(np.uint8)
     for mode in ("exact", "preview"):
         options = EnhanceOptions(strength=0.8, mode=mode, precision="auto", tile="auto")
-        image, light = photo.enhance_photo(random_net, pixels, options, device="cpu", with_light=True)
-        want, want_light = real(random_net, torch.from_numpy(to_float32(pixels)).permute(2, 0, 1)[None],
-                                dataclasses.replace(options, tile="none"), CPU)
+        image, light = enhance_photo(random_net, pixels, options=options, run=CPU, with_light=True)
+        want, want_light = enhance(random_net, torch.from_numpy(to_float32(pixels)).permute(2, 0, 1)[None],
+                                   options, CPU)
         assert np.array_equal(image, want[0].permute(1, 2, 0).numpy())
         assert np.array_equal(light, want_light[0, 0].clamp(0, 1).numpy())
-    # a preview keeps the tile setting: its low-resolution pass tiles by it when it does not fit
-    assert [(o.mode, o.strength, o.tile) for o in calls] == [(Mode.EXACT, 0.8, TileSetting.WHOLE),
-                                                                  (Mode.PREVIEW, 0.8, TileSetting.parse("auto"))]

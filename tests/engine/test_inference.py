@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from cliplit_core.engine import inference
-from cliplit_core.engine.inference import apply_light, choose_tile, enhance, enhance_with_backoff
+from cliplit_core.engine.inference import apply_light, choose_tile, enhance
 
 from tests.support.data import synthetic_photo
 from tests.support.fakes import run_out_of_memory_above
@@ -103,31 +103,6 @@ def test_auto_mode_tiles_only_when_over_budget(official_net, small_photo, monkey
     assert seen == [tile]
     whole = enhance(official_net, small_photo, tile=None)
     assert (res.light - whole.light).abs().max() < 1e-5
-
-
-def test_oom_backs_off_to_smaller_tiles(official_net, monkeypatch):
-    x = _img(200, 150)
-    tiles = run_out_of_memory_above(monkeypatch, 64)
-    freed = []
-    res = enhance_with_backoff(official_net, x, tile=None, on_oom=freed.append)
-    assert tiles == [None, 100, 64]
-    assert freed == [100, 64]
-    monkeypatch.undo()
-    assert (res.light - enhance(official_net, x, tile=None).light).abs().max() < 1e-5
-
-
-def test_oom_at_minimum_tile_and_other_errors_propagate(official_net, monkeypatch):
-    tiles = run_out_of_memory_above(monkeypatch, 0)
-    with pytest.raises(torch.OutOfMemoryError):
-        enhance_with_backoff(official_net, _img(20, 20), tile=64)
-    assert tiles == [64]  # MIN_TILE already: no smaller retry
-
-    def broken(*a, **k):
-        raise RuntimeError("something else")
-
-    monkeypatch.setattr(inference, "predict_light", broken)
-    with pytest.raises(RuntimeError, match="something else"):
-        enhance_with_backoff(official_net, _img(20, 20), tile=None)
 
 
 def test_bad_shapes_are_refused(official_net):

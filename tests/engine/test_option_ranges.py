@@ -79,7 +79,7 @@ def test_node_refuses_out_of_range_numbers(option, value, monkeypatch):
     import nodes  # noqa: F401  (the pack, imported the way tests do)
     from nodes import enhance as node
     from nodes.errors import CLIPLITNodeError
-    from nodes.model import CLIPLITModel
+    from cliplit_core.model import CLIPLITModel
     from cliplit_core.light.network import CLIPLITNet
 
     def no_work(*args, **kwargs):

@@ -208,7 +208,7 @@ def test_cli_fast_writes_results(tmp_path, net, monkeypatch, no_size_floors):
     img = (torch.rand(70, 90, 3) * 255).byte().numpy()
     Image.fromarray(img).save(tmp_path / "a.png")
     monkeypatch.setattr(enhance_files, "resolve_weights", lambda w, progress=None: w)
-    monkeypatch.setattr(enhance_files, "load_network", lambda w: net)
+    monkeypatch.setattr(enhance_files, "load_model", lambda w: net)
     rc = main(["enhance", str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--fast", "--device", "cpu"])
     assert rc == 0
     out = Image.open(tmp_path / "out" / "a.png")

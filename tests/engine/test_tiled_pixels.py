@@ -10,7 +10,9 @@ from cliplit_core.cli.app import main
 from cliplit_core.files.images import read_image_info, to_float32, write_image, write_png
 from cliplit_core.engine.inference import enhance
 from cliplit_core.engine.options import EnhanceOptions
-from cliplit_core.engine.photo import enhance_photo
+from cliplit_core.engine import tiled_pixels
+from cliplit_core.engine.core import enhance_photo
+from cliplit_core.engine.run_context import RunContext
 
 from tests.support.data import synthetic_photo
 from tests.support.imagefiles import write_png16
@@ -54,7 +56,7 @@ def test_tiled_run_holds_no_float_copy_of_the_image(random_net):
     pixels = (synthetic_photo(h, w, seed=2) * 255).astype(np.uint8)
     tracemalloc.start()
     try:
-        out, light = enhance_photo(random_net, pixels, EnhanceOptions(tile=64), with_light=True)
+        out, light = enhance_photo(random_net, pixels, options=EnhanceOptions(tile=64), with_light=True)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -77,10 +79,12 @@ def test_native_pixels_convert_to_the_float_read(tmp_path):
 
 def test_automatic_tiles_on_a_cpu_stay_small_whatever_the_free_memory(monkeypatch):
     """Half of a big machine's free RAM would make tiles of ~2000 pixels (4 GB of activations)."""
-    from cliplit_core.engine import photo
+    from cliplit_core.engine import run_plan
+    from cliplit_core.light.network import CLIPLITNet
 
     seen = []
-    monkeypatch.setattr(photo, "enhance_pixels", lambda net, pixels, tile, **kw: seen.append(tile) or (pixels, None))
+    monkeypatch.setattr(tiled_pixels, "enhance_pixels", lambda net, pixels, tile, **kw: seen.append(tile) or (pixels, None))
     pixels = np.zeros((2000, 3000, 3), np.uint8)
-    photo.enhance_photo(None, pixels, EnhanceOptions(tile="auto"), device="cpu", memory_budget=4 << 30)
-    assert seen == [photo.CPU_AUTO_MAX_TILE] == [768]
+    enhance_photo(CLIPLITNet(), pixels, options=EnhanceOptions(tile="auto"),
+                  run=RunContext(device="cpu", memory_budget=4 << 30))
+    assert seen == [run_plan.CPU_MAX_TILE] == [768]

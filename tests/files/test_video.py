@@ -4,6 +4,9 @@ import numpy as np
 import pytest
 import torch
 
+from cliplit_core.engine import preview
+from cliplit_core.engine.options import EnhanceOptions
+from cliplit_core.engine.run_context import RunContext
 from cliplit_core.files import video
 from cliplit_core.cli.app import main
 from cliplit_core.files.images import to_float32, to_uint8
@@ -87,14 +90,16 @@ def test_streamed_smoothing_gives_the_node_batch_light_maps(clip, tmp_path, offi
     from nodes import enhance as node
     from nodes.loader import load_cliplit_model
 
+    from cliplit_core.engine import frames
+
     lights = []
-    real_compose = video.compose
+    real_compose = frames.compose
 
     def recording_compose(color, alpha, light, strength):
         lights.append(light.clone())
         return real_compose(color, alpha, light, strength)
 
-    monkeypatch.setattr(video, "compose", recording_compose)
+    monkeypatch.setattr(frames, "compose", recording_compose)
     assert main(["enhance", str(clip), "-o", str(tmp_path), "--weights", str(official_weights_path), "--device",
                  "cpu", "--temporal-smoothing", "2", "--video-codec", "lossless"]) == 0
     src_frames = read_clip(clip)[0]
@@ -134,17 +139,18 @@ def test_fast_videos_take_each_frames_light_map_from_the_preview(tmp_path, offic
             out.mux(vs.encode(f))
         out.mux(vs.encode(None))
     calls = []
-    real = video.preview_light
+    real = preview.preview_light
 
     def counted(net, rgb, **kw):
         calls.append((tuple(rgb.shape), net))
         return real(net, rgb, **kw)
 
-    monkeypatch.setattr(video, "preview_light", counted)
-    assert video.enhance_video(official_net, src, tmp_path / "f.mp4", device="cpu", fast=True) == 3
+    monkeypatch.setattr(preview, "preview_light", counted)
+    fast, cpu = EnhanceOptions(mode="preview"), RunContext(device="cpu")
+    assert video.enhance_video(official_net, src, tmp_path / "f.mp4", options=fast, run=cpu) == 3
     assert [c[0] for c in calls] == [(1, 3, 6 * H, 6 * W)] * 3
     assert calls[0][1] is calls[2][1]  # the weights are converted once per video, not per frame
-    assert video.enhance_video(official_net, src, tmp_path / "e.mp4", device="cpu") == 3
+    assert video.enhance_video(official_net, src, tmp_path / "e.mp4", run=cpu) == 3
     assert len(calls) == 3  # the exact run does not use it
 
     def decoded(path):

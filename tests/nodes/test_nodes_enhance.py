@@ -142,6 +142,16 @@ def test_mask_is_resized_and_broadcast_over_the_batch(model, crop):
     assert torch.allclose(out[0], out[1]) and torch.allclose(out[0, :, 4:60], ref[0, :, 4:60], atol=TOL5)
 
 
+
+@pytest.mark.parametrize("masks_given, images", [(2, 3), (3, 2)])
+def test_a_mask_batch_of_another_length_is_a_node_error_naming_both(model, crop, masks_given, images):
+    batch = crop.expand(images, -1, -1, -1).contiguous()
+    with pytest.raises(CLIPLITNodeError) as e:
+        node().execute(model, batch, mask=torch.ones(masks_given, 96, 128))
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(f"Backlit Enhance: mask batch has {masks_given} masks for {images} images")
+
+
 # ----------------------------------------------------------------------------- channels, odd inputs
 def test_alpha_passes_through(model, crop, crop_result):
     alpha = torch.linspace(0, 1, 128).expand(1, 96, 128)[..., None]
@@ -270,8 +280,9 @@ def test_progress_callback_that_raises_stops_within_one_tile(model, crop, monkey
     assert next(model.net.parameters()).device.type == "cpu"  # the shared net stays on the offload device
 
 
-def test_cancel_button_stops_within_one_tile(model, crop, monkeypatch):
-    """ComfyUI's interrupt flag (comfy_env.throw_if_interrupted) is checked after every tile."""
+def test_cancel_button_stops_inside_the_current_tile(model, crop, monkeypatch):
+    """ComfyUI's interrupt flag (comfy_env.throw_if_interrupted) is checked after every tile and,
+    inside one, between the network's layers: the run stops in its first tile."""
     tiles = _count_tiles(monkeypatch)
     checks = []
 
@@ -283,7 +294,7 @@ def test_cancel_button_stops_within_one_tile(model, crop, monkeypatch):
     monkeypatch.setattr(comfy_env, "throw_if_interrupted", interrupted)
     with pytest.raises(Stop):
         enh.enhance_batch(model, crop, tile_size=48)
-    assert tiles == [1, 2]
+    assert tiles == [] and len(checks) == 2
 
 
 def test_small_tiles_are_warned_about_with_their_cost(model, crop, caplog):

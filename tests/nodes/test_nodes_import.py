@@ -14,7 +14,8 @@ import sys
 import textwrap
 
 import pytest
-from tests.support.nodes_support import OFFICIAL_WEIGHTS, REPO, require
+from pathlib import Path
+from tests.support.nodes_support import OFFICIAL_WEIGHTS, REPO, require, shown_texts
 
 import nodes
 from nodes import comfy_env
@@ -67,7 +68,8 @@ def test_import_as_package_with_a_dash_like_comfyui(tmp_path):
         assert {k: c.GET_SCHEMA().display_name for k, c in by_id.items()} == IDS
         enhance_cls = by_id["CLIPLITBacklitEnhance"]
         assert enhance_cls.__module__ == f"{name}.nodes.enhance"
-        assert f"{name}.cliplit_core.engine.inference" in sys.modules  # the pack's own core copy
+        core = sys.modules["cliplit_core.engine.inference"]  # the pack's own core, under its own name
+        assert Path(core.__file__).resolve().is_relative_to(REPO.resolve())
         assert "comfy" not in sys.modules or sys.modules["comfy"] is saved["comfy"]
     finally:
         for k, v in saved.items():
@@ -98,8 +100,9 @@ def test_pack_never_imports_itself_absolutely(path):
         top = module.split(".")[0]
         if level == 0:
             assert top != "nodes", f"{path.name}:{node.lineno}: absolute 'import nodes' is ComfyUI's nodes.py"
-            if top == "cliplit_core":
-                assert path.name == "_core.py", f"{path.name}:{node.lineno}: use 'from ._core import ...'"
+            if top in ("tests", "trainer", "benchmarks", "tools"):
+                assert path.name == "comfy_env.py" and module == "tests.support", \
+                    f"{path.name}:{node.lineno}: the nodes import only the core and ComfyUI"
         if top in ("comfy", "folder_paths", "comfy_extras", "comfy_api") and level == 0:
             assert path.name == "comfy_env.py", f"{path.name}:{node.lineno}: only comfy_env.py talks to ComfyUI"
 
@@ -128,14 +131,8 @@ MEASURED = re.compile(r"\d(\.\d+)?\s*(x\b|×|dB\b|%)")
 
 def test_texts_shown_in_comfyui_hold_no_measured_figures():
     """Speed and accuracy figures live in docs/performance.md (measured there), not in tooltips."""
-    for node_id, cls in nodes.NODE_CLASS_MAPPINGS.items():
-        spec = cls.INPUT_TYPES()
-        texts = {f"{node_id}.{name}": opts.get("tooltip", "") for section in ("required", "optional")
-                 for name, (_, opts) in spec.get(section, {}).items()}
-        texts[f"{node_id} description"] = cls.DESCRIPTION
-        texts.update({f"{node_id} output {i}": t for i, t in enumerate(cls.OUTPUT_TOOLTIPS)})
-        for where, text in texts.items():
-            assert not MEASURED.search(text), f"{where}: {MEASURED.search(text).group(0)!r} in {text!r}"
+    for where, text in shown_texts().items():
+        assert not MEASURED.search(text), f"{where}: {MEASURED.search(text).group(0)!r} in {text!r}"
 
 
 # ----------------------------------------------------------------------------- ComfyUI code path
@@ -255,7 +252,7 @@ print("RESULT" + json.dumps(out))
 '''
 
 
-STANDIN_API = (REPO / "nodes" / "comfy_api_standin.py").read_text(encoding="utf-8")
+STANDIN_API = (REPO / "tests" / "support" / "comfy_api_standin.py").read_text(encoding="utf-8")
 
 
 def fake_comfyui(root, version="0.8.0", comfy_api=STANDIN_API):
@@ -350,7 +347,7 @@ def test_minimum_comfyui_is_declared_for_the_registry():
 
 def test_stand_in_refuses_what_the_oldest_supported_comfyui_refuses():
     """ComfyUI 0.3.48 refuses a node whose input and output ids collide (e.g. input and output 'image')."""
-    from nodes import comfy_api_standin as standin
+    from tests.support import comfy_api_standin as standin
 
     class Clash(standin.io.ComfyNode):
         @classmethod

@@ -1,6 +1,7 @@
 """CLIP Light Score without ComfyUI (tiny random-weights CLIP config: fast, offline)."""
 from __future__ import annotations
 
+import importlib
 import re
 import time
 import types
@@ -59,9 +60,8 @@ def test_outputs(tiny_model, monkeypatch):
 
 
 def test_scores_match_the_core(tiny_model):
-    from nodes._core import core_module
 
-    scores = core_module("clip.scores")
+    scores = importlib.import_module("cliplit_core.clip.scores")
     x = torch.rand(2, 40, 52, 3)
     mean, text, heat, per_image = nodes.light_score.score_batch(tiny_model, x)
     bb = tiny_model.backbone()
@@ -69,7 +69,7 @@ def test_scores_match_the_core(tiny_model):
     tol = 1e-5 if comfy_env.compute_device().type == "cpu" else 1e-3  # the node runs on the GPU, ref on CPU
     assert torch.allclose(torch.tensor(per_image), ref, atol=tol)
     assert abs(mean - float(ref.mean())) < tol
-    hm = core_module("clip.heatmap").light_score_heatmap(x.movedim(-1, 1), tiny_model.text_features(bb), bb)
+    hm = importlib.import_module("cliplit_core.clip.heatmap").light_score_heatmap(x.movedim(-1, 1), tiny_model.text_features(bb), bb)
     assert torch.allclose(heat, 1 - hm, atol=tol)  # the MASK shows where it looks backlit
 
 
@@ -79,9 +79,8 @@ def test_heatmap_off_gives_zeros(tiny_model):
 
 
 def test_learned_prompt_pair_is_used(folder, tiny_model):
-    from nodes._core import core_module
 
-    prompts = core_module("clip.prompts")
+    prompts = importlib.import_module("cliplit_core.clip.prompts")
     bb = tiny_model.backbone()
     torch.manual_seed(0)
     pair = prompts.PromptPair.random(bb, prompt_length=8)
@@ -91,7 +90,7 @@ def test_learned_prompt_pair_is_used(folder, tiny_model):
     assert m.prompt_pair is not None and "learned" in m.prompt_description
     x = torch.rand(1, 32, 32, 3)
     _, _, _, got = nodes.light_score.score_batch(m, x, heatmap=False)
-    ref = core_module("clip.scores").score_images(x.movedim(-1, 1), pair, bb)
+    ref = importlib.import_module("cliplit_core.clip.scores").score_images(x.movedim(-1, 1), pair, bb)
     assert abs(got[0] - float(ref[0])) < (1e-5 if comfy_env.compute_device().type == "cpu" else 1e-3)
 
 
@@ -142,7 +141,7 @@ def test_prompt_pair_of_another_clip_gives_a_clear_error(folder):
 def test_auto_clip_follows_the_prompt_pair_metadata(folder):
     """A trained file records its CLIP; 'auto' (the default) uses it, also when the recorded
     path is from another computer and the file sits in models/cliplit/ under the same name."""
-    from nodes._core import checkpoint
+    from cliplit_core.weights import checkpoint
 
     w = checkpoint.read_weights(OFFICIAL_WEIGHTS)
     checkpoint.save_weights(folder / "trained.safetensors", enhancer=w.enhancer, prompt_pair=torch.randn(2, 77, 32),
@@ -163,9 +162,8 @@ class Stop(Exception):
 
 def _count_clip_calls(monkeypatch) -> list[int]:
     """Images (whole images or heatmap windows) per CLIP image-tower call."""
-    from nodes._core import core_module
 
-    backbone_cls = core_module("clip.backbone").CLIPBackbone
+    backbone_cls = importlib.import_module("cliplit_core.clip.backbone").CLIPBackbone
     calls = []
     real = backbone_cls.image_features
 

@@ -94,7 +94,7 @@ def test_official_option_reuses_the_core_cache(folder, monkeypatch, tmp_path):
 
 
 def test_our_safetensors_with_prompt_pair(folder, official_in_folder):
-    from nodes._core import checkpoint
+    from cliplit_core.weights import checkpoint
 
     w = checkpoint.read_weights(official_in_folder)
     pair = torch.randn(2, 77, 32) * 0.02

@@ -13,8 +13,8 @@ from tests.support.nodes_support import REPO
 from tools import make_example_workflows as gen
 
 EXAMPLES = REPO / "example_workflows"
-MAIN = EXAMPLES / "cliplit_backlit_enhance.json"
-SCORES = EXAMPLES / "cliplit_light_scores.json"
+MAIN = EXAMPLES / f"{gen.MAIN_NAME}.json"
+SCORES = EXAMPLES / f"{gen.SCORES_NAME}.json"
 LEGACY_UI = REPO / "tests" / "fixtures" / "workflows" / "legacy_ui.json"
 # ComfyUI 0.8.0 core nodes the examples may use (PreviewAny = comfy_extras/nodes_preview_any.py),
 # with their socket inputs and output types; Note is the frontend's own (never sent to the server).
@@ -63,7 +63,7 @@ def test_every_example_is_a_ui_workflow_with_a_jpeg_thumbnail():
 
     files = sorted(p.name for p in EXAMPLES.iterdir() if not p.name.startswith("."))
     stems = sorted({p.rsplit(".", 1)[0] for p in files})
-    assert stems == ["cliplit_backlit_enhance", "cliplit_light_scores"]
+    assert stems == sorted([gen.MAIN_NAME, gen.SCORES_NAME])
     assert files == sorted([f"{s}.json" for s in stems] + [f"{s}.jpg" for s in stems])
     for name, wf in _workflows().items():
         # what the frontend's template loader needs: a version and nodes/links lists, not an API prompt
@@ -72,8 +72,8 @@ def test_every_example_is_a_ui_workflow_with_a_jpeg_thumbnail():
         assert not any(isinstance(v, dict) and "class_type" in v for v in wf.values()), name
         jpg = (EXAMPLES / f"{name}.jpg").read_bytes()
         assert len(jpg) < 100_000, name
-        with Image.open(io.BytesIO(jpg)) as im:
-            assert im.format == "JPEG" and im.width == 640 and 200 <= im.height <= 640, (name, im.size)
+        with Image.open(io.BytesIO(jpg)) as im:  # ComfyUI 0.8.0's template card shows a square
+            assert im.format == "JPEG" and im.size == (gen.THUMB_SIZE, gen.THUMB_SIZE), (name, im.size)
 
 
 def test_examples_use_known_nodes_and_the_main_one_runs_without_clip():
@@ -111,7 +111,7 @@ def test_load_image_uses_the_picture_every_comfyui_has_and_a_note_says_which_pho
         assert any("backlit photo" in t and "Load Image" in t for t in notes), name
 
 
-@pytest.mark.parametrize("name", ["cliplit_backlit_enhance", "cliplit_light_scores"])
+@pytest.mark.parametrize("name", [gen.MAIN_NAME, gen.SCORES_NAME])
 def test_node_inputs_match_the_nodes(name):
     wf = _workflows()[name]
     by_id = {n["id"]: n for n in wf["nodes"]}
@@ -144,7 +144,7 @@ def test_node_inputs_match_the_nodes(name):
             assert value == opts.get("default", value), (name, n["id"], wname)  # examples use the defaults
 
 
-@pytest.mark.parametrize("name", ["cliplit_backlit_enhance", "cliplit_light_scores"])
+@pytest.mark.parametrize("name", [gen.MAIN_NAME, gen.SCORES_NAME])
 def test_layout_is_readable_as_opened(name):
     wf = _workflows()[name]
     assert gen.file_problems(wf) == []
@@ -171,22 +171,50 @@ def test_layout_check_sees_overlaps_and_links_over_nodes():
         "link 1 -> 2 crosses node 3"]
 
 
-def test_browser_thumbnail_is_a_small_jpeg_of_the_box():
+# ----------------------------------------------------------------------------- template cards
+# ComfyUI 0.8.0 (frontend 1.35.9) titles a custom pack's template card with its file name and repeats
+# the name, dashes and underscores turned into spaces, as the card's description.
+FORBIDDEN_IN_FILE_NAMES = set('<>:"/\\|?*#%')
+
+
+@pytest.mark.parametrize("name", [gen.MAIN_NAME, gen.SCORES_NAME])
+def test_file_names_are_titles_a_card_shows_in_full(name):
+    assert name[0].isupper() and " " in name, name  # words, not an identifier like cliplit_backlit_enhance
+    assert not set(name) & (FORBIDDEN_IN_FILE_NAMES | {"-", "_"}), name  # the description repeats it unchanged
+    assert len(name) <= 32, name  # one line of the card's title
+
+
+def test_thumbnails_show_the_backlit_photo_before_and_after():
     import numpy as np
     from PIL import Image
 
-    from tools import browser_smoke
+    before, after = gen.photo_halves()
+    for name in (gen.MAIN_NAME, gen.SCORES_NAME):
+        with Image.open(EXAMPLES / f"{name}.jpg") as im:
+            thumb = np.asarray(im.convert("L"), dtype=np.float32)
+        side = min(before.size)
+        top = (before.height - side) // 2
+        ref = {k: np.asarray(h.crop((0, top, side, top + side)).resize(thumb.shape[::-1]).convert("L"),
+                             dtype=np.float32) for k, h in (("before", before), ("after", after))}
+        q = thumb.shape[0] // 4
+        rows = slice(q, 3 * q)  # clear of the labels
+        left, right = (slice(q // 2, 2 * q - 8), slice(2 * q + 8, 4 * q - q // 2))
+        assert np.abs(thumb[rows, left] - ref["before"][rows, left]).mean() < 6, name
+        assert np.abs(thumb[rows, right] - ref["after"][rows, right]).mean() < 6, name
+        assert thumb[rows, right].mean() > thumb[rows, left].mean() + 10, name  # the enhanced side is brighter
 
-    rng = np.random.default_rng(0)
-    screen = rng.integers(0, 256, (1000, 1600, 3), dtype=np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(screen).save(buf, "PNG")
-    jpg = browser_smoke.thumbnail_jpeg(buf.getvalue(), (100, 200, 1300, 800))
-    assert len(jpg) <= browser_smoke.THUMB_MAX_BYTES
-    with Image.open(io.BytesIO(jpg)) as im:
-        assert im.format == "JPEG" and im.size == (640, 320)
-    with pytest.raises(ValueError, match="cannot fit"):
-        browser_smoke.thumbnail_jpeg(buf.getvalue(), (0, 0, 1600, 1000), max_bytes=1000)
+
+def test_the_check_sees_a_thumbnail_that_is_not_the_current_render(tmp_path):
+    from PIL import Image
+
+    fresh = gen.render_thumbnail(gen.MAIN_NAME)
+    (tmp_path / "same.jpg").write_bytes(gen.thumbnail_jpeg(fresh))
+    assert gen.thumbnail_difference(tmp_path / "same.jpg", fresh) <= gen.THUMB_MAX_LEVELS
+    Image.new("RGB", fresh.size, "pink").save(tmp_path / "cartoon.jpg")
+    assert gen.thumbnail_difference(tmp_path / "cartoon.jpg", fresh) > gen.THUMB_MAX_LEVELS
+    Image.new("RGB", (640, 336)).save(tmp_path / "old_size.jpg")
+    assert gen.thumbnail_difference(tmp_path / "old_size.jpg", fresh) == float("inf")
+    assert gen.thumbnail_difference(tmp_path / "missing.jpg", fresh) == float("inf")
 
 
 def test_generator_reads_v1_and_v3_input_specs():

@@ -8,6 +8,8 @@ from urllib.parse import unquote
 
 import pytest
 
+from cliplit_core.docs_links import heading_anchor
+
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 DOCS = sorted((ROOT / "docs").glob("*.md"))
@@ -36,7 +38,7 @@ def _is_relative(target: str) -> bool:
 def _anchors(path: Path) -> set[str]:
     """GitHub's heading anchors of a Markdown file: lower case, punctuation dropped, spaces -> '-'."""
     headings = re.findall(r"^#{1,6} (.+)$", FENCE.sub("", path.read_text(encoding="utf-8")), re.M)
-    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+    return {heading_anchor(h) for h in headings}
 
 
 def test_readme_is_at_most_15000_characters():

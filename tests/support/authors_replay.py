@@ -3,24 +3,44 @@
 
 Every variable, condition and loop keeps the shape of their code, so that this file can
 be read side by side with theirs. What a step computes is replaced by a scripted
-``trace(kind, total_iteration) -> (loss, psnr)``; what the code does is recorded:
+``trace(kind, total_iteration, images) -> (loss, psnr)`` (``images``: the batch's size,
+since their identity loss is a batch sum); what the code does is recorded:
 
-* ``steps``: ``(kind, version, ranking)`` for every iteration; ``kind`` is ``prompt_init``,
+* ``steps``: a :class:`Step` for every iteration: ``kind`` is ``prompt_init``,
   ``reconstruction``, ``enhance`` or ``prompt``; ``version`` counts the steps the model
   being trained has taken (a new random network starts at 0), which shows what each phase
   starts from; ``ranking`` (prompt steps only) is the margin loss's terms ``(higher,
   lower, margin)``, a result set named ``v<N>``: made by the network at version N (the
-  best snapshot of its enhancement phase);
+  best snapshot of its enhancement phase); ``epoch`` and ``batch`` say which batch of
+  which pass of its loader the step reads, ``images`` how many images (or samples) that
+  batch holds, and ``build`` how many times the refinement loader had been rebuilt (each
+  build pairs backlit and well-lit images anew);
 * ``events``: ``("extend", step, by)``, ``("reinit", step)`` and ``("snapshot", step)``,
   ``step`` being the 1-based global iteration.
 
-Loader lengths are those of their data loaders (``drop_last`` off): backlit / 8 for the
-network, 2 * max(backlit, well-lit) / 16 for prompt initialisation, max(...) / 16 for the
-refinement.
+Their loaders are ``DataLoader(shuffle=True)`` with ``drop_last`` off: every pass is a new
+shuffle of all items, in batches of the batch size but the last, which holds what is left.
+Items: the backlit images for the network (batch 8), both lists, the shorter repeated to
+the longer one's length, for prompt initialisation (2 * max(backlit, well-lit), batch 16),
+and max(...) pairs for the refinement (batch 16).
 """
 from __future__ import annotations
 
-import math
+from collections import namedtuple
+
+Step = namedtuple("Step", "kind version ranking epoch batch images build")
+
+
+class _Loader:
+    """``DataLoader(dataset, batch_size, shuffle=True)`` over ``items`` items, drop_last off:
+    iterating it gives the size of each batch of one pass."""
+
+    def __init__(self, items, batch_size):
+        self.items, self.batch_size = items, batch_size
+
+    def __iter__(self):
+        for start in range(0, self.items, self.batch_size):
+            yield min(self.batch_size, self.items - start)
 
 
 def replay(trace, *, n_backlit=380, n_welllit=384, train_batch_size=8, prompt_batch_size=16, num_epochs=2000,
@@ -28,10 +48,11 @@ def replay(trace, *, n_backlit=380, n_welllit=384, train_batch_size=8, prompt_ba
            display_iter=20, train_thre_len=2100, prompt_len=1000, train_ext=60, prompt_ext=100, recon_ext=100,
            margins=(0.9, 0.2, 0.1), margin_first=1.0):
     """Returns ``(steps, events)`` (see the module docstring)."""
-    train_loader = range(math.ceil(n_backlit / train_batch_size))
+    train_loader = _Loader(n_backlit, train_batch_size)
     longer = max(n_backlit, n_welllit)
-    prompt_train_loader_1 = range(math.ceil(2 * longer / prompt_batch_size))
-    prompt_train_loader = range(math.ceil(longer / prompt_batch_size))
+    prompt_train_loader_1 = _Loader(2 * longer, prompt_batch_size)
+    prompt_train_loader = _Loader(longer, prompt_batch_size)
+    builds = 0  # not in their code: how many times prompt_train_loader was rebuilt
 
     class config:  # noqa: N801 - their name
         pass
@@ -80,10 +101,11 @@ def replay(trace, *, n_backlit=380, n_welllit=384, train_batch_size=8, prompt_ba
             train_thre = train_thre_len
             total_thre = train_thre_len + prompt_len
         if cur_iteration + 1 <= train_thre:
-            for iteration in train_loader:
+            for iteration, images in enumerate(train_loader):
                 recon = not (total_iteration >= config.num_reconstruction_iters + config.num_clip_pretrained_iters)
-                loss, psnr = trace("reconstruction" if recon else "enhance", total_iteration)
-                steps.append(("reconstruction" if recon else "enhance", net_version, None))
+                loss, psnr = trace("reconstruction" if recon else "enhance", total_iteration, images)
+                steps.append(Step("reconstruction" if recon else "enhance", net_version, None, epoch, iteration,
+                                  images, 0))
                 net_version += 1
                 if total_iteration < config.num_reconstruction_iters + config.num_clip_pretrained_iters:
                     score_psnr[pr_last_few_iter] = psnr
@@ -126,9 +148,9 @@ def replay(trace, *, n_backlit=380, n_welllit=384, train_batch_size=8, prompt_ba
             rounds += 1
         else:
             if total_iteration < config.num_clip_pretrained_iters:
-                for iteration in prompt_train_loader_1:
-                    loss, _ = trace("prompt_init", total_iteration)
-                    steps.append(("prompt_init", prompt_version, None))
+                for iteration, images in enumerate(prompt_train_loader_1):
+                    loss, _ = trace("prompt_init", total_iteration, images)
+                    steps.append(Step("prompt_init", prompt_version, None, epoch, iteration, images, 0))
                     prompt_version += 1
                     if cur_iteration + 1 == total_thre and loss > thre_prompt:
                         total_thre += prompt_ext
@@ -148,12 +170,17 @@ def replay(trace, *, n_backlit=380, n_welllit=384, train_batch_size=8, prompt_ba
                     elif semi_path[1] == '':
                         L_margin_loss = four_margin_loss(margins[0], margins[1])
                         loader_sets = (semi_path[0],)
+                        prompt_train_loader = _Loader(longer, prompt_batch_size)
+                        builds += 1
                     else:
                         L_margin_loss = four_margin_loss(margins[0], margins[2])
                         loader_sets = (semi_path[1 - pr_semi_path], semi_path[pr_semi_path])
-                for iteration in prompt_train_loader:
-                    loss, _ = trace("prompt", total_iteration)
-                    steps.append(("prompt", prompt_version, margin_terms(2 + len(loader_sets))))
+                        prompt_train_loader = _Loader(longer, prompt_batch_size)
+                        builds += 1
+                for iteration, images in enumerate(prompt_train_loader):
+                    loss, _ = trace("prompt", total_iteration, images)
+                    steps.append(Step("prompt", prompt_version, margin_terms(2 + len(loader_sets)), epoch, iteration,
+                                      images, builds))
                     prompt_version += 1
                     if cur_iteration + 1 == total_thre and loss > thre_prompt:
                         total_thre += prompt_ext

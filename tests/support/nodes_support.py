@@ -68,3 +68,18 @@ def to_uint8_round(x: torch.Tensor) -> np.ndarray:
 def to_uint8_truncate(x: torch.Tensor) -> np.ndarray:
     """ComfyUI SaveImage: np.clip(255 * x, 0, 255).astype(uint8) (truncation)."""
     return np.clip(255.0 * x.numpy(), 0, 255).astype(np.uint8).astype(np.int16)
+
+
+def shown_texts() -> dict[str, str]:
+    """Every text ComfyUI shows for the pack's nodes (input and output tooltips, descriptions),
+    keyed by where it is shown (``"CLIPLITLoader.model_name"``)."""
+    import nodes
+
+    texts = {}
+    for node_id, cls in nodes.NODE_CLASS_MAPPINGS.items():
+        spec = cls.INPUT_TYPES()
+        texts.update({f"{node_id}.{name}": opts.get("tooltip", "") for section in ("required", "optional")
+                      for name, (_, opts) in spec.get(section, {}).items()})
+        texts[f"{node_id} description"] = cls.DESCRIPTION
+        texts.update({f"{node_id} output {i}": t for i, t in enumerate(cls.OUTPUT_TOOLTIPS)})
+    return texts

@@ -23,75 +23,17 @@ from PIL import Image
 from tests.support.data import REPO, SHARED_DATA, synthetic_photo
 from tests.support.clip_fixtures import single_thread as one_thread
 from tests.support.imagefiles import write_png16
-
-TEXT_CFG = {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}
-# mean-pooled tokens keep global brightness in the random features, so the folders are separable
-VIT = {"embed_dim": 32, "text_cfg": TEXT_CFG,
-       "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 8,
-                      "pool_type": "avg"}}
-RN = {"embed_dim": 32, "text_cfg": TEXT_CFG,
-      "vision_cfg": {"image_size": 32, "layers": [1, 1, 1, 1], "width": 8, "patch_size": None}}
-
+from tests.support.trainer_runs import run_trainer, save_photo, tiny_args, write_clip_configs, write_photo_folders
 
 @pytest.fixture(scope="module")
 def configs(tmp_path_factory):
-    d = tmp_path_factory.mktemp("trainer_clip")
-    (d / "vit.json").write_text(json.dumps(VIT))
-    (d / "rn.json").write_text(json.dumps(RN))
-    return d
-
-
-def _save(path: Path, arr: np.ndarray) -> None:
-    Image.fromarray((np.clip(arr, 0, 1) * 255 + 0.5).astype(np.uint8)).save(path)
+    return write_clip_configs(tmp_path_factory.mktemp("trainer_clip"))
 
 
 @pytest.fixture(scope="module")
 def synthetic_data(tmp_path_factory):
     """5 backlit-looking and 4 well-lit synthetic photos, 40 x 48 px."""
-    d = tmp_path_factory.mktemp("trainer_data")
-    (d / "backlit").mkdir()
-    (d / "welllit").mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(5):
-        _save(d / "backlit" / f"b{i}.png", synthetic_photo(40, 48, 3, seed=i))
-    for i in range(4):
-        base = 0.45 + 0.1 * rng.random((1, 1, 3)) + 0.15 * rng.standard_normal((40, 48, 1)).cumsum(0) / 20
-        _save(d / "welllit" / f"w{i}.jpg" if i % 2 else d / "welllit" / f"w{i}.png",
-              np.broadcast_to(base, (40, 48, 3)).astype(np.float32))
-    return d
-
-
-def tiny_args(out, backlit, welllit, configs, **over) -> list[str]:
-    opts = {
-        "backlit": backlit, "welllit": welllit, "out": out,
-        "clip-model": configs / "vit.json", "clip-pretrained": "none",
-        "identity-model": configs / "rn.json", "identity-pretrained": "none",
-        "image-size": 32, "prompt-image-size": 32, "batch-size": 2, "prompt-batch-size": 4,
-        "prompt-length": 6, "prompt-init-iters": 6, "reconstruction-iters": 4, "enhance-iters": 4,
-        "prompt-iters": 4, "rounds": 2, "lr": 3e-4, "prompt-lr": 1e-4, "init-scheme": "identity",
-        "log-every": 1, "save-every": 3, "workers": 0, "device": "cpu", "seed": 0, "progress": "off",
-        "recipe": "paper",
-    }
-    opts.update({k.replace("_", "-"): v for k, v in over.items()})
-    args = []
-    for k, v in opts.items():
-        if v is None:
-            continue
-        if v is True:
-            args.append(f"--{k}")
-        elif isinstance(v, (list, tuple)):
-            args += [f"--{k}", *map(str, v)]
-        else:
-            args += [f"--{k}", str(v)]
-    return args
-
-
-def run_trainer(args) -> int:
-    from trainer.cli import main
-
-    with one_thread(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # random CLIP weights warn loudly
-        return main([str(a) for a in args])
+    return write_photo_folders(tmp_path_factory.mktemp("trainer_data"))
 
 
 def train_synthetic(out: Path, synthetic_data: Path, configs: Path, **opts) -> Path:
@@ -166,7 +108,7 @@ def test_scan_reads_formats_and_skips_corrupt(tmp_path):
 
     d = tmp_path / "imgs"
     d.mkdir()
-    _save(d / "rgb.png", synthetic_photo(20, 30, 3))
+    save_photo(d / "rgb.png", synthetic_photo(20, 30, 3))
     Image.fromarray((synthetic_photo(20, 30, 1)[..., 0] * 255).astype(np.uint8), "L").save(d / "gray.jpg")
     rgba = (np.concatenate([synthetic_photo(20, 30, 3), np.full((20, 30, 1), 0.5)], 2) * 255).astype(np.uint8)
     Image.fromarray(rgba, "RGBA").save(d / "rgba.png")
@@ -477,8 +419,8 @@ def test_resume_with_more_rounds_extends_a_finished_run(tmp_path, uninterrupted)
 def test_reinitialisation_rule_and_give_up(tmp_path, synthetic_data, configs, capsys):
     out = tmp_path / "run"
     rc = run_trainer(tiny_args(out, synthetic_data / "backlit", synthetic_data / "welllit", configs,
-                               prompt_init_iters=0, reconstruction_iters=6, rounds=0, init_scheme="authors",
-                               reinit_psnr=200, reinit_after=2, max_reinits=2))
+                               prompt_init_iters=0, reconstruction_iters=6, rounds=0, allow_untrained=True,
+                               init_scheme="authors", reinit_psnr=200, reinit_after=2, max_reinits=2))
     err = capsys.readouterr().err
     assert rc == 2 and "after 2 re-initialisations" in err and "re-initialising the network (2 of at most 2)" in err
     from trainer.logging_utils import read_log
@@ -505,22 +447,49 @@ def test_initial_weights_skip_their_stages(tmp_path, synthetic_data, configs, un
 
 
 # --------------------------------------------------------------------------- torchrun
+def torchrun(args, processes: int = 2) -> None:
+    """``python -m torch.distributed.run --nproc_per_node=N -m trainer ARGS`` on CPUs (gloo); must succeed."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={processes}",
+                        "--master_port", str(29500 + os.getpid() % 500), "-m", "trainer", *map(str, args)],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
+def assert_same_losses(out: Path, reference: Path) -> None:
+    got, ref = losses(out), losses(reference)
+    assert sorted(got) == sorted(ref)
+    for s in ref:
+        assert got[s] == pytest.approx(ref[s], rel=1e-3, abs=1e-5), s
+
+
 def test_torchrun_two_processes_gloo_match_one_process(tmp_path, synthetic_data, configs, uninterrupted):
     """Two CPU processes (gloo) split each global batch; the summed gradients make the run the
     single-process one up to float rounding."""
     out = tmp_path / "ddp"
-    args = tiny_args(out, synthetic_data / "backlit", synthetic_data / "welllit", configs, **RESUME_OPTS)
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port",
-                        str(29500 + os.getpid() % 500), "-m", "trainer", *map(str, args)], cwd=REPO, env=env,
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
-    got, ref = losses(out), losses(uninterrupted)
-    assert sorted(got) == sorted(ref)
-    for s in ref:
-        assert got[s] == pytest.approx(ref[s], rel=1e-3, abs=1e-5), s
+    torchrun(tiny_args(out, synthetic_data / "backlit", synthetic_data / "welllit", configs, **RESUME_OPTS))
+    assert_same_losses(out, uninterrupted)
     assert (out / "cliplit.safetensors").is_file()
     assert sorted(p.name for p in out.glob("checkpoint*.pt")) == ["checkpoint.prev.pt", "checkpoint.pt"]
+
+
+@pytest.mark.slow
+def test_torchrun_with_partial_batches_that_leave_a_process_without_images(tmp_path, synthetic_data, configs):
+    """--recipe authors, 5 backlit images in batches of 2: every epoch ends with a batch of 1, and
+    refinement (5 samples in batches of 4) with a batch of 1: the second process has no image
+    then. It adds zero gradients, and the run is the single-process one."""
+    opts = dict(RESUME_OPTS, recipe="authors", max_extensions=0, save_every=1000)
+    b, w = synthetic_data / "backlit", synthetic_data / "welllit"
+    one = train_synthetic(tmp_path / "one", synthetic_data, configs, **opts)
+    from trainer.logging_utils import read_log
+
+    sizes = {}
+    for r in read_log(one / "log.jsonl"):
+        if "loss" in r:
+            sizes.setdefault(r["phase"], set()).add(r["images"])
+    assert sizes == {"prompt_init": {4, 2}, "reconstruction": {2, 1}, "enhance": {2, 1}, "prompt": {4, 1}}
+    torchrun(tiny_args(tmp_path / "two", b, w, configs, **opts))
+    assert_same_losses(tmp_path / "two", one)
 
 
 # --------------------------------------------------------------------------- --recipe authors, for real
@@ -601,8 +570,8 @@ def test_authors_reinitialisation_adds_iterations(tmp_path, synthetic_data, conf
     iteration count going on (the paper recipe restarts the stage instead)."""
     from trainer.logging_utils import read_log
 
-    opts = dict(recipe="authors", prompt_init_iters=0, reconstruction_iters=4, rounds=0, init_scheme="authors",
-                reinit_psnr=200, reinit_after=2, reinit_extension=2)
+    opts = dict(recipe="authors", prompt_init_iters=0, reconstruction_iters=4, rounds=0, allow_untrained=True,
+                init_scheme="authors", reinit_psnr=200, reinit_after=2, reinit_extension=2)
     out = train_synthetic(tmp_path / "run", synthetic_data, configs, **opts)
     recs = read_log(out / "log.jsonl")
     # checked after more than 2 iterations since the last (re-)initialisation: steps 3 and 6;

@@ -14,36 +14,41 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from dataclasses import dataclass
-from types import SimpleNamespace
 
 import pytest
-import torch
 
-from tests.support.authors_replay import replay
+from tests.support.authors_replay import Step, replay
+from tests.support.stub_trainer import stub_trainer, trainer_config
 
 AUTHORS_DEFAULT = dict(num_epochs=2000)
 FROM_SCRATCH = dict(num_epochs=3000, num_clip_pretrained_iters=8000, num_reconstruction_iters=1000)
 
 
 # --------------------------------------------------------------------------- traces
-def quiet(kind, total):
+def quiet(kind, total, images=8):
     """Losses below both thresholds, PSNR above the re-initialisation bar; enhancement losses
     vary so that the best snapshot is not always the first one."""
     return 40.0 + 15.0 * math.sin(total * 0.37) + 0.00001 * total, 30.0
 
 
-def extending(kind, total):
+def extending(kind, total, images=8):
     """Now and then above the thresholds (90 / 60), so phases grow by 0, 1 or more steps."""
     base, psnr = quiet(kind, total)
     period = 100 if kind in ("enhance", "reconstruction") else 40
     return (120.0 if ((total + 1) // period) % 2 == 1 else base), psnr
 
 
-def reinitialising(kind, total):
+def reinitialising(kind, total, images=8):
     """Reconstruction PSNR below 8 dB for its first 450 iterations: several re-initialisations."""
     loss, _ = extending(kind, total)
     return loss, (4.0 if total < 8000 + 450 else 20.0)
+
+
+def batch_summed(kind, total, images=8):
+    """Their enhancement loss holds a batch sum (the identity term): 20 per image here, so a full
+    batch of 8 is above the threshold of 90 (160) and an epoch's last batch of 4 below it (80)."""
+    base, psnr = quiet(kind, total)
+    return (20.0 * images if kind == "enhance" else base), psnr
 
 
 SCENARIOS = {
@@ -51,6 +56,7 @@ SCENARIOS = {
     "from scratch (3000 epochs, 8000 + 1000)": (FROM_SCRATCH, quiet),
     "extensions": (dict(num_epochs=600), extending),
     "re-initialisations": (dict(FROM_SCRATCH, num_epochs=500), reinitialising),
+    "partial batches": (dict(num_epochs=200), batch_summed),
 }
 
 
@@ -64,22 +70,30 @@ def schedule_for(kw, **over):
     return AuthorsSchedule(p, LoaderSizes.of(380, 384, 8, 16))
 
 
-def drive_schedule(sched, trace):
-    """The schedule machine alone, in the replay's terms (hand-off: the final state)."""
+def drive_schedule(sched, trace, n_backlit=380, n_welllit=384, batch=8, prompt_batch=16):
+    """The schedule machine alone, in the replay's terms (hand-off: the final state); each step's
+    batch is the one the trainer's epoch loaders give its slot."""
+    from trainer.data import EpochOrder
+
+    longer = max(n_backlit, n_welllit)
+    loaders = {"train": (n_backlit, batch), "init": (2 * longer, prompt_batch), "refine": (longer, prompt_batch)}
+    orders = {name: EpochOrder(items, size, 0) for name, (items, size) in loaders.items()}
     steps, events = [], []
     version = {"net": 0, "prompt": 0}
     made_by: dict[int, int] = {}  # round -> network version of its result set
     snap = None
     total = 0
     while (st := sched.next_step()) is not None:
-        loss, psnr = trace(st.kind, total)
+        images = len(orders[st.slot.loader].batch(st.slot.index))
+        loss, psnr = trace(st.kind, total, images)
         model = "prompt" if st.kind in ("prompt_init", "prompt") else "net"
         terms = None
         if st.kind == "prompt":
             rk = sched.ranking
             name = {n: f"v{made_by[r]}" for n, r in rk.sets}
             terms = tuple((name.get(hi, hi), name.get(lo, lo), m) for hi, lo, m in rk.terms)
-        steps.append((st.kind, version[model], terms))
+        build = st.slot.build if st.kind == "prompt" else 0
+        steps.append(Step(st.kind, version[model], terms, st.slot.epoch, st.slot.index, images, build))
         version[model] += 1
         total += 1
         ev = sched.record(loss, psnr if st.kind == "reconstruction" else None)
@@ -163,6 +177,9 @@ def test_schedule_replays_the_authors_control_flow(name):
         assert {e[2] for e in want_events if e[0] == "extend"} == {60, 100}  # both kinds of phase grew
     if name == "re-initialisations":
         assert sum(1 for e in want_events if e[0] == "reinit") >= 3
+    if name == "partial batches":
+        assert {s.images for s in want_steps if s.kind == "enhance"} == {8, 4}  # 380 = 47 x 8 + 4
+        assert {s.images for s in want_steps if s.kind == "prompt"} == {16}  # 384 = 24 x 16
 
 
 @pytest.mark.parametrize("change", ["ranking", "margins", "margin_no_results"])
@@ -185,95 +202,16 @@ def test_the_replay_sees_a_switched_ranking_or_margin(change):
 
 
 # --------------------------------------------------------------------------- the trainer, stubbed
-@dataclass
-class _Batch:
-    global_size: int = 1
-    local_size: int = 1
-
-
-class _FakeSet:
-    def __init__(self, n):
-        self.names = [f"{i}.png" for i in range(n)]
-        self.skipped = []
-        self.images = {}
-
-    def __len__(self):
-        return len(self.names)
-
-
-def stub_trainer(cfg, trace, monkeypatch, n_backlit=380):
-    """A Trainer whose models are two counters (the network's and the prompt's version) and
-    whose steps emit ``trace``; everything else (schedule, hand-off, result sets,
-    checkpoints, log) is the real code."""
-    from trainer import distributed as distmod
-    from trainer import stages
-
-    monkeypatch.setattr(stages, "init_enhancer_weights", lambda net, seed, scheme: net.weight.data.zero_())
-    record = []
-
-    class Stub(stages.Trainer):
-        def load_data(self):
-            self.backlit, self.welllit = _FakeSet(n_backlit), _FakeSet(384)
-
-        def load_models(self):
-            self.net = torch.nn.Linear(1, 1, bias=False)
-            self.net.weight.data.zero_()
-            self.prompt = SimpleNamespace(embeddings=torch.zeros(1), prompt_length=1)
-            self.opt_net = self._new_net_optimizer()
-            self.opt_prompt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.0)
-            self.scaler = torch.amp.GradScaler("cuda", enabled=False)
-
-        def _set_trainable(self, kind):
-            pass
-
-        def loader(self, step):
-            return itertools.repeat(_Batch())
-
-        def step(self, step, batch):
-            total = int(self.pos["global_step"])
-            loss, psnr = trace(step.kind, total)
-            net = step.kind in ("reconstruction", "enhance")
-            version = int(self.net.weight.item()) if net else int(self.prompt.embeddings.item())
-            terms = None
-            if step.kind == "prompt":
-                name = {n: f"v{int(self.results[r].item())}" for n, r in self.ranking.sets}
-                terms = tuple((name.get(hi, hi), name.get(lo, lo), m) for hi, lo, m in self.ranking.terms)
-            record.append((step.kind, version, terms))
-            with torch.no_grad():
-                (self.net.weight if net else self.prompt.embeddings).add_(1.0)
-            t = torch.tensor(float(psnr))
-            extra = {"psnr_sum": t, "psnr_y_sum": t, "light_mean_sum": t, "clip": t, "identity": t,
-                     "correct": t, "S_backlit_sum": t}
-            return torch.tensor(float(loss)), extra
-
-        def enhance_backlit_set(self):
-            return self.net.weight.detach().reshape(1).clone()
-
-        def round_outputs(self, round_):
-            pass
-
-        def write_output(self, rounds_done):
-            return self.out / stages.OUTPUT_NAME
-
-    return Stub(cfg, distmod.DistInfo()), record
-
-
-def _trainer_config(tmp_path, kw, **over):
-    from trainer.config import TrainConfig
-    from trainer.recipe import resolve
-
-    cfg = TrainConfig(backlit="b", welllit="w", out=str(tmp_path / "run"), epochs=kw["num_epochs"],
-                      prompt_init_iters=kw.get("num_clip_pretrained_iters", 0),
-                      reconstruction_iters=kw.get("num_reconstruction_iters", 0), log_every=10 ** 6,
-                      save_every=10 ** 6, workers=0, progress="off", **over)
-    return resolve(cfg, set(over) | {"epochs", "prompt_init_iters", "reconstruction_iters"})
-
-
-@pytest.mark.parametrize("name", ["authors default (380/384, 2000 epochs)", "extensions", "re-initialisations"])
-def test_trainer_replays_the_authors_control_flow(tmp_path, monkeypatch, name):
+@pytest.mark.slow
+@pytest.mark.parametrize("name, epochs", [("authors default (380/384, 2000 epochs)", 600), ("extensions", 300),
+                                         ("re-initialisations", 260), ("partial batches", 200)])
+def test_trainer_replays_the_authors_control_flow(tmp_path, monkeypatch, name, epochs):
+    """The trainer with its real loaders (every batch, its epoch and its size), over fewer epochs than
+    the schedule machine's test: 7, 3, 1 and 2 rounds."""
     kw, trace = SCENARIOS[name]
+    kw = dict(kw, num_epochs=epochs)
     want_steps, want_events = replay(trace, **kw)
-    trainer, got = stub_trainer(_trainer_config(tmp_path, kw), trace, monkeypatch)
+    trainer, got, _ = stub_trainer(trainer_config(tmp_path, kw), trace, monkeypatch)
     trainer.run()
     assert _runs(got) == _runs(want_steps)
     assert got == want_steps
@@ -284,13 +222,34 @@ def test_trainer_replays_the_authors_control_flow(tmp_path, monkeypatch, name):
         [e for e in want_events if e[0] == "extend"]
     assert [("reinit", r["step"]) for r in log if r.get("event") == "reinit"] == \
         [e for e in want_events if e[0] == "reinit"]
+    assert {e[0] for e in want_events} >= ({"extend", "snapshot", "reinit"} if name == "re-initialisations" else
+                                           {"snapshot"} if name.startswith("authors") else {"extend", "snapshot"})
 
 
+def test_the_extension_check_falls_on_an_epochs_last_batch():
+    """Their data: 380 backlit images are 47 batches of 8 and one of 4 per epoch. Round 1's
+    enhancement ends at batch 36 of its 44th epoch; 60 more iterations end on the 4-image batch
+    of the next epoch. With a loss that sums over the batch (their identity term) the first
+    check extends (160 > 90) and the second does not (80): 2160 iterations. Full batches
+    everywhere (the trainer before) made both checks see 8 images and extend twice."""
+    kw, trace = SCENARIOS["partial batches"]
+    steps, events = replay(trace, **kw)
+    enhance_r1 = list(itertools.takewhile(lambda s: s.kind == "enhance", steps))
+    assert len(enhance_r1) == 2160
+    assert (enhance_r1[2099].images, enhance_r1[2159].images) == (8, 4)
+    assert (enhance_r1[2099].epoch, enhance_r1[2099].batch, enhance_r1[2159].batch) == (43, 35, 47)
+    assert [e for e in events if e[0] == "extend"][0] == ("extend", 2100, 60)
+    assert ("extend", 2160, 60) not in events
+    got, _ = drive_schedule(schedule_for(kw), trace)
+    assert got == steps
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("switch", [dict(handoff="best"), dict(ranking="paper"), dict(margins=[0.9, 0.2, 0.2])])
 def test_the_trainer_replay_fails_when_handoff_ranking_or_margins_switch(tmp_path, monkeypatch, switch):
     kw, trace = dict(num_epochs=300), extending
     want, _ = replay(trace, **kw)
-    trainer, got = stub_trainer(_trainer_config(tmp_path, kw, **switch), trace, monkeypatch)
+    trainer, got, _ = stub_trainer(trainer_config(tmp_path, kw, **switch), trace, monkeypatch)
     trainer.run()
     assert _runs(got) == _runs(want)  # same phases ...
     assert got != want  # ... but not the same run
@@ -303,7 +262,7 @@ def test_rounds_count_refinements_that_a_reset_closes_early(tmp_path, monkeypatc
 
     kw = dict(num_epochs=200)
     want, _ = replay(quiet, n_backlit=432, **kw)
-    trainer, got = stub_trainer(_trainer_config(tmp_path, kw), quiet, monkeypatch, n_backlit=432)
+    trainer, got, _ = stub_trainer(trainer_config(tmp_path, kw), quiet, monkeypatch, n_backlit=432)
     trainer.run()
     assert got == want
     assert [n for k, n in _runs(got) if k == "prompt"] == [999, 999, 189]  # the third: cut by the budget
