@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tools.lightclip.cli_parser import OneLineParser
+from cliplit_core.command_line import OneLineParser
 
 SEED = 0
 

@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 from tests.support.data import INIT_WEIGHTS, OFFICIAL_WEIGHTS
-from tools.lightclip.cli_parser import OneLineParser
+from cliplit_core.command_line import OneLineParser
 
 GATE_DB = 1.0
 SEED = 0

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from tools.lightclip.cli_parser import OneLineParser
+from cliplit_core.command_line import OneLineParser
 
 SIZES = ("ci", "full")
 
