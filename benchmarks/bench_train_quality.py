@@ -176,7 +176,8 @@ def light_clip_for(scale: Scale, folder: Path, given: Path | None):
             raise SystemExit(f"error: --clip {given}: no {clip.config.name} and {clip.weights.name} in it")
         return clip
     clip = LightClip.in_folder(folder)
-    return clip if clip.exists() else build(folder, SEED, SIZES[scale.clip_size])
+    spec = SIZES[scale.clip_size]
+    return clip if clip.built_with(SEED, spec) else build(folder, SEED, spec)
 
 
 def run_benchmark(out: Path, scale: Scale, runs: list[str], clip) -> list[Row]:

@@ -33,7 +33,7 @@ def light_clip(request, tmp_path_factory):
     spec = SIZES[SIZE]
     folder = cache_folder(request.config, tmp_path_factory) / fingerprint(SEED, spec)[:20]
     model = LightClip.in_folder(folder)
-    if not model.exists():
+    if not model.built_with(SEED, spec):
         build(folder, SEED, spec)
     return model
 

@@ -71,8 +71,20 @@ class LightClip:
     def in_folder(cls, folder: Path) -> "LightClip":
         return cls(Path(folder) / CONFIG_NAME, Path(folder) / WEIGHTS_NAME)
 
+    @property
+    def record(self) -> Path:
+        return self.config.with_name(RECORD_NAME)
+
     def exists(self) -> bool:
         return self.config.is_file() and self.weights.is_file()
+
+    def built_with(self, seed: int, spec: "BuildSize") -> bool:
+        """True when these files exist and were built by this recipe for ``seed`` and ``spec``."""
+        try:
+            record = json.loads(self.record.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return self.exists() and record.get("fingerprint") == fingerprint(seed, spec)
 
 
 def fingerprint(seed: int, spec: BuildSize) -> str:
@@ -114,23 +126,25 @@ def build(folder: str | Path, seed: int, spec: BuildSize, log=None) -> LightClip
     threads = torch.get_num_threads()
     torch.set_num_threads(THREADS)
     try:
-        start = time.perf_counter()
-        data = make_split(seed, "train", spec.scenes, IMAGE_SIZE, spec.crops)
-        made = time.perf_counter() - start
-        texts, owners = all_captions()
-        model = new_model(seed)
-        losses = train(model, tokenize(texts), torch.tensor(owners), data,
-                       Schedule(steps=spec.steps, batch=spec.batch), torch.Generator().manual_seed(seed), log=log)
-        seconds = time.perf_counter() - start
+        with torch.random.fork_rng(devices=[]):  # the caller's random state stays as it was
+            start = time.perf_counter()
+            data = make_split(seed, "train", spec.scenes, IMAGE_SIZE, spec.crops)
+            made = time.perf_counter() - start
+            texts, owners = all_captions()
+            model = new_model(seed)
+            losses = train(model, tokenize(texts), torch.tensor(owners), data, Schedule(steps=spec.steps, batch=spec.batch),
+                           torch.Generator().manual_seed(seed), log=log)
+            seconds = time.perf_counter() - start
     finally:
         torch.set_num_threads(threads)
     out = LightClip.in_folder(folder)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    record = {"seed": seed, **asdict(spec), "fingerprint": fingerprint(seed, spec), "images": len(data), "data_seconds": round(made, 1),
-              "seconds": round(seconds, 1), "final_loss": round(sum(losses[-20:]) / 20, 4)}
+    record = {"seed": seed, **asdict(spec), "fingerprint": fingerprint(seed, spec), "images": len(data),
+              "data_seconds": round(made, 1), "seconds": round(seconds, 1),
+              "final_loss": round(sum(losses[-20:]) / len(losses[-20:]), 4)}
     write_together([
         (out.weights, lambda tmp: save_file(state, str(tmp))),
         (out.config, lambda tmp: tmp.write_text(json.dumps(MODEL_CONFIG, indent=1), encoding="utf-8")),
-        (folder / RECORD_NAME, lambda tmp: tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")),
+        (out.record, lambda tmp: tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")),
     ])
     return out
