@@ -11,7 +11,10 @@
   scenes never overlap);
 * :mod:`.contrastive` trains a small open_clip model (both towers) on them;
 * :mod:`.build` writes the model config JSON and the weights file, deterministically
-  from a seed; :mod:`.evaluate` measures the zero-shot separation.
+  from a seed; :mod:`.evaluate` measures the zero-shot separation;
+* :mod:`.pairs` makes (backlit, truth) pairs and photos of held-out scenes, and
+  :mod:`.quality` scores results against their truth (PSNR, SSIM), for the tests and the
+  benchmarks that judge scores, heatmaps and training with this CLIP.
 
 ``python -m tools.make_light_clip`` is the command; tests get the model from a cache
 (tests/support/light_clip.py).
