@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from cliplit_core.files.atomic import write_together
 from cliplit_core.files.images import write_png
 
 LOG_NAME = "log.jsonl"
@@ -71,11 +72,8 @@ def truncate_log(path: str | os.PathLike, global_step: int) -> int:
         return 0
     recs = read_log(p)
     keep = [r for r in recs if int(r.get("step", 0)) <= global_step]
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in keep:
-            f.write(json.dumps(r, separators=(",", ":")) + "\n")
-    os.replace(tmp, p)
+    text = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in keep)
+    write_together([(p, lambda tmp: tmp.write_text(text, encoding="utf-8"))])
     return len(recs) - len(keep)
 
 
@@ -201,9 +199,7 @@ def plot_losses(records: list[dict], path: str | os.PathLike, width: int = 900, 
                 cx, cy = px(x, y)
                 d.ellipse([cx - 2, cy - 2, cx + 2, cy + 2], fill=shade)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(path).with_name(f".{Path(path).name}.tmp-{os.getpid()}.png")
-    img.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    write_together([(Path(path), lambda tmp: img.save(tmp, format="PNG"))])
 
 
 # --------------------------------------------------------------------------- sample grid

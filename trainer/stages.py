@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from cliplit_core.files.atomic import remove_stale_temps
 from cliplit_core.weights.checkpoint import read_weights
 from cliplit_core.light.network import CLIPLITNet
 
@@ -654,6 +655,7 @@ class Trainer:
         plan, summary = self.check_plan()
         if self.main:
             self.out.mkdir(parents=True, exist_ok=True)
+            remove_stale_temps(self.out)  # what a killed run was writing (only files it provably made)
         self.load_models()
         self.results: dict[int, torch.Tensor] = {}
         self._fresh_phase_state()

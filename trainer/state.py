@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cliplit_core.files.atomic import Staging
 from cliplit_core.weights.checkpoint import atomic_write
 
 from .config import TrainerError
@@ -68,15 +69,12 @@ def save_checkpoint(out_dir: str | os.PathLike, payload: dict) -> Path:
     path = out / CHECKPOINT_NAME
     payload = dict(payload, format=FORMAT, version=VERSION)
     if path.exists():
-        tmp_prev = out / f".{PREVIOUS_NAME}.tmp-{os.getpid()}"
         try:
-            if tmp_prev.exists():
-                tmp_prev.unlink()
-            os.link(path, tmp_prev)
-            os.replace(tmp_prev, out / PREVIOUS_NAME)
+            with Staging() as staged:  # the previous checkpoint keeps a second name, given atomically
+                staged.add(out / PREVIOUS_NAME, link_to=path)
+                staged.commit()
         except OSError:  # file systems without hard links: keep going without a previous copy
-            if tmp_prev.exists():
-                tmp_prev.unlink()
+            pass
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
     return path
 

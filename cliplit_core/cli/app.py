@@ -101,13 +101,26 @@ def _add_convert(sub) -> None:
     p.add_argument("dst", help="destination .safetensors file")
     p.add_argument("--padding", choices=("reflect", "zero"), default=None,
                    help="padding variant to record (default: the source's, reflect for the authors' files)")
+    p.add_argument("--force", action="store_true",
+                   help="replace DST even when it is a file this program did not write (never the source)")
     p.set_defaults(func=_run_convert)
 
 
 def _run_convert(args) -> int:
+    """Exit status as ``enhance``'s: 2 when nothing could be done (bad source, DST a folder or a file
+    this program did not write without --force, unusable folder or manifest), 1 when writing failed
+    (disk full ...; nothing partial is left)."""
+    from ..files.outputs import ManifestError
     from ..weights.checkpoint import convert
 
-    w = convert(args.src, args.dst, padding=args.padding)
+    try:
+        w = convert(args.src, args.dst, padding=args.padding, force=args.force)
+    except ManifestError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"error: cannot write {args.dst}: {e.strerror or e}", file=sys.stderr)
+        return 1
     parts = ["enhancer"] if w.enhancer else []
     if w.prompt_pair is not None:
         parts.append(f"prompt pair {tuple(w.prompt_pair.shape)}")
@@ -191,7 +204,8 @@ def _sigterm_unwinds():
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        if signal.getsignal(signal.SIGTERM) is _raise_terminated:  # else the command set its own (sharding)
+            signal.signal(signal.SIGTERM, old)
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:

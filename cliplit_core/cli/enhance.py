@@ -11,16 +11,17 @@ import numpy as np
 from ..files.atomic import write_together
 from ..model import load_model
 from .videos import enhance_video_files, plan_video_outputs
-from ..errors import ImageReadError
+from ..errors import CLIPLITError, ImageReadError
 from ..files.images import (DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, OUTPUT_FORMATS, PNG_AUTO, ImageInfo, PngCompression,
-                      encode_image, list_images, read_image_info, save_image)
+                      check_output_format, encode_image, list_images, read_image_info, save_image)
 from ..engine.options import EnhanceOptions, Mode
 from ..engine.memory import default_budget, default_device, resolve_device
-from ..files.outputs import OurFiles, PlannedOutput, check_output_option, plan_outputs, prepare_output_dir
+from ..files.outputs import (ManifestError, OurFiles, PlannedOutput, check_output_option, plan_outputs,
+                             prepare_output_dir)
 from ..engine.core import enhance_photo
 from ..engine.run_context import RunContext
 from ..files.pipeline import default_jobs, run_in_order
-from ..sharding import Ranks, start
+from ..sharding import RankLost, Ranks, start
 from ..validation import JOBS, MAX_MEGAPIXELS, QUALITY, check_number
 from ..files.video import VIDEO_EXTENSIONS, is_video
 from ..weights.sources import resolve_weights
@@ -106,10 +107,12 @@ class _ResultWriter(NamedTuple):
             return done
         return done._replace(encoded=encoded, image=None, light=None)
 
-    def write(self, planned: PlannedOutput, done: _Enhanced) -> None:
-        """The result and its light map (when planned), all or none."""
+    def write(self, planned: PlannedOutput, done: _Enhanced, record=None) -> None:
+        """The result and its light map (when planned), all or none; ``record`` notes them in the
+        manifest before they are renamed into place (atomic.write_together)."""
         contents = done.encoded if done.encoded is not None else self._parts(planned, done)
-        write_together([(dst, lambda tmp, c=c: write_content(tmp, c)) for dst, c in zip(planned.files, contents)])
+        write_together([(dst, lambda tmp, c=c: write_content(tmp, c)) for dst, c in zip(planned.files, contents)],
+                       record=record)
 
 
 def write_content(tmp: Path, content) -> None:
@@ -119,6 +122,17 @@ def write_content(tmp: Path, content) -> None:
     else:
         pixels, options = content
         save_image(tmp, pixels, **options)
+
+
+def _unfit_for_format(plan: list[PlannedOutput], fmt: str) -> dict[Path, str]:
+    """input -> why its result cannot be written as ``fmt`` (from the image headers)."""
+    unfit = {}
+    for item in plan:
+        try:
+            check_output_format(item.src, fmt)
+        except ImageReadError as e:
+            unfit[item.src] = str(e)
+    return unfit
 
 
 def options_from_args(args) -> EnhanceOptions:
@@ -141,14 +155,80 @@ def enhance_files(args) -> int:
     resolve_device(args.device)  # a device this machine lacks is an error before anything else
     ranks = start(args.device, default_device())  # torchrun: this process's share of the inputs
     try:
+        ranks.watch_each_other()
         return _enhance_files(args, ranks, options=options, quality=quality, max_pixels=max_pixels,
                               outdir=outdir, png=png, jobs=jobs)
+    except RankLost as e:  # this rank's files are complete; the run as a whole is not
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     finally:
         ranks.finish()
 
 
+class _Planned(NamedTuple):
+    """What every rank plans alike before any file is written."""
+
+    ours: OurFiles
+    plan: list[PlannedOutput]            # images
+    video_plan: list[tuple[Path, Path]]
+    net: object
+    failures: int                        # inputs that could not be listed or the format cannot hold (rank 0)
+    with_videos: bool
+    refused: int = 0                     # planned results the output format cannot hold (not in ``plan``)
+
+
+def _status_of(error: Exception) -> int:
+    """The exit status a single process ends with after ``error`` (``main``'s)."""
+    return 2 if isinstance(error, CLIPLITError) else 1
+
+
 def _enhance_files(args, ranks: Ranks, *, options: EnhanceOptions, quality: int, max_pixels: int, outdir: Path,
                    png: PngCompression, jobs: int) -> int:
+    """Plan, agree, enhance this rank's share, agree on the counts and the exit status. Every rank
+    reaches both agreements, also when its own planning or work raised (it re-raises afterwards),
+    so that no rank waits for one that gave up."""
+    try:
+        planned = _plan_run(args, ranks, outdir)
+    except Exception as e:
+        failed_ranks = _agree_before_leaving(ranks, 1, status=_status_of(e))
+        if failed_ranks == ranks.world and not ranks.is_main:
+            return _status_of(e)  # the same error on every rank (bad weights, output folder): said once, by rank 0
+        raise
+    # every rank has named all outputs before any is written; a rank that could not plan stops all
+    _, status = ranks.agree(0, status=planned if isinstance(planned, int) else 0)
+    if status:
+        return status
+    try:
+        enhanced, failures = _enhance_share(args, ranks, planned, options=options, quality=quality,
+                                            max_pixels=max_pixels, png=png, jobs=jobs)
+    except Exception as e:
+        _agree_before_leaving(ranks, 0, 0, 1, status=_status_of(e))
+        raise
+    (enhanced, failures, crashed), status = ranks.agree(enhanced, failures, 0, status=1 if failures else 0)
+    ranks.last_agreement_done()
+    if ranks.is_main:
+        total = len(planned.plan) + len(planned.video_plan) + planned.refused
+        if crashed:
+            print(f"error: {crashed} of {ranks.world} processes stopped on an error (above); the rest of their "
+                  "shares was not enhanced", file=sys.stderr)
+        print(f"enhanced {enhanced} of {total} {'inputs' if planned.with_videos else 'images'} into {outdir}"
+              + (f"; {failures} inputs failed" if failures else "")
+              + (f" ({ranks.world} processes)" if ranks.world > 1 else ""), file=sys.stderr)
+    return status
+
+
+def _agree_before_leaving(ranks: Ranks, *counts: int, status: int) -> int | None:
+    """This rank's work raised: meet the others at the agreement they will wait at, with the
+    failure's status, before the error goes on (a lost rank does not hide the error). Returns the
+    last count summed over the ranks (None when a rank was lost)."""
+    try:
+        return ranks.agree(*counts, status=status)[0][-1]
+    except RankLost:
+        return None
+
+
+def _plan_run(args, ranks: Ranks, outdir: Path) -> _Planned | int:
+    """Inputs listed, output folder prepared, every output planned, weights loaded; or the exit status."""
     fmt = getattr(args, "format", "png")
     spec = OUTPUT_FORMATS[fmt]
     ours = OurFiles(outdir)
@@ -157,10 +237,12 @@ def _enhance_files(args, ranks: Ranks, *, options: EnhanceOptions, quality: int,
     paths = [p for p in paths if not is_video(p)]
     for msg in problems if ranks.is_main else ():
         print(f"error: {msg}", file=sys.stderr)
+    if ours.warning and ranks.is_main:
+        print(f"warning: {ours.warning}", file=sys.stderr)
     if not paths and not videos:
-        print("error: no input images", file=sys.stderr)
+        if ranks.is_main:
+            print("error: no input images", file=sys.stderr)
         return 1
-    device = ranks.device
     prepare_output_dir(outdir)
     plan, clashes = plan_outputs(paths, outdir, [spec.ext] + (["_light.png"] if args.save_light else []),
                                  ours=ours, in_place_tag="_enhanced")
@@ -172,16 +254,33 @@ def _enhance_files(args, ranks: Ranks, *, options: EnhanceOptions, quality: int,
     video_plan, video_clashes = plan_video_outputs(videos, outdir, getattr(args, "video_codec", "h264"), plan_videos)
     for msg in clashes + video_clashes if ranks.is_main else ():
         print(f"warning: {msg}", file=sys.stderr)
+    unfit = _unfit_for_format(plan, fmt)  # results the format cannot hold: refused before any work
+    for msg in unfit.values() if ranks.is_main else ():
+        print(f"error: {msg} -- skipped", file=sys.stderr)
+    planned = len(plan) + len(video_plan)
+    plan = [item for item in plan if item.src not in unfit]
+    if not plan and not video_plan:
+        if ranks.is_main:
+            print(f"enhanced 0 of {planned} images into {outdir}; {len(problems) + len(unfit)} inputs failed",
+                  file=sys.stderr)
+        return 1
     weights = resolve_weights(args.weights, progress=None)
     net = load_model(weights)
-    failures = len(problems) if ranks.is_main else 0
-    planned = len(plan) + len(video_plan)
-    ranks.wait_for_all()  # every rank has named all outputs before any is written
-    plan, video_plan = ranks.share(plan), ranks.share(video_plan)
+    return _Planned(ours, plan, video_plan, net, len(problems) + len(unfit) if ranks.is_main else 0, bool(videos),
+                    refused=len(unfit))
+
+
+def _enhance_share(args, ranks: Ranks, planned: _Planned, *, options: EnhanceOptions, quality: int, max_pixels: int,
+                   png: PngCompression, jobs: int) -> tuple[int, int]:
+    """This rank's share of the planned inputs; returns (enhanced, failures) of this rank."""
+    fmt = getattr(args, "format", "png")
+    spec = OUTPUT_FORMATS[fmt]
+    device, net, ours = ranks.device, planned.net, planned.ours
+    plan, video_plan = ranks.share(planned.plan), ranks.share(planned.video_plan)
     bar = _progress_bar(len(plan)) if plan and ranks.is_main else None
     bits_option = getattr(args, "bits", "auto")
     results = _ResultWriter(fmt, quality, png, getattr(args, "strip_metadata", False))
-    counts = {"enhanced": 0, "failures": failures}
+    counts = {"enhanced": 0, "failures": planned.failures}
 
     warned = set()
 
@@ -219,8 +318,11 @@ def _enhance_files(args, ranks: Ranks, *, options: EnhanceOptions, quality: int,
         if done.drops_alpha:
             _say(bar, f"warning: {src.name}: {fmt} has no alpha channel; the result drops it")
         try:
-            results.write(item, done)
-            ours.record(item.files)
+            results.write(item, done, record=ours.record)
+        except ManifestError as e:  # every later result would be written unrecorded: stop, write nothing more
+            counts["failures"] += 1
+            _say(bar, f"error: {e}; stopped, {counts['enhanced']} of {len(plan)} results were written")
+            return False
         except OSError as e:
             counts["failures"] += 1
             _say(bar, f"error: cannot write {item.main}: {e.strerror or e}")
@@ -248,11 +350,7 @@ def _enhance_files(args, ranks: Ranks, *, options: EnhanceOptions, quality: int,
         done, failed = enhance_video_files(net, video_plan, options,
                                            RunContext(device=device, memory_budget=default_budget(device),
                                                       warn=warn_once),
-                                           codec=getattr(args, "video_codec", "h264"), crf=getattr(args, "crf", None))
+                                           codec=getattr(args, "video_codec", "h264"), crf=getattr(args, "crf", None),
+                                           ours=ours)
         enhanced, failures = enhanced + done, failures + failed
-    enhanced, failures = ranks.total(enhanced, failures)
-    if ranks.is_main:
-        print(f"enhanced {enhanced} of {planned} {'inputs' if videos else 'images'} into {outdir}"
-              + (f"; {failures} inputs failed" if failures else "")
-              + (f" ({ranks.world} processes)" if ranks.world > 1 else ""), file=sys.stderr)
-    return 1 if failures else 0
+    return enhanced, failures

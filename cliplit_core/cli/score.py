@@ -24,9 +24,10 @@ import numpy as np
 
 from ..errors import CLIPLITError, ImageReadError
 from ..wording import COMMAND_LINE
-from ..files.images import list_images, read_image, write_png
+from ..files.atomic import write_together
+from ..files.images import list_images, read_image, save_image
 from ..validation import BATCH_SIZE, PROMPT_LENGTH, argparse_type, check_number
-from ..files.outputs import OurFiles, check_output_option, plan_outputs, prepare_output_dir
+from ..files.outputs import ManifestError, OurFiles, check_output_option, plan_outputs, prepare_output_dir
 
 if TYPE_CHECKING:  # torch is imported when scoring runs: parsing the command line (--help) stays light
     import torch
@@ -113,6 +114,8 @@ def run(args) -> int:
     paths, problems = list_images(args.inputs, skip=ours.owns if ours else None)
     for msg in problems:
         print(f"error: {msg}", file=sys.stderr)
+    if ours is not None and ours.warning:
+        print(f"warning: {ours.warning}", file=sys.stderr)
     if not paths:
         raise CLIPLITError("no input images")
     device = _device(args.device)
@@ -155,8 +158,12 @@ def run(args) -> int:
         if heat_dir is not None:
             out = heat_files[path]
             try:  # the file shows where the image looks well lit (docs/heatmap.md): 1 - backlit-ness
-                write_png(out, (1.0 - result.backlit_heatmap[0]).clamp(0, 1).numpy()[..., None])
-                ours.record([out])
+                pixels = (1.0 - result.backlit_heatmap[0]).clamp(0, 1).numpy()[..., None]
+                write_together([(out, lambda tmp: save_image(tmp, pixels, fmt="png"))], record=ours.record)
+            except ManifestError as e:  # a map it cannot record is not written
+                print(f"error: {e}; stopped", file=sys.stderr)
+                failed += 1
+                break
             except OSError as e:
                 print(f"error: cannot write {out}: {e.strerror or e}; stopped", file=sys.stderr)
                 failed += 1

@@ -7,6 +7,7 @@ from typing import Callable
 
 from ..engine.options import EnhanceOptions
 from ..engine.run_context import RunContext
+from ..files.outputs import OurFiles
 from ..files.video import VideoError, enhance_video, output_suffix
 
 
@@ -31,10 +32,11 @@ def _frame_bar(name: str):
 
 
 def enhance_video_files(net, plan: list[tuple[Path, Path]], options: EnhanceOptions, run: RunContext, *,
-                        codec: str, crf: int | None,
+                        codec: str, crf: int | None, ours: OurFiles,
                         say: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> tuple[int, int]:
     """Enhance each (video, output) pair as ``options`` say; returns (enhanced, failed). A failed
-    video is reported and skipped."""
+    video is reported and skipped, leaving nothing; a result is recorded in the output folder's
+    manifest (``ours``) like an image's, so a rerun replaces it."""
     done = failed = 0
     for src, dst in plan:
         bar = _frame_bar(src.name)
@@ -45,10 +47,15 @@ def enhance_video_files(net, plan: list[tuple[Path, Path]], options: EnhanceOpti
                     bar.total = total
                 bar.update(k - bar.n)
         try:
-            n = enhance_video(net, src, dst, options=options, run=run, codec=codec, crf=crf, progress=progress)
+            n = enhance_video(net, src, dst, options=options, run=run, codec=codec, crf=crf, progress=progress,
+                              record=ours.record)
         except VideoError as e:
             failed += 1
             say(f"error: {e} -- skipped")
+            continue
+        except OSError as e:  # as for an image: a result we cannot write or list as ours is not written
+            failed += 1
+            say(f"error: cannot write {dst}: {e.strerror or e}")
             continue
         finally:
             if bar is not None:

@@ -1,19 +1,26 @@
 """Reading and writing image files: float32 arrays in 0..1 (H x W x C, C in 1..4), or the pixels in
 the file's own 8/16-bit form for tiled runs of huge photos (``read_image_info(native=True)``).
 
-Pillow decodes 16-bit RGB(A) PNGs to 8 bits; we keep the full precision by
-letting Pillow decode (and un-filter) the same stream twice, once keeping the
-high bytes and once the low bytes. Pillow cannot write them either: 16-bit PNGs
+Pillow decodes 16-bit RGB(A) PNGs and TIFFs to 8 bits; we keep the full precision by
+letting Pillow decode (and un-filter) the same data twice, once keeping the
+high bytes and once the low bytes (TIFFs through libtiff). Pillow cannot write them either: 16-bit PNGs
 are written by a small encoder here (filter 0, zlib). The colour profile (ICC)
 and EXIF of an input can be carried over to its result (``ImageInfo``).
+
+A damaged file is refused, never read in part: Pillow's ``LOAD_TRUNCATED_IMAGES`` is off while we
+decode, whatever the host set, and before decoding, a PNG's image data is checked to hold every row
+(Pillow accepts a stream that ends early) and a JPEG's size to hold its declared pixels.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
+import math
 import numbers
 import os
 import struct
+import sys
 import threading
 import warnings
 import zlib
@@ -22,7 +29,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, NamedTuple
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFile, features
 
 from .atomic import write_together
 from ..errors import ImageReadError
@@ -95,6 +102,10 @@ class PngCompression(NamedTuple):
 PNG_AUTO = PngCompression(None)
 
 _SIXTEEN_BIT_RAWMODES = {"RGB;16B": ("RGB;16B", "RGB;16L"), "RGBA;16B": ("RGBA;16B", "RGBA;16L")}
+# libtiff hands Pillow 16-bit samples in this machine's byte order: the raw modes that keep their high
+# and their low bytes
+_NATIVE_HIGH_LOW = ("16L", "16B") if sys.byteorder == "little" else ("16B", "16L")
+_TIFF_WIDE_LAYOUTS = {"RGB": "RGB", "RGBX": "RGBX", "RGBA": "RGBA", "RGBa": "RGBA"}  # Pillow's -> what we unpack
 
 
 def list_images(inputs: Iterable[str | os.PathLike], extensions: tuple[str, ...] = IMAGE_EXTENSIONS,
@@ -125,8 +136,24 @@ def list_images(inputs: Iterable[str | os.PathLike], extensions: tuple[str, ...]
     return paths, problems
 
 
-def _sixteen_bit_rgb(path: Path, im: Image.Image) -> np.ndarray | None:
+class _Decoded(NamedTuple):
+    pixels: np.ndarray
+    upright: bool  # Pillow already applied the EXIF orientation while decoding (TIFF)
+
+
+def _turned_by_pillow(im: Image.Image, orientation: int) -> bool:
+    """Whether decoding ``im`` applied its orientation (Pillow does for TIFF and then drops the tag)."""
+    return orientation != 1 and im.getexif().get(ORIENTATION_TAG, 1) != orientation
+
+
+def _png16(path: Path, im: Image.Image) -> np.ndarray | None:
     tile = im.tile[0] if len(im.tile) == 1 else None
+    if tile is not None and tile.codec_name == "zip" and tile.args == "LA;16B":
+        # 16-bit gray + alpha (Pillow: 8-bit RGBA): its 4 bytes a pixel read as 8-bit RGBA are L, l, A, a
+        with _open(path) as again:
+            again.tile = [again.tile[0]._replace(args="RGBA")]
+            b = np.asarray(again, dtype=np.uint16)
+        return np.stack([b[..., 0] * 256 + b[..., 1], b[..., 2] * 256 + b[..., 3]], axis=-1)
     if tile is None or tile.codec_name != "zip" or tile.args not in _SIXTEEN_BIT_RAWMODES:
         return None
     halves = []
@@ -135,6 +162,56 @@ def _sixteen_bit_rgb(path: Path, im: Image.Image) -> np.ndarray | None:
             again.tile = [again.tile[0]._replace(args=raw)]
             halves.append(np.asarray(again, dtype=np.uint16))
     return halves[0] * 256 + halves[1]
+
+
+def _tiff_bits(im: Image.Image) -> tuple[int, ...]:
+    bits = im.tag_v2.get(258, (1,))  # BitsPerSample
+    return tuple(bits) if isinstance(bits, (tuple, list)) else (bits,)
+
+
+def _tiff16(path: Path, im: Image.Image) -> _Decoded | None:
+    """A TIFF of more than 8 bits per colour sample, at full precision; None for the TIFFs Pillow reads
+    whole (8 bits or less, gray 16-bit, float). Pillow has no 16-bit RGB mode: its libtiff decoder runs
+    twice, keeping the high then the low byte of each sample (as for PNG). Layouts this cannot read
+    exactly (separate colour planes, CMYK, ...) are refused, never read at 8 bits."""
+    bits = _tiff_bits(im)
+    if max(bits) <= 8 or im.mode in _WIDE_MODES:
+        return None
+    rawmode = im.tile[0].args[0] if im.tile and isinstance(im.tile[0].args, tuple) else ""
+    layout = _TIFF_WIDE_LAYOUTS.get(str(rawmode).split(";")[0])
+    if (layout is None or set(bits) != {16} or im.tag_v2.get(284, 1) != 1 or im.tag_v2.get(262) != 2
+            or not features.check("libtiff")):
+        planes = " with separate colour planes" if im.tag_v2.get(284, 1) != 1 else ""
+        raise ImageReadError(f"{path}: a {'/'.join(map(str, bits))}-bit {im.mode} TIFF{planes} cannot be read at "
+                             f"full precision (16-bit TIFFs are read as gray, RGB or RGBA with interleaved "
+                             f"channels); save it as a 16-bit PNG or such a TIFF")
+    halves, upright = [], False
+    for end in _NATIVE_HIGH_LOW:
+        with _open(path) as again:
+            orientation = again.getexif().get(ORIENTATION_TAG, 1)
+            again.use_load_libtiff = True  # one libtiff tile for the whole image, also for raw strips
+            stored = (again.tag_v2.get(256), again.tag_v2.get(257))  # (Pillow turns .size for some orientations)
+            again.tile = [again.tile[0]._replace(codec_name="libtiff", extents=(0, 0, *stored), offset=0,
+                                                 args=(f"{layout};{end}", False, again.tag_v2.offset))]
+            halves.append(np.asarray(again, dtype=np.uint16))
+            upright = _turned_by_pillow(again, orientation)
+    pixels = halves[0] * 256 + halves[1]
+    if rawmode.startswith("RGBa"):  # associated (premultiplied) alpha: as Pillow's 8-bit reader, un-premultiply
+        alpha = pixels[..., 3:].astype(np.float64)
+        colour = np.where(alpha > 0, pixels[..., :3] * 65535.0 / np.maximum(alpha, 1), 0)
+        pixels[..., :3] = np.clip(np.floor(colour + 0.5), 0, 65535).astype(np.uint16)
+    return _Decoded(pixels, upright)
+
+
+def _wide_pixels(path: Path, im: Image.Image) -> _Decoded | None:
+    """16-bit colour pixels that Pillow would cut to 8 bits, at full precision; None for other files.
+    Before anything else reads ``im`` (the PNG path needs its undecoded tiles)."""
+    if im.format == "PNG":
+        pixels = _png16(path, im)
+        return None if pixels is None else _Decoded(pixels, False)
+    if im.format == "TIFF":
+        return _tiff16(path, im)
+    return None
 
 
 def _pixels(im: Image.Image) -> np.ndarray:
@@ -209,6 +286,167 @@ def _open(path: Path) -> Image.Image:
             Image.MAX_IMAGE_PIXELS = old
 
 
+_STRICT_LOCK = threading.Lock()
+_strict_readers = 0
+_hosts_setting = False
+
+
+@contextlib.contextmanager
+def _strict_decoding():
+    """Pillow's ``ImageFile.LOAD_TRUNCATED_IMAGES`` off while any of our reads runs (a host such as
+    ComfyUI may switch it on: it fills what a cut file lacks with black and says nothing), then the
+    host's setting back."""
+    global _strict_readers, _hosts_setting
+    with _STRICT_LOCK:
+        if _strict_readers == 0:
+            _hosts_setting = ImageFile.LOAD_TRUNCATED_IMAGES
+        _strict_readers += 1
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        yield
+    finally:
+        with _STRICT_LOCK:
+            _strict_readers -= 1
+            if _strict_readers == 0:
+                ImageFile.LOAD_TRUNCATED_IMAGES = _hosts_setting
+
+
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # colour type -> samples per pixel
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def png_data_size(width: int, height: int, bit_depth: int, colour_type: int, interlaced: bool) -> int:
+    """Bytes of a PNG's decompressed image data: every row (of every Adam7 pass) with its filter byte."""
+    bits = bit_depth * _PNG_CHANNELS.get(colour_type, 4)
+    passes = _ADAM7 if interlaced else ((0, 0, 1, 1),)
+    total = 0
+    for x0, y0, dx, dy in passes:
+        w, h = -(-(width - x0) // dx), -(-(height - y0) // dy)
+        if w > 0 and h > 0:
+            total += h * (1 + -(-(w * bits) // 8))
+    return total
+
+
+def _check_png_data(path: Path) -> None:
+    """Refuse a PNG whose image data holds fewer bytes than its header's rows need (Pillow's decoder
+    stops where the compressed stream ends and leaves the rest black, whatever LOAD_TRUNCATED_IMAGES
+    says: a 185-byte file declaring 9000 x 9000 was read as 81 megapixels). The data is inflated
+    without being kept, up to the size needed."""
+    with open(path, "rb") as f:
+        f.seek(8)
+        header = f.read(8 + 13)
+        if len(header) < 21 or header[4:8] != b"IHDR":
+            return  # Pillow has read the header; an odd file is left to its decoder
+        width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", header[8:21])
+        need = png_data_size(width, height, depth, colour, interlace == 1)
+        f.seek(4, os.SEEK_CUR)  # IHDR's CRC
+        z = zlib.decompressobj()
+        got = 0
+        seen_data = False
+        while got < need:
+            head = f.read(8)
+            if len(head) < 8:
+                break
+            length, kind = struct.unpack(">I", head[:4])[0], head[4:]
+            if kind != b"IDAT":
+                if seen_data:
+                    break  # the image data is one run of IDAT chunks
+                f.seek(length + 4, os.SEEK_CUR)
+                continue
+            seen_data = True
+            left = length
+            while left and got < need:
+                block = f.read(min(left, 1 << 20))
+                if not block:
+                    break
+                left -= len(block)
+                try:
+                    while block and got < need:
+                        got += len(z.decompress(block, 1 << 22))
+                        block = z.unconsumed_tail
+                except zlib.error as e:
+                    raise ImageReadError(f"{path}: damaged PNG: its image data is corrupt ({e})") from None
+                if z.eof:
+                    break
+            if z.eof:
+                break
+            f.seek(left + 4, os.SEEK_CUR)
+    if got < need:
+        share = f"{100 * got / need:.3g} %" if need else "none"
+        raise ImageReadError(f"{path}: damaged PNG: it declares {width}x{height} pixels but its image data "
+                             f"holds only {share} of them (cut short?); refused")
+
+
+_JPEG_HUFFMAN_FRAMES = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7}
+
+
+def _jpeg_frame_marker(path: Path) -> int | None:
+    """The JPEG's start-of-frame marker (0xC0 baseline ... 0xCF), from its segment headers."""
+    with open(path, "rb") as f:
+        if f.read(2) != b"\xff\xd8":
+            return None
+        while True:
+            head = f.read(4)
+            if len(head) < 4 or head[0] != 0xFF:
+                return None
+            marker = head[1]
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                return marker
+            if marker == 0xDA:  # start of scan before any frame
+                return None
+            f.seek(struct.unpack(">H", head[2:])[0] - 2, os.SEEK_CUR)
+
+
+def _check_jpeg_size(path: Path, width: int, height: int, file_bytes: int) -> None:
+    """Refuse a Huffman-coded JPEG too small to hold its declared pixels: every 8 x 8 block of the
+    brightness channel costs at least one bit (its DC code), in baseline and progressive files alike.
+    (libjpeg fills what a file lacks with grey and Pillow says nothing.)"""
+    need = math.ceil(width / 8) * math.ceil(height / 8) / 8
+    if file_bytes < need and _jpeg_frame_marker(path) in _JPEG_HUFFMAN_FRAMES:
+        raise ImageReadError(f"{path}: damaged JPEG: it declares {width}x{height} pixels, which need at least "
+                             f"{math.ceil(need)} bytes, but the file has {file_bytes}; refused")
+
+
+def _tiff_values(im: Image.Image, tag: int) -> tuple:
+    v = im.tag_v2.get(tag, ())
+    return tuple(v) if isinstance(v, (tuple, list)) else (v,)
+
+
+def _check_tiff_layout(path: Path, im: Image.Image) -> None:
+    """Refuse a TIFF whose strips (or tiles) cannot cover the size it declares: Pillow decodes the
+    strips there are and leaves the rest black."""
+    tags = im.tag_v2
+    width, height = tags.get(256), tags.get(257)
+    if not isinstance(width, int) or not isinstance(height, int):
+        return
+    bits = _tiff_bits(im)
+    planes = len(bits) if tags.get(284, 1) == 2 else 1
+    if 324 in tags:  # tiles
+        tw, th = tags.get(322) or width, tags.get(323) or height
+        need = math.ceil(width / tw) * math.ceil(height / th) * planes
+        have, counts = _tiff_values(im, 324), _tiff_values(im, 325)
+        raw_bytes = need * th * math.ceil(tw * sum(bits) / planes / 8)
+    else:
+        rows = min(tags.get(278) or height, height) or 1
+        need = math.ceil(height / rows) * planes
+        have, counts = _tiff_values(im, 273), _tiff_values(im, 279)
+        raw_bytes = height * sum(math.ceil(width * b / 8) for b in (bits if planes > 1 else (sum(bits),)))
+    if len(have) < need or (tags.get(259, 1) == 1 and counts and sum(c for c in counts if isinstance(c, int))
+                            < raw_bytes):
+        raise ImageReadError(f"{path}: damaged TIFF: it declares {width}x{height} pixels but its data holds only "
+                             f"part of them ({len(have)} of {need} strips or tiles); refused")
+
+
+def _check_complete(path: Path, im: Image.Image) -> None:
+    """Refuse, before decoding, a file whose data cannot hold the pixels its header declares."""
+    if im.format == "PNG":
+        _check_png_data(path)
+    elif im.format in ("JPEG", "MPO"):
+        _check_jpeg_size(path, im.width, im.height, path.stat().st_size)
+    elif im.format == "TIFF":
+        _check_tiff_layout(path, im)
+
+
 @contextlib.contextmanager
 def _quiet_pillow():
     """Pillow warns on stderr about damaged metadata and short files; the image is either read
@@ -261,16 +499,20 @@ def read_image_info(path: str | os.PathLike, *, native: bool = False,
     if not path.is_file():
         raise ImageReadError(f"{path}: no such file")
     try:
-        with _quiet_pillow(), _open(path) as im:
+        with _strict_decoding(), _quiet_pillow(), _open(path) as im:
             check_pixels(path, im.width, im.height, len(im.getbands()), path.stat().st_size, max_pixels)
             frames = _frames(im)
             if frames > 1:
                 raise ImageReadError(f"{path}: {im.format} with {frames} frames; only single images are read "
                                      f"(no frame is dropped silently): save the frames as separate files first")
-            wide = _sixteen_bit_rgb(path, im)
+            _check_complete(path, im)
+            decoded = _wide_pixels(path, im)
             orientation = im.getexif().get(ORIENTATION_TAG, 1)
-            info = _info(im, wide is not None)
-            arr = wide if wide is not None else _pixels(im)
+            if decoded is None:
+                decoded = _Decoded(_pixels(im), False)
+                decoded = decoded._replace(upright=_turned_by_pillow(im, orientation))
+            info = _info(im, wide=decoded.pixels.dtype == np.uint16)
+            arr = decoded.pixels
     except ImageReadError:
         raise
     except MemoryError:
@@ -279,12 +521,63 @@ def read_image_info(path: str | os.PathLike, *, native: bool = False,
         raise ImageReadError(f"{path}: cannot read image (not a {', '.join(READ_FORMATS)} file)") from None
     except _DECODE_ERRORS as e:
         raise ImageReadError(f"{path}: cannot read image ({e})") from None
-    if orientation != 1:
+    if orientation != 1 and not decoded.upright:
         arr = _apply_orientation(arr, orientation)
     if arr.ndim != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ImageReadError(f"{path}: image has no pixels")
     arr = np.ascontiguousarray(arr)
     return (arr if native else to_float32(arr)), info
+
+
+def _channels(im: Image.Image) -> int:
+    """How many channels :func:`_pixels` gives ``im`` (from its mode, nothing decoded)."""
+    if im.mode in _WIDE_MODES or im.mode in ("1", "L"):
+        return 1
+    if im.mode == "LA":
+        return 2
+    return 4 if im.mode == "RGBA" or "A" in im.getbands() or "transparency" in im.info else 3
+
+
+def read_image_size(path: str | os.PathLike) -> tuple[int, int, int]:
+    """(width, height, channels) of the image :func:`read_image` would return, from the header only
+    (EXIF orientation applied; a PNG's EXIF placed after its pixels is not looked at). Raises
+    ImageReadError for a file that cannot be opened."""
+    path = Path(path)
+    try:
+        with _quiet_pillow(), _open(path) as im:
+            if im.format == "PNG":  # getexif() would decode a PNG whose EXIF follows the pixels
+                exif = Image.Exif()
+                if im.info.get("exif"):
+                    exif.load(im.info["exif"])
+            else:
+                exif = im.getexif()
+            orientation = exif.get(ORIENTATION_TAG, 1)
+            width, height = (im.tag_v2.get(256), im.tag_v2.get(257)) if im.format == "TIFF" else im.size
+            width, height = (width, height) if width and height else im.size  # (Pillow turns a TIFF's size)
+            channels = _channels(im)
+    except Image.UnidentifiedImageError:
+        raise ImageReadError(f"{path}: cannot read image (not a {', '.join(READ_FORMATS)} file)") from None
+    except _DECODE_ERRORS as e:
+        raise ImageReadError(f"{path}: cannot read image ({e})") from None
+    if orientation in (5, 6, 7, 8):
+        width, height = height, width
+    return width, height, channels
+
+
+def check_output_format(path: str | os.PathLike, fmt: str) -> None:
+    """Refuse (ImageReadError, one line naming the limit) an input whose result ``fmt`` cannot hold
+    (WebP: 16383 pixels a side, JPEG: 65500, TIFF: 4 GiB): called when the outputs are planned, before
+    any work. A file whose header cannot be read passes: reading it reports that."""
+    spec = OUTPUT_FORMATS[fmt]
+    if not spec.limited:
+        return
+    try:
+        width, height, channels = read_image_size(path)
+    except ImageReadError:
+        return
+    problem = spec.refuses(width, height, channels)
+    if problem:
+        raise ImageReadError(f"{path}: {problem}")
 
 
 def read_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -330,11 +623,34 @@ class OutputFormat(NamedTuple):
     pillow_name: str
     alpha: bool        # can hold an alpha channel
     sixteen_bit: bool  # we write it with 16 bits per channel
+    title: str = ""
+    max_side: int | None = None   # widest / tallest image the format (its encoder) can hold
+    max_bytes: int | None = None  # most uncompressed pixel bytes (TIFF: 32-bit offsets)
+
+    @property
+    def limited(self) -> bool:
+        """Whether some images readable here are too big for this format (see :meth:`refuses`)."""
+        return self.max_side is not None or self.max_bytes is not None
+
+    def refuses(self, width: int, height: int, channels: int) -> str | None:
+        """Why a ``width`` x ``height`` result with ``channels`` channels cannot be written in this format
+        (one line naming the limit), or None."""
+        if self.max_side is not None and max(width, height) > self.max_side:
+            side = "wider" if width > self.max_side else "taller"
+            return (f"{width}x{height} is {side} than {self.title} allows ({self.max_side} pixels); "
+                    f"choose another --format")
+        out_channels = channels - 1 if not self.alpha and channels in (2, 4) else channels
+        if self.max_bytes is not None and width * height * out_channels > self.max_bytes:
+            return (f"{width}x{height} with {out_channels} channels is more than a {self.title} file holds "
+                    f"({self.max_bytes / 2 ** 30:.0f} GiB of pixels); choose another --format")
+        return None
 
 
-OUTPUT_FORMATS = {"png": OutputFormat(".png", "PNG", True, True), "jpg": OutputFormat(".jpg", "JPEG", False, False),
-                  "webp": OutputFormat(".webp", "WEBP", True, False),
-                  "tiff": OutputFormat(".tif", "TIFF", True, False)}
+# (PNG's limit, 2^31 - 1 pixels a side, is beyond any image the readers take)
+OUTPUT_FORMATS = {"png": OutputFormat(".png", "PNG", True, True, "PNG"),
+                  "jpg": OutputFormat(".jpg", "JPEG", False, False, "JPEG", 65_500),
+                  "webp": OutputFormat(".webp", "WEBP", True, False, "WebP", 16_383),
+                  "tiff": OutputFormat(".tif", "TIFF", True, False, "TIFF", 2 ** 32 - 1, 2 ** 32 - 2 ** 20)}
 _FORMAT_OF_SUFFIX = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg", ".webp": "webp", ".tif": "tiff", ".tiff": "tiff"}
 
 
@@ -401,7 +717,7 @@ def write_image(path: str | os.PathLike, arr: np.ndarray, *, bits: int = 8, qual
 def save_image(path: str | os.PathLike, arr: np.ndarray, *, bits: int = 8, quality: int = 95,
                info: ImageInfo | None = None, fmt: str | None = None, png_compression=PNG_AUTO) -> None:
     """What :func:`write_image` does, but writing ``path`` directly (not atomic: for callers that
-    write to a temporary file themselves, see atomicfile.write_together)."""
+    write to a temporary file themselves, see atomic.write_together)."""
     path = Path(path)
     _encode_to(path, arr, bits=bits, quality=quality, info=info, fmt=fmt or format_of(path),
                png_compression=png_compression)
@@ -433,6 +749,9 @@ def _encode_to(target: Path | BinaryIO, arr: np.ndarray, *, bits: int, quality: 
         raise ValueError(f"{arr.dtype} pixels cannot be written with {bits} bits")
     if arr.ndim == 2:
         arr = arr[..., None]
+    too_big = spec.refuses(arr.shape[1], arr.shape[0], arr.shape[2])
+    if too_big:  # refused before the encoder (libjpeg prints its own line on stderr)
+        raise OSError(errno.EFBIG, f"{too_big}", name)
     if not spec.alpha and arr.shape[2] in (2, 4):
         arr = arr[..., :-1]
     with open(target, "wb") if isinstance(target, Path) else contextlib.nullcontext(target) as f:

@@ -219,19 +219,19 @@ def load_network(path: str | os.PathLike, padding: str | None = None) -> CLIPLIT
 
 
 # --------------------------------------------------------------------------- writing
-def atomic_write(path: str | os.PathLike, write) -> None:
+def atomic_write(path: str | os.PathLike, write, record=None) -> None:
     """Call ``write(tmp_path)`` then rename onto ``path``: readers never see a partial file
-    (see atomicfile.write_together)."""
+    (see atomic.write_together, which also takes ``record``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_together([(path, lambda tmp: write(str(tmp)))])
+    write_together([(path, lambda tmp: write(str(tmp)))], record=record)
 
 
 def save_weights(path: str | os.PathLike, *, enhancer: dict[str, torch.Tensor] | None = None,
                  prompt_pair: torch.Tensor | None = None, metadata: dict[str, object] | None = None,
-                 padding: str = "reflect") -> None:
-    """Write our ``.safetensors`` format atomically."""
-    from safetensors.torch import save_file
+                 padding: str = "reflect", record=None) -> None:
+    """Write our ``.safetensors`` format atomically (``record``: see atomic.write_together)."""
+    from safetensors.torch import save
 
     if enhancer is None and prompt_pair is None:
         raise ValueError("nothing to save: give an enhancer state dict and/or a prompt pair")
@@ -248,18 +248,27 @@ def save_weights(path: str | os.PathLike, *, enhancer: dict[str, torch.Tensor] |
         tensors[PROMPT_PAIR_KEY] = prompt_pair.detach().float().cpu().contiguous()
     meta = {str(k): str(v) for k, v in (metadata or {}).items() if v is not None}
     meta.update(format=FORMAT_NAME, format_version=FORMAT_VERSION, padding=padding)
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=meta))
+    # the bytes are written into our temporary file: safetensors' save_file would write its own
+    # private (0600) temporary file beside it and rename that over ours
+    data = save(tensors, metadata=meta)
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data), record=record)
 
 
-def convert(src: str | os.PathLike, dst: str | os.PathLike, padding: str | None = None) -> CLIPLITWeights:
-    """Convert any readable weights file to our format (validated first)."""
+def convert(src: str | os.PathLike, dst: str | os.PathLike, padding: str | None = None, *,
+            force: bool = False) -> CLIPLITWeights:
+    """Convert any readable weights file to our format (validated first). ``dst`` follows the rules of
+    every output: never the source, never an existing file this program did not write unless ``force``
+    (outputs.prepare_output_file), written atomically and recorded in its folder's manifest."""
+    from ..files.outputs import prepare_output_file
+
+    if Path(dst).resolve() == Path(src).resolve():
+        raise CheckpointError(f"{dst}: refusing to overwrite the source file")
+    ours = prepare_output_file(dst, force=force)
     w = read_weights(src)
     if w.enhancer is not None:
         check_enhancer_state(w.enhancer, str(src))
-    if Path(dst).resolve() == Path(src).resolve():
-        raise CheckpointError(f"{dst}: refusing to overwrite the source file")
     meta = {k: v for k, v in w.metadata.items() if k not in ("format", "format_version", "padding")}
     meta.setdefault("converted_from", Path(src).name)
     save_weights(dst, enhancer=w.enhancer, prompt_pair=w.prompt_pair, metadata=meta,
-                 padding=padding or w.padding)
+                 padding=padding or w.padding, record=ours.record)
     return read_weights(dst)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import WeightsDownloadError
+from ..files.atomic import Staging
 from ..wording import Advice
 
 from dataclasses import dataclass
@@ -84,10 +85,9 @@ def named_weights(name: str, dest_dir: str | os.PathLike | None = None, *,
             f"{target}: exists but its sha256 is not the expected one ({src.sha256})",
             advice=Advice("named_file_mismatch", {"source": name, "target": target, "folder": folder}))
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{src.filename}.part-{os.getpid()}"
-    try:
+    with Staging() as staged:  # the download's temporary file, removed unless it is renamed into place
         try:
-            downloader(src.url, tmp, progress)
+            downloader(src.url, tmp := staged.add(target), progress)
         except (OSError, ValueError) as e:  # URLError, timeouts and HTTP errors are OSErrors
             raise WeightsDownloadError(
                 f"could not download {src.what} ({e}). Download {src.url} by hand and put it at {target}",
@@ -98,10 +98,7 @@ def named_weights(name: str, dest_dir: str | os.PathLike | None = None, *,
                 f"downloaded file from {src.url} has sha256 {digest}, expected {src.sha256}; "
                 f"not using it (nothing was kept)"
             )
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        staged.commit()
     return target
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,9 +14,11 @@ import torch
 from PIL import Image
 
 from cliplit_core.cli.app import main
+from cliplit_core.files.atomic import JOURNAL_PREFIX, TEMP_TAG
 from cliplit_core.files.images import write_png
 
 from tests.support.data import REPO, synthetic_photo
+from tests.support.unprivileged import as_unprivileged
 
 MISSING_WEIGHTS = "/nonexistent/weights.pth"  # a run that got past the checks would fail on these
 
@@ -132,6 +132,7 @@ KILLED_MID_WRITE = """
 import os, signal, sys
 from cliplit_core.cli import enhance as enhance_files
 from cliplit_core.cli.app import main
+from cliplit_core.files.atomic import JOURNAL_PREFIX, TEMP_TAG
 
 def write(path, content):
     path.write_bytes(b"\\x89PNG\\r\\n\\x1a\\n half a file")
@@ -148,11 +149,12 @@ def test_a_run_killed_mid_write_leaves_only_a_hidden_temp_file_that_the_next_run
     r = subprocess.run([sys.executable, "-c", KILLED_MID_WRITE, "enhance", str(src), "-o", str(out), "--weights",
                         str(official_weights_path), "--device", "cpu"], cwd=REPO, capture_output=True, timeout=300)
     assert r.returncode == -signal.SIGKILL
-    left = [p.name for p in out.iterdir()]
-    assert len(left) == 1 and left[0].startswith(".a.png.tmp-")  # no partial a.png
+    left = sorted(p.name for p in out.iterdir())  # no partial a.png: its temporary file and the run's journal
+    assert len(left) == 2 and left[0].startswith(".a.png" + TEMP_TAG) and left[1].startswith(JOURNAL_PREFIX)
+    (out / ".draft.tmp-99999.txt").write_text("the user's")  # looks like a temporary file, is not ours
     assert _enhance(official_weights_path, src, "-o", out) == 0
     assert "enhanced 1 of 1" in capsys.readouterr().err
-    assert _visible(out) == ["a.png"] and not any(".tmp-" in p.name for p in out.iterdir())
+    assert sorted(p.name for p in out.iterdir()) == [".cliplit-outputs.jsonl", ".draft.tmp-99999.txt", "a.png"]
 
 
 def _failing_save(monkeypatch, fail_on, exc):
@@ -200,23 +202,69 @@ def _fast_network(monkeypatch):
     monkeypatch.setattr(enhance_files, "enhance_photo", stand_in)
 
 
+@pytest.mark.parametrize("fmt, shape, limit", [("jpg", (2, 66000), "65500"), ("jpg", (65501, 2), "65500"),
+                                               ("webp", (2, 16384), "16383"), ("webp", (16400, 3), "16383")])
 @pytest.mark.parametrize("jobs", ["1", "2"])
-def test_an_image_its_format_cannot_hold_is_one_failed_write_and_the_run_goes_on(tmp_path, official_weights_path,
-                                                                                monkeypatch, capsys, jobs):
-    """A JPEG cannot be over 65,500 pixels wide: Pillow's encoder raises OSError. That image is reported
-    as a write error, in its place, and the next one is still written (in memory encoding or not)."""
+def test_an_image_its_format_cannot_hold_is_refused_before_any_work_and_the_run_goes_on(
+        tmp_path, official_weights_path, monkeypatch, capfd, fmt, shape, limit, jobs):
+    """A JPEG cannot be over 65,500 pixels a side, a WebP over 16,383: such an input is refused when the
+    outputs are planned, with one line naming the limit (no stray libjpeg line, no ValueError traceback),
+    before the network sees it; the others are still written."""
+    from cliplit_core.cli import enhance as enhance_files
+
     _fast_network(monkeypatch)
+    seen = []
+    stand_in = enhance_files.enhance_photo
+    monkeypatch.setattr(enhance_files, "enhance_photo", lambda net, pixels, **kw: seen.append(pixels.shape)
+                        or stand_in(net, pixels, **kw))
     src, out = tmp_path / "in", tmp_path / "out"
     src.mkdir()
-    for name, shape in (("a.png", (12, 16)), ("b_wide.png", (2, 66000)), ("c.png", (12, 16))):
-        Image.fromarray(np.full((*shape, 3), 90, np.uint8)).save(src / name)
-    rc = _enhance(official_weights_path, src, "-o", out, "--format", "jpg", "--jobs", jobs)
+    for name, size in (("a.png", (12, 16)), ("b_big.png", shape), ("c.png", (12, 16))):
+        Image.fromarray(np.full((*size, 3), 90, np.uint8)).save(src / name)
+    rc = _enhance(official_weights_path, src, "-o", out, "--format", fmt, "--jobs", jobs)
+    captured = capfd.readouterr()
+    err = captured.err
+    assert rc == 1 and "Traceback" not in err and captured.out == ""
+    lines = err.splitlines()
+    refusal = [line for line in lines if "b_big.png" in line]
+    assert len(refusal) == 1 and limit in refusal[0] and "choose another --format" in refusal[0]
+    assert lines.index(refusal[0]) == 0  # first, before any work
+    assert "enhanced 2 of 3" in err and "Maximum supported" not in err and "JPEG" not in err.replace(
+        "than JPEG allows", "")
+    assert seen == [(12, 16, 3), (12, 16, 3)]
+    assert _visible(out) == [f"a.{fmt}", f"c.{fmt}"]
+    assert not any(TEMP_TAG in p.name or p.name.startswith(JOURNAL_PREFIX) for p in out.iterdir())
+
+
+def test_a_result_too_big_for_its_format_is_refused_by_the_writer_too(tmp_path, capfd):
+    """The Python API refuses before the encoder: one OSError naming the limit, nothing on stderr."""
+    from cliplit_core.files.images import write_image
+
+    for name, shape in (("x.jpg", (2, 65501)), ("x.webp", (16384, 2))):
+        with pytest.raises(OSError) as e:
+            write_image(tmp_path / name, np.zeros((*shape, 3), np.float32))
+        assert "allows" in e.value.strerror
+    assert capfd.readouterr().err == "" and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("stem", ["a" * 246, "照" * 82, "é" * 123])  # 246 bytes: 250 with ".png"
+def test_long_names_are_written_and_side_files_fit_the_name_limit(tmp_path, official_weights_path, monkeypatch,
+                                                                  capsys, stem):
+    """A 250-byte name could not be written (its temporary name passed 255 bytes); with --save-light
+    the side file would pass 255 too: the pair is shortened together, with a note."""
+    _fast_network(monkeypatch)
+    src = tmp_path / "in"
+    src.mkdir()
+    _photo(src / f"{stem}.png")
+    assert _enhance(official_weights_path, src, "-o", tmp_path / "o1") == 0
+    assert _visible(tmp_path / "o1") == [f"{stem}.png"]
+    assert _enhance(official_weights_path, src, "-o", tmp_path / "o2", "--save-light") == 0
+    names = _visible(tmp_path / "o2")
+    assert len(names) == 2 and all(len(n.encode()) <= 255 for n in names)
+    short = names[0][:-len(".png")]
+    assert names == [f"{short}.png", f"{short}_light.png"] and stem.startswith(short)
     err = capsys.readouterr().err
-    assert rc == 1 and "Traceback" not in err
-    assert "cannot write" in err and "b_wide.jpg" in err and "enhanced 2 of 3" in err
-    assert err.index("b_wide.jpg") < err.index("enhanced 2 of 3")
-    assert _visible(out) == ["a.jpg", "c.jpg"]
-    assert not any(".tmp-" in p.name for p in out.iterdir())
+    assert "longer than the 255 bytes a file name may have here" in err and "Traceback" not in err
 
 
 @pytest.fixture
@@ -246,7 +294,7 @@ def test_a_really_full_disk_stops_the_run_with_complete_files_only(tmp_path, tin
     assert rc == 1 and "No space left on device" in err and "stopped" in err and "Traceback" not in err
     written = _visible(tiny_disk)
     assert 0 < len(written) < 12
-    assert not any(".tmp-" in p.name for p in tiny_disk.iterdir())
+    assert not any(TEMP_TAG in p.name or p.name.startswith(JOURNAL_PREFIX) for p in tiny_disk.iterdir())
     for name in written:  # every file there is complete
         assert np.asarray(Image.open(tiny_disk / name)).shape == (64, 64, 3)
 
@@ -298,16 +346,6 @@ def test_bad_or_missing_device_is_a_one_line_error_before_the_weights(tmp_path, 
     assert not (tmp_path / "o").exists()
 
 
-def _as_unprivileged(cmd: list[str]) -> list[str]:
-    """``cmd`` run without the power to ignore file permissions (root has it)."""
-    if os.geteuid() != 0:
-        return cmd
-    capsh = shutil.which("capsh")
-    if capsh is None:
-        pytest.skip("running as root without capsh: cannot drop the right to ignore file permissions")
-    return [capsh, "--drop=cap_dac_override", "--", "-c", shlex.join(cmd)]
-
-
 @pytest.mark.parametrize("command", ["enhance", "score"])
 @pytest.mark.parametrize("where", ["folder", "parent"])
 def test_unwritable_output_folder_is_named_before_any_work(tmp_path, command, where):
@@ -323,7 +361,7 @@ def test_unwritable_output_folder_is_named_before_any_work(tmp_path, command, wh
         else:
             cmd = [sys.executable, "-m", "cliplit_core", "score", str(tmp_path / "a.png"), "--heatmap", str(target),
                    "--model", MISSING_WEIGHTS]
-        r = subprocess.run(_as_unprivileged(cmd), cwd=REPO, capture_output=True, text=True, timeout=120)
+        r = subprocess.run(as_unprivileged(cmd), cwd=REPO, capture_output=True, text=True, timeout=120)
     finally:
         locked.chmod(0o755)
     assert r.returncode == 2, r.stderr

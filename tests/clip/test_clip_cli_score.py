@@ -183,6 +183,26 @@ def test_heatmaps_into_the_input_folder_keep_user_files_and_are_not_scored_next_
         assert "writing b_2_light.png instead" in err
 
 
+def test_the_heatmap_folder_keeps_files_it_did_not_make_and_a_broken_manifest_stops_it(setup, capsys, tmp_path):
+    """``--heatmap DIR`` removed any ``.NAME.tmp-<pid>`` whose pid was not running; a folder at the
+    manifest's path gave maps that were written but not recorded."""
+    from cliplit_core.files.outputs import MANIFEST_NAME
+
+    heat = tmp_path / "heat"
+    heat.mkdir()
+    (heat / ".draft.tmp-99999.txt").write_text("the user's draft")
+    (heat / ".a_light.png.tmp-99999.png").write_bytes(b"another program's")
+    args = [setup["imgs"] / "a.png", "--model", setup["dir"] / "model.safetensors", "--heatmap", heat]
+    rc, recs, err = _run(args, capsys)
+    assert rc == 0, err
+    assert sorted(p.name for p in heat.iterdir()) == [".a_light.png.tmp-99999.png", ".cliplit-outputs.jsonl",
+                                                       ".draft.tmp-99999.txt", "a_light.png"]
+    (heat / MANIFEST_NAME).unlink()
+    (heat / MANIFEST_NAME).mkdir()
+    rc, recs, err = _run(args, capsys)
+    assert rc == 2 and recs == [] and err.count("\n") == 1 and "is a folder" in err and MANIFEST_NAME in err
+
+
 def test_zero_shot_without_a_model(setup, capsys):
     """No --model: the images are scored with the zero-shot text prompts (the nodes' prompts)."""
     from cliplit_core.clip.prompts import ZERO_SHOT_PROMPTS, zero_shot_text_features

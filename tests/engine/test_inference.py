@@ -7,7 +7,6 @@ from cliplit_core.engine import inference
 from cliplit_core.engine.inference import apply_light, choose_tile, enhance
 
 from tests.support.data import synthetic_photo
-from tests.support.fakes import run_out_of_memory_above
 
 
 def _img(h, w, c=3, b=1, seed=0):

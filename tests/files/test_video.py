@@ -86,6 +86,19 @@ def test_video_keeps_frames_rate_rotation_and_audio(clip, tmp_path, official_wei
     assert frames[:CUT, :, :, :].mean() > src_frames[:CUT].mean() + 5  # the dark subject got brighter
 
 
+def test_a_rerun_replaces_its_own_video_and_keeps_the_users(clip, tmp_path, official_weights_path, capsys):
+    """Videos are recorded in the output manifest like photos (they were not: a rerun wrote clip_2.mp4)."""
+    out = tmp_path / "out"
+    args = ["enhance", str(clip), "-o", str(out), "--weights", str(official_weights_path), "--device", "cpu"]
+    assert main(args) == 0 and main(args) == 0
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["clip.mp4"]
+    (out / "clip.mp4").write_bytes(b"the user's edit")
+    assert main(args) == 0
+    assert (out / "clip.mp4").read_bytes() == b"the user's edit"
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["clip.mp4", "clip_2.mp4"]
+    assert "writing clip_2.mp4 instead" in capsys.readouterr().err
+
+
 def test_streamed_smoothing_gives_the_node_batch_light_maps(clip, tmp_path, official_weights_path, monkeypatch):
     from nodes import enhance as node
     from nodes.loader import load_cliplit_model

@@ -6,7 +6,7 @@ import torch
 from tests.support.nodes_support import backlit_crop, official_model, read_photo  # noqa: F401
 
 from cliplit_core.engine import temporal
-from tests.support.sequences import FRAMES, flickering_sequence, mean_brightness_flicker
+from tests.support.sequences import flickering_sequence, mean_brightness_flicker
 from nodes import enhance as enh
 
 
