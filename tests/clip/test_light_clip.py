@@ -21,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 AUC_GATE = 0.95
 
 
-@pytest.mark.slow  # the first run builds the lighting CLIP (about 35 s of CPU), later ones read it
+@pytest.mark.slow  # the first run builds the lighting CLIP (20 to 35 s), later ones read it
 def test_zero_shot_separates_heldout_backlit_from_welllit(light_backbone):
     held = make_split(SEED, "heldout", 60, IMAGE_SIZE)  # scenes the model never saw
     sep = separation(light_backbone, held)
@@ -30,7 +30,7 @@ def test_zero_shot_separates_heldout_backlit_from_welllit(light_backbone):
     assert sep.mean_light_score["well-lit"] > 0.7 and sep.mean_light_score["backlit"] < 0.35, sep
 
 
-@pytest.mark.slow  # the first run builds the lighting CLIP (about 35 s of CPU), later ones read it
+@pytest.mark.slow  # the first run builds the lighting CLIP (20 to 35 s), later ones read it
 def test_the_score_command_loads_it_like_any_local_clip(light_clip, tmp_path, capsys):
     from cliplit_core.cli.app import main
 

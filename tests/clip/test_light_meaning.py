@@ -33,7 +33,7 @@ from tests.support.light_clip import SEED, light_backbone, light_clip  # noqa: F
 from tools.lightclip.evaluate import mask_correlation, zero_shot_light_scores
 from tools.lightclip.pairs import make_pairs, to_uint8
 
-# the first run builds the lighting CLIP (about 35 s of CPU; tests/support/light_clip.py), later ones read it
+# the first run builds the lighting CLIP (20 to 35 s; tests/support/light_clip.py), later ones read it
 pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]
 MIN_CORRELATION = 0.3
 MIN_OVER_MIRRORED = 0.2

@@ -1,6 +1,6 @@
 """The lighting CLIP for tests (issue 20): built once, cached, keyed by what it depends on.
 
-:func:`light_clip` builds ``tools.lightclip`` at its ``ci`` size (seed 0; about 35 s of one
+:func:`light_clip` builds ``tools.lightclip`` at its ``ci`` size (seed 0; 20 to 35 s of one
 CPU core) into pytest's cache folder (``.pytest_cache/d/light_clip/<fingerprint>``), where
 later sessions find it: the fingerprint hashes the recipe's code, captions, model config,
 seed, size and the PyTorch / open_clip versions, so any change rebuilds it. Without pytest's
