@@ -120,6 +120,7 @@ def test_an_unusable_manifest_in_the_destination_folder_stops_it_before_writing(
     assert err.count("\n") == 1 and MANIFEST_NAME in err and not dst.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("umask", [0o022, 0o027])
 def test_safetensors_get_the_mode_of_any_new_file(tmp_path, pth, umask):
     """They were written 0600 (safetensors' own private temporary file), images 0644."""
@@ -144,6 +145,7 @@ def test_the_trainers_safetensors_get_the_mode_of_any_new_file(tmp_path, umask):
     assert stat.S_IMODE((tmp_path / "cliplit.safetensors").stat().st_mode) == 0o666 & ~umask
 
 
+@pytest.mark.slow
 def test_a_destination_folder_it_cannot_write_is_named_before_any_work(tmp_path, pth):
     locked = tmp_path / "locked"
     locked.mkdir()

@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from cliplit_core.cli.app import main
@@ -12,6 +13,7 @@ from tests.support.data import REPO, synthetic_photo
 from tests.support.imagefiles import write_png16
 
 
+@pytest.mark.slow
 def test_enhance_folder_matches_reference_and_skips_bad_files(tmp_path, shared_data, official_weights_path, capsys):
     src = tmp_path / "in"
     src.mkdir()
@@ -34,6 +36,7 @@ def test_enhance_folder_matches_reference_and_skips_bad_files(tmp_path, shared_d
     assert not (out / "broken.png").exists()
 
 
+@pytest.mark.slow
 def test_never_overwrites_inputs_and_handles_16bit_gray_rgba(tmp_path, official_weights_path, capsys):
     d = tmp_path / "d"
     d.mkdir()
@@ -62,6 +65,7 @@ def test_same_stem_from_two_folders_gets_distinct_outputs(tmp_path, official_wei
     assert sorted(p.name for p in (tmp_path / "o").iterdir() if not p.name.startswith(".")) == ["x.png", "x_2.png"]
 
 
+@pytest.mark.slow
 def test_module_entry_point_and_bad_weights_exit_cleanly(tmp_path):
     write_png(tmp_path / "a.png", synthetic_photo(8, 8))
     (tmp_path / "w.pth").write_text("nope")
@@ -143,6 +147,7 @@ print(rc, 'torch' in sys.modules, os.environ.get('OMP_WAIT_POLICY'))
 """
 
 
+@pytest.mark.slow
 def test_a_pipelined_run_lets_idle_openmp_threads_sleep_before_torch_is_loaded(tmp_path):
     """--jobs above 1 and more than one photo: OMP_WAIT_POLICY=PASSIVE is set before torch (and its
     OpenMP) is loaded, unless the user set a policy; one photo or --jobs 1 leave the environment alone."""

@@ -99,6 +99,7 @@ def test_existing_user_files_in_the_output_folder_are_kept_and_reruns_replace_on
     assert (out / "a_2.png").read_bytes() == b"edited by the user" and _visible(out) == ["a.png", "a_2.png", "a_3.png"]
 
 
+@pytest.mark.slow
 def test_reruns_into_the_input_folder_do_not_snowball_and_warnings_name_the_real_file(
         tmp_path, official_weights_path, capsys):
     d = tmp_path / "d"
@@ -346,6 +347,7 @@ def test_bad_or_missing_device_is_a_one_line_error_before_the_weights(tmp_path, 
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["enhance", "score"])
 @pytest.mark.parametrize("where", ["folder", "parent"])
 def test_unwritable_output_folder_is_named_before_any_work(tmp_path, command, where):

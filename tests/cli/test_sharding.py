@@ -51,6 +51,7 @@ def _ranks_exited_with(err, status):
     assert set(re.findall(r"exitcode\s*:\s*(-?\d+)", err)) == {str(status)}, err
 
 
+@pytest.mark.slow
 def test_torchrun_two_cpu_processes_write_the_single_process_files(tmp_path, official_weights_path):
     src = _photos(tmp_path / "in")
     (src / "p9_broken.png").write_bytes(b"not a png")   # the share of one rank ...

@@ -18,6 +18,7 @@ from cliplit_core.errors import CLIPLITError
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+@pytest.mark.slow
 def test_sizes_come_from_the_config(tiny_vit, tiny_rn):
     assert tiny_vit.image_size == (64, 64)
     assert (tiny_vit.context_length, tiny_vit.text_width, tiny_vit.embed_dim) == (20, 32, 32)

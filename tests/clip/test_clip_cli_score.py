@@ -154,6 +154,7 @@ def test_standalone_entry_point(setup, capsys):
     assert rc == 0 and json.loads(out)["file"].endswith("a.png")
 
 
+@pytest.mark.slow
 def test_python_dash_m_subprocess(setup):
     """The real command: registered in ``python -m cliplit_core``; a bad input is an error line, not a traceback."""
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")

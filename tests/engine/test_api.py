@@ -157,6 +157,7 @@ def test_options_are_parsed_and_checked_once():
 
 
 # ----------------------------------------------------------------------------- parity
+@pytest.mark.slow
 def test_whole_tiled_and_node_agree(model, crop, whole):
     """Whole image through the core is bit-identical to the node's run; tiles give the same
     numbers up to float rounding (identical after 8-bit rounding) and are bit-identical to the
@@ -218,6 +219,7 @@ def test_mask_matches_the_reference_numbers(model, crop, whole):
     assert float((out - want).abs().max()) < 1e-6
 
 
+@pytest.mark.slow
 def test_temporal_smoothing_and_mask_match_the_reference_numbers(model, crop):
     seq = flickering_sequence(crop.movedim(1, -1))[:6].movedim(-1, 1)
     out, light = enhance(model, seq, EnhanceOptions(temporal_smoothing=2.0), CPU)
@@ -278,6 +280,7 @@ def test_small_tile_warning():
 
 
 # ----------------------------------------------------------------------------- progress, cancel, OOM
+@pytest.mark.slow
 def test_progress_counts_the_whole_batch_over_its_calls(model, crop):
     batch = torch.cat([crop, crop.flip(-1), crop.flip(-2)])
     steps = []
@@ -316,6 +319,7 @@ def test_cancel_stops_inside_the_current_tile(model, crop, monkeypatch):
     assert tiles == [] and len(checks) == 2
 
 
+@pytest.mark.slow
 def test_out_of_memory_halves_the_tile_and_empties_the_cache(model, crop, whole, monkeypatch):
     calls = run_out_of_memory_above(monkeypatch, 64)
     emptied, warned = [], []
@@ -338,6 +342,7 @@ def test_bad_inputs_fail_before_any_work(model, monkeypatch):
         enhance(model, torch.rand(1, 3, 8, 8), {"strength": 1.0}, CPU)
 
 
+@pytest.mark.slow
 def test_cli_photo_step_and_the_api_compute_the_same(random_net):
     """The command line's photo step (engine.core.enhance_photo) and api.enhance run the same engine:
     equal results for whole images and previews."""

@@ -26,6 +26,7 @@ def _engine(net, options=EnhanceOptions(), b=1, h=200, w=150, **run):
     return Engine(net, options, RunContext(**run), batch=b, height=h, width=w)
 
 
+@pytest.mark.slow
 def test_oom_backs_off_to_smaller_tiles_and_keeps_them(official_net, monkeypatch):
     warned, freed = [], []
     eng = _engine(official_net, EnhanceOptions(tile="none"), warn=warned.append, empty_cache=lambda: freed.append(1))
@@ -56,6 +57,7 @@ def test_oom_at_the_smallest_tile_and_other_errors_propagate(official_net, monke
         _engine(official_net, h=20, w=20).light(_img(20, 20))
 
 
+@pytest.mark.slow
 def test_oom_back_off_covers_8_bit_photos_in_their_own_form(official_net, monkeypatch):
     """A photo tiled in its file's 8-bit form backs off like a float batch (one loop, not two)."""
     pixels = (synthetic_photo(300, 200) * 255).round().astype(np.uint8)
@@ -107,6 +109,7 @@ def test_cancel_stops_a_batch_inside_its_first_call(official_net, mode):
     assert progress == []  # stopped before the first step was done
 
 
+@pytest.mark.slow
 def test_progress_moves_during_a_preview_and_a_batch(official_net):
     """A preview reports its low-resolution pass and each chunk of calibration windows; a batch
     reports each call. The counts rise to one constant total."""

@@ -84,6 +84,7 @@ def test_dtype_option_runs_in_lower_precision(official_net, small_photo):
     official_net.float()
 
 
+@pytest.mark.slow
 def test_auto_mode_tiles_only_when_over_budget(official_net, small_photo, monkeypatch):
     h, w = small_photo.shape[-2:]
     assert choose_tile(h, w, 1, torch.float32, None) is None

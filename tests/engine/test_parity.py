@@ -24,6 +24,7 @@ def test_matches_reference_small(name, shared_data, official_net):
     assert np.abs(res.light[0, 0].numpy() - light_ref).max() < 1e-4
 
 
+@pytest.mark.slow
 def test_tiled_matches_reference_too(shared_data, official_net):
     name = NAMES[2]
     x = torch.from_numpy(read_image(shared_data / "backlit_small" / f"{name}.png")).permute(2, 0, 1)[None]

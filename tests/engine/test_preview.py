@@ -152,6 +152,7 @@ def test_tiled_preview_equals_whole_preview(net, no_size_floors):
     assert (a - b).abs().max().item() < 1e-5
 
 
+@pytest.mark.slow
 def test_preview_is_close_to_exact_on_a_photo(net):
     """Regression guard on a real photo (the full-size figures are in docs/performance.md)."""
     path = DATA / "backlit" / "pexels-daniel-torobekov-5320051.jpg"
@@ -215,6 +216,7 @@ def test_cli_fast_writes_results(tmp_path, net, monkeypatch, no_size_floors):
     assert out.size == (90, 70)
 
 
+@pytest.mark.slow
 def test_small_photo_gets_smaller_factor_and_more_windows(net):
     """Half-size photo 91 (0.63 MP, much texture per pixel): downsampled by 4 and calibrated on
     4 windows the preview gave 31.3 dB; the pixel floors (factor 3.1, 25 windows) keep it >= 35."""
@@ -231,6 +233,7 @@ def test_small_photo_gets_smaller_factor_and_more_windows(net):
     assert _psnr(preview.enhance_preview(net, x).image, exact) > 36
 
 
+@pytest.mark.slow
 def test_a_preview_tiles_its_low_resolution_pass_when_that_does_not_fit_the_budget(net, monkeypatch):
     """Through the core's entry point (as the command line and the node call it): the preview's
     low-resolution pass follows the tile setting and the run's memory budget, and tiling is exact."""

@@ -30,6 +30,7 @@ def float_path_files(net, src, dst, *, tile, strength, bits):
 
 @pytest.mark.parametrize("kind,bits,strength", [("rgb8", 8, 1.0), ("rgba8", 8, 0.5), ("gray8", 8, 1.0),
                                                  ("rgb16", 16, 1.0), ("rgb16", 8, 0.5), ("gray16", 16, 1.0)])
+@pytest.mark.slow
 def test_tiled_files_are_byte_identical_to_the_float_path(tmp_path, official_net, official_weights_path,
                                                           kind, bits, strength):
     photo = synthetic_photo(61, 67, 4 if kind == "rgba8" else 3, seed=5)
@@ -49,6 +50,7 @@ def test_tiled_files_are_byte_identical_to_the_float_path(tmp_path, official_net
     assert (tmp_path / "out" / f"{kind}_light.png").read_bytes() == want_light
 
 
+@pytest.mark.slow
 def test_tiled_run_holds_no_float_copy_of_the_image(random_net):
     """Python-side (numpy) memory of a tiled run: the 8-bit input and output, not float32 images
     (4 bytes per channel each); the float path held several."""

@@ -219,6 +219,7 @@ def _folder(tmp_path):
     return src
 
 
+@pytest.mark.slow
 def test_jobs_1_and_3_write_the_same_bytes_with_the_same_messages_and_status(tmp_path, official_weights_path,
                                                                              capsys):
     src = _folder(tmp_path)
@@ -244,6 +245,7 @@ def test_jobs_1_and_3_write_the_same_bytes_with_the_same_messages_and_status(tmp
         assert one[name] == three[name], name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["png", "jpg", "tiff"])
 def test_results_are_encoded_in_the_encode_threads_to_the_bytes_the_writer_would_write(
         tmp_path, official_weights_path, monkeypatch, fmt):
@@ -315,6 +317,7 @@ def test_bad_png_compression_is_a_one_line_error(tmp_path, value, capsys):
     assert rc == 2 and err.count("\n") == 1 and "argument --png-compression: must be auto or an integer from 0 to 9" in err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bits", ["8", "16"])
 def test_png_compression_changes_the_size_not_the_pixels(tmp_path, official_weights_path, bits):
     src = tmp_path / "a.png"

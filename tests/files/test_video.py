@@ -74,6 +74,7 @@ def clip(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_video_keeps_frames_rate_rotation_and_audio(clip, tmp_path, official_weights_path, capsys):
     assert main(["enhance", str(clip.parent), "-o", str(tmp_path / "out"), "--weights", str(official_weights_path),
                  "--device", "cpu"]) == 0
@@ -86,6 +87,7 @@ def test_video_keeps_frames_rate_rotation_and_audio(clip, tmp_path, official_wei
     assert frames[:CUT, :, :, :].mean() > src_frames[:CUT].mean() + 5  # the dark subject got brighter
 
 
+@pytest.mark.slow
 def test_a_rerun_replaces_its_own_video_and_keeps_the_users(clip, tmp_path, official_weights_path, capsys):
     """Videos are recorded in the output manifest like photos (they were not: a rerun wrote clip_2.mp4)."""
     out = tmp_path / "out"

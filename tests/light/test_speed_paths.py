@@ -83,6 +83,7 @@ def test_zero_padding_variant(zero_net):
     ((2, 3, 61, 45), [3, 17, 18, 30, 44]),  # 1-pixel tiles: the cases above
     ((1, 3, 100, 100), [6, 35, 99]),
 ])
+@pytest.mark.slow
 def test_tiled_equals_whole_any_tile(net, shape, tiles):
     torch.manual_seed(3)
     x = torch.rand(shape)
@@ -148,6 +149,7 @@ def test_context_map_equals_fuse_conv_of_upsampled_branches(net):
         assert (out - ref).abs().max().item() < 1e-5
 
 
+@pytest.mark.slow
 def test_half_precision_meets_the_fidelity_bar(net):
     """fp16 (as the GPU default runs it, here on the CPU) vs float32 on a real photo crop."""
     path = DATA / "backlit_small" / "110_51093502029_o.png"

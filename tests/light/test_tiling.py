@@ -63,6 +63,7 @@ def test_progress_reports_every_tile_and_can_abort(random_net):
     assert seen == [1, 2, 3]
 
 
+@pytest.mark.slow
 def test_tiled_peak_memory_is_set_by_tile_not_image(random_net):
     """Activation memory of the tiled pass does not grow with the image size."""
     from torch.profiler import ProfilerActivity, profile

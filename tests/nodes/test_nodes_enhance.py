@@ -171,6 +171,7 @@ def test_nan_input_gives_finite_output(model):
     assert torch.isfinite(out).all() and torch.isfinite(light).all()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
 def test_inputs_are_never_modified(model, channels):
     """Other nodes still hold the IMAGE / MASK: NaN, out-of-range values and gray frames included,
@@ -203,6 +204,7 @@ def test_wrong_inputs_give_node_errors(model, crop):
 
 
 # ----------------------------------------------------------------------------- tiling and memory
+@pytest.mark.slow
 def test_tiles_chosen_from_free_memory_are_exact(model, crop, crop_result, monkeypatch):
     asked = []
     monkeypatch.setattr(comfy_env, "free_memory", lambda n, device: asked.append(n))
@@ -234,6 +236,7 @@ def test_out_of_memory_halves_the_tile(model, crop, crop_result, monkeypatch):
 
 
 # ----------------------------------------------------------------------------- progress and interrupt
+@pytest.mark.slow
 def test_progress_bar_reaches_the_total(model, crop, monkeypatch):
     bars = []
     real = comfy_env.progress_bar
@@ -297,6 +300,7 @@ def test_cancel_button_stops_inside_the_current_tile(model, crop, monkeypatch):
     assert tiles == [] and len(checks) == 2
 
 
+@pytest.mark.slow
 def test_small_tiles_are_warned_about_with_their_cost(model, crop, caplog):
     def warnings_for(tile):
         caplog.clear()

@@ -370,6 +370,7 @@ def kill_at(step: int, args, out: Path) -> None:
     assert proc.returncode == -signal.SIGKILL
 
 
+@pytest.mark.slow
 def test_kill_and_resume_reproduces_the_losses(tmp_path, synthetic_data, configs, uninterrupted):
     """SIGKILL a run in round 2's enhancement (after its checkpoint at iteration 3, having logged
     iteration 4), resume it, and compare every logged loss with the uninterrupted run."""
@@ -463,6 +464,7 @@ def assert_same_losses(out: Path, reference: Path) -> None:
         assert got[s] == pytest.approx(ref[s], rel=1e-3, abs=1e-5), s
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_gloo_match_one_process(tmp_path, synthetic_data, configs, uninterrupted):
     """Two CPU processes (gloo) split each global batch; the summed gradients make the run the
     single-process one up to float rounding."""
@@ -512,6 +514,7 @@ def _phase_iters(out: Path) -> dict:
     return counts
 
 
+@pytest.mark.slow
 def test_authors_phases_grow_while_the_loss_is_high(extended_run, tmp_path, synthetic_data, configs):
     from cliplit_core.weights.checkpoint import read_weights
     from trainer.logging_utils import read_log
@@ -530,6 +533,7 @@ def test_authors_phases_grow_while_the_loss_is_high(extended_run, tmp_path, synt
     assert _phase_iters(out) == {("enhance", 1): 4, ("prompt", 1): 4}
 
 
+@pytest.mark.slow
 def test_kill_inside_an_extension_and_resume(tmp_path, synthetic_data, configs):
     """SIGKILL during the enhancement phase's first extension, resume: every loss is the
     uninterrupted run's, and so is the final network."""

@@ -161,6 +161,7 @@ def test_plan_paper_recipe_and_init_files(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------------- the schedule machine
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_schedule_replays_the_authors_control_flow(name):
     kw, trace = SCENARIOS[name]
@@ -205,6 +206,7 @@ def test_the_replay_sees_a_switched_ranking_or_margin(change):
 @pytest.mark.slow
 @pytest.mark.parametrize("name, epochs", [("authors default (380/384, 2000 epochs)", 600), ("extensions", 300),
                                          ("re-initialisations", 260), ("partial batches", 200)])
+@pytest.mark.slow
 def test_trainer_replays_the_authors_control_flow(tmp_path, monkeypatch, name, epochs):
     """The trainer with its real loaders (every batch, its epoch and its size), over fewer epochs than
     the schedule machine's test: 7, 3, 1 and 2 rounds."""

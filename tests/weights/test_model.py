@@ -62,6 +62,7 @@ def test_declared_sizes_and_channels_run(random_model):
     assert not caps.size.check(0, 4)
 
 
+@pytest.mark.slow
 def test_declared_exact_tiling_holds_at_the_smallest_tile(random_model):
     caps = random_model.capabilities
     x = torch.rand(1, 3, 3, 4)
