@@ -134,21 +134,31 @@ class Ranks:
             self._store = _store_client()
             self._heartbeat = _Heartbeat(_store_client(), self.rank)
 
-    def agree(self, *counts: int, status: int = 0) -> tuple[tuple[int, ...], int]:
+    def agree(self, *counts: int, status: int = 0, leaving: bool = False) -> tuple[tuple[int, ...], int]:
         """Meet every other rank: returns ``counts`` summed over the ranks and the highest
         ``status``. Every rank must call it at the same points, also after its own work failed.
-        Raises :class:`RankLost` when another rank stops showing signs of life first."""
+        Raises :class:`RankLost` when another rank stops showing signs of life first.
+
+        torchrun stops the other ranks with SIGTERM as soon as one exits with a failure. So each
+        rank ignores SIGTERM *before* it arrives: when any rank leaves the meeting, every rank has
+        stopped listening, and a rank that exits first cannot turn another's agreed status into
+        "terminated". After the meeting SIGTERM is heard again only when the run goes on (the
+        agreed status is 0 and the caller is not ``leaving``)."""
         if self.world == 1:
             return counts, status
         import torch.distributed as dist
 
+        previous = _ignore_sigterm()
         self._wait_for_everyone()
         device = self.device if self.device.type == "cuda" else "cpu"
         total = torch.tensor(counts or (0,), dtype=torch.int64, device=device)
         worst = torch.tensor([status], dtype=torch.int64, device=device)
         dist.all_reduce(total, op=dist.ReduceOp.SUM)
         dist.all_reduce(worst, op=dist.ReduceOp.MAX)
-        return tuple(int(v) for v in total.tolist())[:len(counts)], int(worst.item())
+        agreed = tuple(int(v) for v in total.tolist())[:len(counts)], int(worst.item())
+        if not leaving and agreed[1] == 0 and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        return agreed
 
     def _wait_for_everyone(self) -> None:
         if self._store is None:
@@ -172,16 +182,6 @@ class Ranks:
         except RuntimeError as e:  # the store itself is gone (rank 0 hosted it and stopped)
             raise RankLost(f"lost contact with the other processes ({e}); their shares may be unfinished") from None
 
-    def last_agreement_done(self) -> None:
-        """Nothing is left to do but exit. torchrun stops the other ranks with SIGTERM as soon as
-        one exits with a failure; from here that would only turn a finished rank's agreed exit
-        status into \"terminated\", so SIGTERM is ignored for the rest of the process."""
-        if self.world > 1:
-            try:
-                signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            except (ValueError, OSError, AttributeError):  # not the main thread, or no SIGTERM here
-                pass
-
     def finish(self) -> None:
         if self._heartbeat is not None:
             self._heartbeat.stop()
@@ -191,6 +191,14 @@ class Ranks:
 
             if dist.is_initialized():
                 dist.destroy_process_group()
+
+
+def _ignore_sigterm():
+    """Ignore SIGTERM from here on; returns the handler it replaces (None where it cannot be set)."""
+    try:
+        return signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    except (ValueError, OSError, AttributeError):  # not the main thread, or no SIGTERM here
+        return None
 
 
 def start(requested_device: str | None, default: torch.device) -> Ranks:

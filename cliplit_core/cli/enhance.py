@@ -204,8 +204,8 @@ def _enhance_files(args, ranks: Ranks, *, options: EnhanceOptions, quality: int,
     except Exception as e:
         _agree_before_leaving(ranks, 0, 0, 1, status=_status_of(e))
         raise
-    (enhanced, failures, crashed), status = ranks.agree(enhanced, failures, 0, status=1 if failures else 0)
-    ranks.last_agreement_done()
+    (enhanced, failures, crashed), status = ranks.agree(enhanced, failures, 0, status=1 if failures else 0,
+                                                        leaving=True)
     if ranks.is_main:
         total = len(planned.plan) + len(planned.video_plan) + planned.refused
         if crashed:
@@ -222,7 +222,7 @@ def _agree_before_leaving(ranks: Ranks, *counts: int, status: int) -> int | None
     failure's status, before the error goes on (a lost rank does not hide the error). Returns the
     last count summed over the ranks (None when a rank was lost)."""
     try:
-        return ranks.agree(*counts, status=status)[0][-1]
+        return ranks.agree(*counts, status=status, leaving=True)[0][-1]
     except RankLost:
         return None
 
