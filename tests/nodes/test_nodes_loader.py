@@ -21,16 +21,6 @@ OFFICIAL_IN_LIST = ld.OFFICIAL
 
 
 @pytest.fixture
-def folder(tmp_path, monkeypatch):
-    """An empty models/cliplit/ folder (CLIPLIT_MODELS_DIR outside ComfyUI) and an empty core cache."""
-    d = tmp_path / "models" / "cliplit"
-    d.mkdir(parents=True)
-    monkeypatch.setenv(comfy_env.MODELS_DIR_ENV, str(d))
-    monkeypatch.setenv("CLIPLIT_CACHE", str(tmp_path / "cache"))
-    return d
-
-
-@pytest.fixture
 def official_in_folder(folder):
     src = require(OFFICIAL_WEIGHTS)
     os.symlink(src, folder / "enhancement_model.pth")

@@ -26,15 +26,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # random-weights
 CLI_WORDS = re.compile(r"(?<![\w-])--[a-z]|\bpass (the|its|a) |\bcommand line\b|\bpython -m\b")
 
 
-@pytest.fixture
-def folder(tmp_path, monkeypatch):
-    d = tmp_path / "models" / "cliplit"
-    d.mkdir(parents=True)
-    monkeypatch.setenv(comfy_env.MODELS_DIR_ENV, str(d))
-    monkeypatch.setenv("CLIPLIT_CACHE", str(tmp_path / "cache"))
-    return d
-
-
 def _node_error(fn, *args, **kw) -> str:
     with pytest.raises(CLIPLITNodeError) as e:
         fn(*args, **kw)

@@ -78,3 +78,12 @@ def run_trainer(args) -> int:
     with single_thread(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # random CLIP weights warn loudly
         return main([str(a) for a in args])
+
+
+def plan_folders(tmp_path, nb: int, nw: int):
+    """Backlit and well-lit folders of ``nb`` / ``nw`` empty files (``--plan`` only counts them)."""
+    for name, n in (("b", nb), ("w", nw)):
+        (tmp_path / name).mkdir()
+        for i in range(n):
+            (tmp_path / name / f"{i}.png").touch()
+    return tmp_path / "b", tmp_path / "w"

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.trainer_runs import run_trainer, tiny_args, write_clip_configs, write_photo_folders
+from tests.support.trainer_runs import plan_folders
 
 
 def _resolved(**opts):
@@ -53,12 +54,6 @@ def test_the_authors_schedule_needs_an_epoch_budget():
 
 
 # --------------------------------------------------------------------------- plans that train no enhancement network
-def _folders(tmp_path, nb, nw):
-    for name, n in (("b", nb), ("w", nw)):
-        (tmp_path / name).mkdir()
-        for i in range(n):
-            (tmp_path / name / f"{i}.png").touch()  # --plan only counts them
-    return tmp_path / "b", tmp_path / "w"
 
 
 def _plan(capsys, b, w, *args) -> tuple[list[dict], dict, str]:
@@ -73,7 +68,7 @@ def _plan(capsys, b, w, *args) -> tuple[list[dict], dict, str]:
 def test_a_small_folder_with_the_default_budget_is_said_with_the_budget_that_trains(tmp_path, capsys):
     """2 backlit + 5 well-lit images: one prompt-initialisation step per epoch, so the default 3000 epochs
     end inside prompt initialisation (8000 iterations)."""
-    b, w = _folders(tmp_path, 2, 5)
+    b, w = plan_folders(tmp_path, 2, 5)
     phases, summary, err = _plan(capsys, b, w)
     assert [p["phase"] for p in phases] == ["prompt_init"] and summary["rounds"] == 0
     assert summary["enhance_iters"] == 0
@@ -98,7 +93,7 @@ def test_a_small_folder_with_the_default_budget_is_said_with_the_budget_that_tra
     (["--recipe", "paper", "--enhance-iters", "0"], "(--enhance-iters 0)", "--enhance-iters above 0"),
 ])
 def test_every_untrained_budget_is_said_with_one_that_trains(tmp_path, capsys, args, ends, fix):
-    b, w = _folders(tmp_path, 5, 4)
+    b, w = plan_folders(tmp_path, 5, 4)
     common = ["--batch-size", "2", "--prompt-batch-size", "4", "--prompt-init-iters", "6",
               "--reconstruction-iters", "4", "--enhance-iters", "4", "--prompt-iters", "4"]
     phases, summary, err = _plan(capsys, b, w, *common, *args)

@@ -14,14 +14,9 @@ import sys
 import pytest
 
 from tests.support.data import REPO
+from tests.support.trainer_runs import plan_folders
 
 
-def _folders(tmp_path, nb, nw):
-    for name, n in (("b", nb), ("w", nw)):
-        (tmp_path / name).mkdir()
-        for i in range(n):
-            (tmp_path / name / f"{i}.png").touch()  # --plan only counts them
-    return tmp_path / "b", tmp_path / "w"
 
 
 def _plan(capsys, *args) -> tuple[int, list[dict], str]:
@@ -76,7 +71,7 @@ def test_negative_numbers_are_values_of_every_numeric_option(text):
 
 
 def test_a_negative_threshold_is_accepted_with_a_space(tmp_path, capsys):
-    b, w = _folders(tmp_path, 5, 4)
+    b, w = plan_folders(tmp_path, 5, 4)
     rc, lines, err = _plan(capsys, "--backlit", b, "--welllit", w, "--thre-train", "-1e9", "--thre-prompt", "-5",
                            "--epochs", "30", "--batch-size", "2", "--prompt-batch-size", "4")
     assert rc == 0, err
@@ -86,7 +81,7 @@ def test_a_negative_threshold_is_accepted_with_a_space(tmp_path, capsys):
 def test_a_negative_value_out_of_range_gets_the_range_error(tmp_path, capsys):
     from trainer.cli import main
 
-    b, w = _folders(tmp_path, 5, 4)
+    b, w = plan_folders(tmp_path, 5, 4)
     for argv, says in ((["--epochs", "-3"], "--epochs must not be negative"),
                        (["--lr", "-1e-4"], "--lr must not be negative"),
                        (["--margins", "-0.5", "0.2", "0.1"], "--margins must be between 0 and 1")):
@@ -99,7 +94,7 @@ def test_a_negative_value_out_of_range_gets_the_range_error(tmp_path, capsys):
 @pytest.mark.parametrize("what", ["--plan", "--help"])
 def test_output_into_a_closed_pipe_ends_quietly(tmp_path, what):
     """``--plan | head -1``, ``--help | head -1``: the reader is gone before anything is written."""
-    b, w = _folders(tmp_path, 30, 30)
+    b, w = plan_folders(tmp_path, 30, 30)
     env = dict(os.environ, PYTHONWARNINGS="ignore")
     proc = subprocess.Popen([sys.executable, "-m", "trainer", "--backlit", str(b), "--welllit", str(w), what,
                              "--epochs", "400", "--batch-size", "2"],
