@@ -174,20 +174,21 @@ class Engine:
     # ------------------------------------------------------------------ what hosts call
     def light(self, rgb: torch.Tensor) -> torch.Tensor:
         """Light maps [n, 1, H, W] float32 (on rgb's device) of network inputs ``rgb`` [n, 3, H, W] in 0..1."""
-        def attempt(tile, step):
-            if self.preview:
-                from .preview import preview_light
+        return self._call(rgb.shape[0], lambda tile, step: self._light_once(rgb, tile, step))
 
-                return preview_light(self.weights, rgb, device=self.device, dtype=self.dtype, tile=tile,
-                                     progress=step)
-            whole = not run_plan.tiles(*self.pass_hw, tile)
-            x = rgb.to(self.device, non_blocking=True) if whole else rgb
-            light = inference.predict_light(self.weights, x, tile=tile, device=self.device, dtype=self.dtype,
-                                            progress=None if whole else step)
-            if whole:  # one step per image of the call
-                step(rgb.shape[0], rgb.shape[0])
-            return light.to(rgb.device)
-        return self._call(rgb.shape[0], attempt)
+    def _light_once(self, rgb: torch.Tensor, tile: int | None, step) -> torch.Tensor:
+        """One attempt at :meth:`light` with ``tile`` (the preview's or the exact network pass)."""
+        if self.preview:
+            from .preview import preview_light
+
+            return preview_light(self.weights, rgb, device=self.device, dtype=self.dtype, tile=tile, progress=step)
+        whole = not run_plan.tiles(*self.pass_hw, tile)
+        x = rgb.to(self.device, non_blocking=True) if whole else rgb
+        light = inference.predict_light(self.weights, x, tile=tile, device=self.device, dtype=self.dtype,
+                                        progress=None if whole else step)
+        if whole:  # one step per image of the call
+            step(rgb.shape[0], rgb.shape[0])
+        return light.to(rgb.device)
 
     def enhance(self, images: torch.Tensor, strength: float) -> inference.EnhanceResult:
         """Enhanced images (float32, alpha passed through) and light maps of a batch [n, C, H, W]."""
@@ -209,17 +210,8 @@ class Engine:
 
         def float_path(tile, step):
             x = torch.from_numpy(to_float32(pixels)).permute(2, 0, 1)[None]
-            x = inference.sanitize(x)
-            color, alpha = inference.split_channels(x)
-            rgb = inference.network_input(color)
-            if self.preview:
-                from .preview import preview_light
-
-                light = preview_light(self.weights, rgb, device=self.device, dtype=self.dtype, tile=tile,
-                                      progress=step)
-            else:
-                light = inference.predict_light(self.weights, rgb, tile=None, device=self.device,
-                                                dtype=self.dtype, progress=step)
+            color, alpha = inference.split_channels(inference.sanitize(x))
+            light = self._light_once(inference.network_input(color), tile, step)  # whole or preview here
             res = inference.compose(color, alpha, light, strength)
             out_light = res.light[0, 0].clamp(0, 1).numpy() if with_light else None
             return res.image[0].permute(1, 2, 0).numpy(), out_light

@@ -37,8 +37,9 @@ from .inference import (LIGHT_FLOOR, EnhanceResult, _backend_flags, compose, enh
                         resolve_tile, sanitize, split_channels)
 from ..light.network import TOTAL_HALO, CLIPLITNet
 from .precision import compute_dtype
+from .run_plan import steps_per_call
 from .tile_setting import TileSetting
-from ..light.tiling import Progress, pooling_context, tile_grid
+from ..light.tiling import Progress, pooling_context
 from ..validation import STRENGTH, check_number
 
 DEFAULT_SCALE = 4.0   # downsampling factor per side (measured trade-off: docs/performance.md)
@@ -207,20 +208,15 @@ def low_resolution(H: int, W: int, scale: float = DEFAULT_SCALE) -> tuple[int, i
     return (H, W) if f <= 1.0 else (max(2, round(H / f)), max(2, round(W / f)))
 
 
-def _pass_steps(h: int, w: int, tile: int | None) -> int:
-    return 2 * len(tile_grid(h, w, tile)) if tile is not None and h >= 2 and w >= 2 and not (
-        tile >= h and tile >= w) else 1
-
-
 def preview_steps(H: int, W: int, tile: int | None, scale: float = DEFAULT_SCALE, cal_core: int = CAL_CORE,
                   cal_frac: float = CAL_FRAC) -> int:
     """Progress steps of one image's preview: the low-resolution pass (one, or two per tile) and
     one per chunk of calibration windows."""
     h, w = low_resolution(H, W, scale)
     if (h, w) == (H, W):
-        return _pass_steps(H, W, tile)
+        return steps_per_call(H, W, tile)
     blocks = calibration_blocks(h, w, H, W, cal_core, calibration_fraction(H, W, cal_frac))
-    return _pass_steps(h, w, tile) + math.ceil(len(blocks) / CAL_CHUNK)
+    return steps_per_call(h, w, tile) + math.ceil(len(blocks) / CAL_CHUNK)
 
 
 class _Steps:
@@ -266,7 +262,7 @@ def preview_light(net: CLIPLITNet, rgb: torch.Tensor, *, scale: float = DEFAULT_
         return guided_upsample(low, log_lo, rgb, radius, eps).exp_()
     fw = fastnet.weights_for(net, device, dtype)
     blocks = calibration_blocks(size[0], size[1], H, W, cal_core, calibration_fraction(H, W, cal_frac))
-    steps = _Steps(rgb.shape[0] * (_pass_steps(*size, tile) + math.ceil(len(blocks) / CAL_CHUNK)), progress)
+    steps = _Steps(rgb.shape[0] * (steps_per_call(*size, tile) + math.ceil(len(blocks) / CAL_CHUNK)), progress)
     out = []
     for i in range(rgb.shape[0]):  # one calibration per image
         lo_i = low[i:i + 1]
